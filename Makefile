@@ -1,0 +1,64 @@
+# spice-harness. `make up` and `make test` do all setup on a fresh Debian
+# machine (they run `make deps`, which installs missing packages as root).
+GO        ?= go
+BIN       ?= bin/harness
+FUZZTIME  ?= 5s
+LONGFUZZ  ?= 60s
+GOTESTFLAGS ?=
+export GOFLAGS ?= -buildvcs=false
+
+.PHONY: all deps services build up test unit bench fuzz fuzz-smoke lint fmt-check vet guest clean
+
+all: build
+
+## deps: install missing Debian packages (idempotent; prints the command when not root)
+deps:
+	@bash scripts/deps.sh
+
+## services: start libvirtd (unix + tcp on 127.0.0.1) for the libvirt backend tests
+services:
+	@bash scripts/services.sh
+
+build:
+	$(GO) build -o $(BIN) ./cmd/harness
+
+## up: boot a VM behind the proxy, print a ready console.vv, wait for Ctrl-C
+up: deps build
+	./$(BIN) up $(UPFLAGS)
+
+## test: everything CI runs: format, vet, race tests against real qemu/clients, fuzz smoke
+test: deps services lint
+	CI=$${CI:-true} $(GO) test -race -timeout 15m $(GOTESTFLAGS) ./...
+	@$(MAKE) --no-print-directory fuzz-smoke
+
+## unit: fast tests only (no qemu, no real clients)
+unit:
+	$(GO) test -short ./...
+
+lint: fmt-check vet
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+## fuzz-smoke: every fuzz target for $(FUZZTIME)
+fuzz-smoke:
+	@bash scripts/fuzz.sh $(FUZZTIME)
+
+## fuzz: every fuzz target for $(LONGFUZZ)
+fuzz:
+	@bash scripts/fuzz.sh $(LONGFUZZ)
+
+## bench: ratios against direct qemu measured in the same run
+bench: deps build
+	@bash scripts/bench.sh
+
+## guest: rebuild the test guest boot sector from fixtures/guest/guest.asm
+guest:
+	nasm -f bin -o fixtures/guest/guest.bin fixtures/guest/guest.asm
+
+clean:
+	rm -rf bin

@@ -1,0 +1,3 @@
+// Package api serves Kerbside-compatible `.vv` routes and JSON listings
+// over gorilla/mux.
+package api
