@@ -1,0 +1,229 @@
+package spice
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// DefaultTimeout bounds each step of a link when Dialer.Timeout is 0.
+const DefaultTimeout = 10 * time.Second
+
+// DefaultCommonCaps are the common caps the client advertises:
+// AUTH_SELECTION | AUTH_SPICE | MINI_HEADER (spice-gtk sends SASL instead
+// of AUTH_SPICE; this client speaks only tickets).
+var DefaultCommonCaps = CapsOf(CapAuthSelection, CapAuthSpice, CapMiniHeader)
+
+// ClientChannelCaps returns the channel caps spice-gtk 0.42 sends for t,
+// measured on the wire (SPICE-PROTOCOL.md §4).
+func ClientChannelCaps(t ChannelType) Caps {
+	switch t {
+	case ChannelMain:
+		return Caps{0xf}
+	case ChannelDisplay:
+		return Caps{0x3bf}
+	case ChannelPlayback:
+		return Caps{0xe}
+	case ChannelRecord:
+		return Caps{0x6}
+	case ChannelUsbredir, ChannelPort, ChannelWebdav:
+		return Caps{0x1}
+	}
+	return nil
+}
+
+// Dialer opens SPICE sessions and channels. Host and Port (plain) or
+// TLSPort must be set; the other fields have working zero values.
+type Dialer struct {
+	Host    string
+	Port    int // plain port; 0 means none
+	TLSPort int // TLS port; 0 means none
+
+	// Password is the ticket (or a proxy token). Never logged.
+	Password string
+
+	// CA verifies the TLS server (nil: the system roots). HostSubject,
+	// when set, replaces the host name check with spice-gtk's exact,
+	// ordered subject match. ServerName defaults to Host.
+	CA          *x509.CertPool
+	HostSubject string
+	ServerName  string
+
+	// Secure lists channel types that go straight to the TLS port, like a
+	// .vv's secure-channels; SecureAll sends every channel there.
+	// Otherwise channels try plain first and follow NEED_SECURED to TLS,
+	// channel by channel, as spice-gtk does.
+	Secure    []ChannelType
+	SecureAll bool
+
+	// Timeout bounds each link (dial, TLS, link, auth, result); 0 means
+	// DefaultTimeout.
+	Timeout time.Duration
+	// MaxMessageSize bounds data messages read (0: DefaultMaxMessageSize).
+	MaxMessageSize uint32
+
+	// CommonCaps and ChannelCaps override what is advertised (nil:
+	// DefaultCommonCaps and ClientChannelCaps).
+	CommonCaps  Caps
+	ChannelCaps func(ChannelType) Caps
+}
+
+func (d *Dialer) timeout() time.Duration {
+	if d.Timeout > 0 {
+		return d.Timeout
+	}
+	return DefaultTimeout
+}
+
+func (d *Dialer) linkMess(connID uint32, t ChannelType, id uint8) *LinkMess {
+	common := d.CommonCaps
+	if common == nil {
+		common = DefaultCommonCaps
+	}
+	chcaps := ClientChannelCaps
+	if d.ChannelCaps != nil {
+		chcaps = d.ChannelCaps
+	}
+	return &LinkMess{ConnectionID: connID, ChannelType: t, ChannelID: id, CommonCaps: common, ChannelCaps: chcaps(t)}
+}
+
+func (d *Dialer) wantsTLS(t ChannelType) bool {
+	return d.SecureAll || d.Port == 0 || slices.Contains(d.Secure, t)
+}
+
+// DialChannel links one channel with the given connection id (0 for a
+// new session's main channel, else the session id) and starts reading
+// it. It follows NEED_SECURED to the TLS port when one is configured.
+func (d *Dialer) DialChannel(ctx context.Context, connID uint32, t ChannelType, id uint8) (*Channel, error) {
+	secure := d.wantsTLS(t)
+	ch, err := d.dialOnce(ctx, connID, t, id, secure)
+	if !secure && CodeOf(err) == ErrNeedSecured && d.TLSPort != 0 {
+		ch, err = d.dialOnce(ctx, connID, t, id, true)
+		if ch != nil {
+			ch.FollowedNeedSecured = true
+		}
+	}
+	return ch, err
+}
+
+func (d *Dialer) dialOnce(ctx context.Context, connID uint32, t ChannelType, id uint8, secure bool) (*Channel, error) {
+	m := d.linkMess(connID, t, id)
+	fail := func(step string, err error) error {
+		return &LinkError{Step: step, Channel: t, ID: id, Err: err}
+	}
+	port := d.Port
+	if secure {
+		port = d.TLSPort
+	}
+	if port == 0 {
+		return nil, fail(StepDial, errors.New("no port configured (plain or TLS)"))
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.timeout())
+	defer cancel()
+	var nd net.Dialer
+	conn, err := nd.DialContext(ctx, "tcp", net.JoinHostPort(d.Host, strconv.Itoa(port)))
+	if err != nil {
+		return nil, fail(StepDial, err)
+	}
+	if secure {
+		name := d.ServerName
+		if name == "" {
+			name = d.Host
+		}
+		tc := tls.Client(conn, TLSConfig(d.CA, name, d.HostSubject))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, fail(StepTLS, err)
+		}
+		conn = tc
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	deadline, _ := ctx.Deadline()
+	reply, err := Link(conn, m, d.Password, LinkOptions{Deadline: deadline})
+	if !stop() {
+		err = errors.Join(err, ctx.Err())
+	}
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return newChannel(conn, m, reply, secure, d.MaxMessageSize), nil
+}
+
+// Session is a linked main channel and the channels opened under its id.
+type Session struct {
+	ID   uint32
+	Init MainInit
+	Main *Channel
+
+	d  *Dialer
+	mu sync.Mutex
+	// chans are closed with the session.
+	chans []*Channel
+}
+
+// Connect links a new session's main channel (connection_id 0), reads
+// SPICE_MSG_MAIN_INIT for the session id and sends ATTACH_CHANNELS, as
+// spice-gtk does.
+func (d *Dialer) Connect(ctx context.Context) (*Session, error) {
+	main, err := d.DialChannel(ctx, 0, ChannelMain, 0)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.timeout())
+	defer cancel()
+	msg, err := main.WaitFor(ctx, MsgMainInit)
+	if err == nil {
+		var init MainInit
+		if init, err = ParseMainInit(msg.Body); err == nil {
+			if err = main.Send(MsgcMainAttachChannels, nil); err == nil {
+				return &Session{ID: init.SessionID, Init: init, Main: main, d: d}, nil
+			}
+		}
+	}
+	main.Close()
+	return nil, &LinkError{Step: StepMainInit, Channel: ChannelMain, Err: err}
+}
+
+// ChannelsList waits for SPICE_MSG_MAIN_CHANNELS_LIST on main (main
+// itself is never listed).
+func (s *Session) ChannelsList(ctx context.Context) ([]ChannelID, error) {
+	msg, err := s.Main.WaitFor(ctx, MsgMainChannelsList)
+	if err != nil {
+		return nil, fmt.Errorf("spice: waiting for CHANNELS_LIST: %w", err)
+	}
+	return ParseChannelsList(msg.Body)
+}
+
+// Open links another channel of this session (connection_id = session id).
+func (s *Session) Open(ctx context.Context, t ChannelType, id uint8) (*Channel, error) {
+	ch, err := s.d.DialChannel(ctx, s.ID, t, id)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.chans = append(s.chans, ch)
+	s.mu.Unlock()
+	return ch, nil
+}
+
+// Close closes every channel of the session, main last.
+func (s *Session) Close() error {
+	s.mu.Lock()
+	chans := s.chans
+	s.chans = nil
+	s.mu.Unlock()
+	var errs []error
+	for _, c := range chans {
+		errs = append(errs, c.Close())
+	}
+	errs = append(errs, s.Main.Close())
+	return errors.Join(errs...)
+}

@@ -1,0 +1,393 @@
+// Package spicetest is a synthetic SPICE server for unit tests and relay
+// benchmarks: it speaks the link stage (fresh RSA key, ticket check,
+// connection ids), main's INIT / CHANNELS_LIST / PING, display's
+// DISPLAY_INIT → SET_ACK → SURFACE_CREATE → DRAW_COPY with the ack
+// window enforced, inputs and cursor, and records what it saw.
+//
+// It imitates spice-server 0.15 where the proxy depends on it, including
+// the display crash (a display channel closed after its link and before
+// DISPLAY_INIT is recorded in Crashed, and the server stops, as qemu
+// would die). It is never the only proof of a behaviour: real qemu is.
+package spicetest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/binary"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spiceharness/spiceharness/proxy/spice"
+)
+
+// Server is a synthetic SPICE server. Set fields before Start.
+type Server struct {
+	// Password is the ticket clients must present.
+	Password string
+	// TLS, when set, makes the server listen with TLS.
+	TLS *tls.Config
+	// NeedSecured answers every link with NEED_SECURED (a plain port
+	// whose channels are forced to TLS).
+	NeedSecured bool
+	// Channels is what CHANNELS_LIST announces (default display, cursor,
+	// inputs).
+	Channels []spice.ChannelID
+	// StreamBytes, when > 0, makes each display channel stream that many
+	// bytes of DRAW_COPY bodies after the first draw, in messages of
+	// StreamMessageSize (default 64 KiB), honouring the ack window.
+	StreamBytes       int64
+	StreamMessageSize int
+	// Keys supplies link keys (nil: a private pool).
+	Keys *spice.KeyPool
+	// Silent accepts TCP and never answers (for dial/handshake deadlines).
+	Silent bool
+
+	ln      net.Listener
+	ownKeys bool
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	session uint32
+	closed  bool
+
+	// Links counts link messages read; LinkOK counts successful links.
+	Links, LinkOK atomic.Int64
+	// Crashed is set when a display channel closed before DISPLAY_INIT:
+	// real spice-server 0.15 segfaults there.
+	Crashed atomic.Bool
+	// KeysDown records KEY_DOWN codes received on inputs channels.
+	keysMu   sync.Mutex
+	keysDown []uint32
+	// Received counts data bytes received from clients.
+	Received atomic.Int64
+}
+
+// Start listens on 127.0.0.1 with a random port.
+func (s *Server) Start() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	if s.TLS != nil {
+		ln = tls.NewListener(ln, s.TLS)
+	}
+	if s.Keys == nil {
+		s.Keys, s.ownKeys = spice.NewKeyPool(8), true
+	}
+	if s.Channels == nil {
+		s.Channels = []spice.ChannelID{{Type: spice.ChannelDisplay}, {Type: spice.ChannelCursor}, {Type: spice.ChannelInputs}}
+	}
+	s.ln = ln
+	s.conns = map[net.Conn]struct{}{}
+	s.wg.Add(1)
+	go s.acceptLoop()
+	return nil
+}
+
+// Addr is the listening address.
+func (s *Server) Addr() *net.TCPAddr { return s.ln.Addr().(*net.TCPAddr) }
+
+// Port is the listening port.
+func (s *Server) Port() int { return s.Addr().Port }
+
+// SessionID is the current session id (0 before the first main link).
+func (s *Server) SessionID() uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.session
+}
+
+// KeysDown returns the KEY_DOWN codes received so far.
+func (s *Server) KeysDown() []uint32 {
+	s.keysMu.Lock()
+	defer s.keysMu.Unlock()
+	return append([]uint32(nil), s.keysDown...)
+}
+
+// Close stops the server, closes every connection and waits for them.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	err := s.ln.Close()
+	s.wg.Wait()
+	if s.ownKeys {
+		s.Keys.Close()
+	}
+	return err
+}
+
+// Conns is the number of open client connections.
+func (s *Server) Conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// WaitIdle waits until no client connection is open, or timeout.
+func (s *Server) WaitIdle(timeout time.Duration) bool {
+	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if s.Conns() == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// DropAll closes every client connection (as qemu dying would), keeping
+// the listener.
+func (s *Server) DropAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.Close()
+	}
+}
+
+func (s *Server) acceptLoop() {
+	defer s.wg.Done()
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			return
+		}
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer func() {
+				s.mu.Lock()
+				delete(s.conns, c)
+				s.mu.Unlock()
+				c.Close()
+			}()
+			s.serveConn(c)
+		}()
+	}
+}
+
+// Server caps, as qemu 7.2 sends them.
+var serverCommon = spice.CapsOf(spice.CapAuthSelection, spice.CapAuthSpice, spice.CapMiniHeader)
+
+// ServerChannelCaps returns qemu 7.2's channel caps for t.
+func ServerChannelCaps(t spice.ChannelType) spice.Caps {
+	switch t {
+	case spice.ChannelMain:
+		return spice.Caps{0xf}
+	case spice.ChannelDisplay:
+		return spice.Caps{0x1052}
+	case spice.ChannelInputs:
+		return spice.Caps{0x1}
+	case spice.ChannelPlayback:
+		return spice.Caps{0xa}
+	case spice.ChannelRecord:
+		return spice.Caps{0x6}
+	}
+	return nil
+}
+
+func (s *Server) serveConn(c net.Conn) {
+	if s.Silent {
+		io.Copy(io.Discard, c)
+		return
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	m, err := spice.ReadLinkMess(c, spice.DefaultMaxLinkSize)
+	if err != nil {
+		if code := spice.CodeOf(err); code != spice.LinkOK {
+			c.Write(spice.MarshalLinkError(code))
+		}
+		return
+	}
+	s.Links.Add(1)
+	if s.NeedSecured {
+		c.Write(spice.MarshalLinkError(spice.ErrNeedSecured))
+		return
+	}
+	known := m.ChannelType == spice.ChannelMain || m.ChannelType == spice.ChannelInputs || m.ChannelType == spice.ChannelCursor || m.ChannelType == spice.ChannelDisplay
+	if !known || m.ChannelID != 0 {
+		return // spice-server closes without a reply
+	}
+	key, err := s.Keys.Get()
+	if err != nil {
+		return
+	}
+	reply := &spice.LinkReply{PubKey: key.Public, CommonCaps: serverCommon, ChannelCaps: ServerChannelCaps(m.ChannelType)}
+	if _, err := c.Write(reply.Marshal()); err != nil {
+		return
+	}
+	if m.CommonCaps.Has(spice.CapAuthSelection) {
+		var mech [4]byte
+		if _, err := io.ReadFull(c, mech[:]); err != nil {
+			return
+		}
+		if binary.LittleEndian.Uint32(mech[:]) != spice.AuthSpice {
+			c.Write(spice.MarshalLinkError(spice.ErrInvalidData))
+			return
+		}
+	}
+	ticket := make([]byte, spice.TicketSize)
+	if _, err := io.ReadFull(c, ticket); err != nil {
+		return
+	}
+	pw, err := spice.DecryptTicket(key.Private, ticket)
+	if err != nil || s.Password == "" || pw != s.Password {
+		c.Write(binary.LittleEndian.AppendUint32(nil, uint32(spice.ErrPermissionDenied)))
+		return
+	}
+	s.mu.Lock()
+	switch {
+	case m.ChannelType == spice.ChannelMain && m.ConnectionID == 0:
+		var b [4]byte
+		rand.Read(b[:])
+		s.session = binary.LittleEndian.Uint32(b[:]) | 1
+	case m.ConnectionID == 0 || m.ConnectionID != s.session:
+		s.mu.Unlock()
+		c.Write(binary.LittleEndian.AppendUint32(nil, uint32(spice.ErrBadConnectionID)))
+		return
+	}
+	session := s.session
+	s.mu.Unlock()
+	if _, err := c.Write(binary.LittleEndian.AppendUint32(nil, 0)); err != nil {
+		return
+	}
+	s.LinkOK.Add(1)
+	c.SetDeadline(time.Time{})
+	mini := spice.UseMiniHeader(serverCommon, m.CommonCaps)
+	ch := &serverChannel{srv: s, c: c, typ: m.ChannelType, w: spice.NewWriter(c, mini), r: spice.NewReader(c, mini, 0), session: session}
+	ch.serve()
+}
+
+type serverChannel struct {
+	srv     *Server
+	c       net.Conn
+	typ     spice.ChannelType
+	w       *spice.Writer
+	r       *spice.Reader
+	session uint32
+
+	ackMu   sync.Mutex
+	ackCond *sync.Cond
+	unacked int
+	synced  bool
+}
+
+const ackWindow = 20
+
+func (ch *serverChannel) serve() {
+	ch.ackCond = sync.NewCond(&ch.ackMu)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer ch.c.Close()
+	start := func(f func(context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(ctx) }()
+	}
+	switch ch.typ {
+	case spice.ChannelMain:
+		init := spice.MainInit{SessionID: ch.session, DisplayChannelsHint: 1, SupportedMouseModes: 1, CurrentMouseMode: 1, AgentTokens: 10}
+		ch.w.WriteMessage(spice.MsgMainInit, init.Marshal())
+		ch.w.WriteMessage(spice.MsgPing, spice.Ping{ID: 1}.Marshal())
+	case spice.ChannelInputs:
+		ch.w.WriteMessage(spice.MsgInputsInit, []byte{0, 0})
+	case spice.ChannelCursor:
+		ch.w.WriteMessage(spice.MsgSetAck, spice.SetAck{Generation: 1, Window: ackWindow}.Marshal())
+		ch.w.WriteMessage(spice.MsgCursorInit, make([]byte, 9))
+	}
+	displayInit := false
+	defer func() {
+		if ch.typ == spice.ChannelDisplay && !displayInit {
+			ch.srv.Crashed.Store(true)
+		}
+		cancel()
+		ch.ackMu.Lock()
+		ch.synced = true
+		ch.unacked = -1 << 30
+		ch.ackCond.Broadcast()
+		ch.ackMu.Unlock()
+	}()
+	for {
+		msg, err := ch.r.ReadMessage()
+		if err != nil {
+			return
+		}
+		ch.srv.Received.Add(int64(len(msg.Body)))
+		switch {
+		case msg.Type == spice.MsgcAckSync:
+			ch.ackMu.Lock()
+			ch.synced = true
+			ch.ackMu.Unlock()
+		case msg.Type == spice.MsgcAck:
+			ch.ackMu.Lock()
+			if ch.synced {
+				ch.unacked -= ackWindow
+				ch.ackCond.Broadcast()
+			}
+			ch.ackMu.Unlock()
+		case ch.typ == spice.ChannelMain && msg.Type == spice.MsgcMainAttachChannels:
+			ch.w.WriteMessage(spice.MsgMainChannelsList, spice.MarshalChannelsList(ch.srv.Channels))
+		case ch.typ == spice.ChannelDisplay && msg.Type == spice.MsgcDisplayInit && !displayInit:
+			displayInit = true
+			start(ch.streamDisplay)
+		case ch.typ == spice.ChannelInputs && msg.Type == spice.MsgcInputsKeyDown && len(msg.Body) >= 4:
+			ch.srv.keysMu.Lock()
+			ch.srv.keysDown = append(ch.srv.keysDown, binary.LittleEndian.Uint32(msg.Body))
+			ch.srv.keysMu.Unlock()
+		}
+	}
+}
+
+// send writes a message counted against the ack window (2 × window
+// un-ACKed messages, as spice-server allows).
+func (ch *serverChannel) send(ctx context.Context, typ uint16, body []byte) error {
+	ch.ackMu.Lock()
+	for ch.unacked >= 2*ackWindow && ctx.Err() == nil {
+		ch.ackCond.Wait()
+	}
+	ch.unacked++
+	ch.ackMu.Unlock()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return ch.w.WriteMessage(typ, body)
+}
+
+func (ch *serverChannel) streamDisplay(ctx context.Context) {
+	ch.w.WriteMessage(spice.MsgSetAck, spice.SetAck{Generation: 1, Window: ackWindow}.Marshal())
+	surface := make([]byte, 20)
+	binary.LittleEndian.PutUint32(surface[4:], 720)
+	binary.LittleEndian.PutUint32(surface[8:], 400)
+	if ch.send(ctx, spice.MsgDisplaySurfaceCreate, surface) != nil {
+		return
+	}
+	if ch.send(ctx, spice.MsgDisplayDrawCopy, make([]byte, 6903)) != nil {
+		return
+	}
+	ch.send(ctx, spice.MsgDisplayMark, nil)
+	size := ch.srv.StreamMessageSize
+	if size <= 0 {
+		size = 64 << 10
+	}
+	body := make([]byte, size)
+	for left := ch.srv.StreamBytes; left > 0; left -= int64(size) {
+		if ch.send(ctx, spice.MsgDisplayDrawCopy, body) != nil {
+			return
+		}
+	}
+}
