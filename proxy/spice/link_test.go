@@ -2,15 +2,14 @@ package spice
 
 import (
 	"bytes"
-	"runtime"
 	"encoding/hex"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 )
-
 
 // gtkMainLink is spice-gtk 0.42's main-channel link, captured on the wire
 // (SPICE-PROTOCOL.md §1).
