@@ -1,0 +1,80 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spiceharness/spiceharness/static"
+)
+
+func init() { register(newValidateCmd) }
+
+func newValidateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate FILE",
+		Short: "Check a sources.yaml and list every problem",
+		Long: `validate parses FILE (- for standard input) as a Kerbside sources.yaml
+and prints every problem on stdout, one per line, as
+
+    file:line:col: field: message
+
+(warnings as "field: warning: message"), then a summary on stderr.
+Sources of Kerbside's other types (shakenfist, ovirt, openstack) are
+counted as unsupported, not errors.
+
+Exit codes: 0 no errors (warnings allowed), 1 errors, 2 unreadable FILE.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var (
+				f   *static.File
+				err error
+			)
+			if args[0] == "-" {
+				f, err = static.ParseReader("<stdin>", cmd.InOrStdin())
+			} else {
+				f, err = static.ParseFile(args[0])
+			}
+			if f == nil {
+				return &exitError{Code: exitUsage, Err: err}
+			}
+			out := cmd.OutOrStdout()
+			for _, p := range f.Problems {
+				fmt.Fprintln(out, p)
+			}
+			fmt.Fprintln(cmd.ErrOrStderr(), summary(f))
+			if f.Err() != nil {
+				return &exitError{Code: exitFailure}
+			}
+			return nil
+		},
+	}
+}
+
+// summary is validate's last line: "FILE: 3 sources, 5 consoles,
+// 1 unsupported source, 0 errors, 1 warning".
+func summary(f *static.File) string {
+	consoles, unsupported := 0, 0
+	for i := range f.Sources {
+		s := &f.Sources[i]
+		consoles += len(s.Consoles)
+		if s.Unsupported() {
+			unsupported++
+		}
+	}
+	parts := []string{
+		count(len(f.Sources), "source"),
+		count(consoles, "console"),
+		count(unsupported, "unsupported source"),
+		count(len(f.Errors()), "error"),
+		count(len(f.Warnings()), "warning"),
+	}
+	return f.Name + ": " + strings.Join(parts, ", ")
+}
+
+func count(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
