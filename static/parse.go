@@ -100,14 +100,25 @@ func ParseFile(path string) (*File, error) {
 	if size > MaxFileSize {
 		return tooLarge(path, size)
 	}
-	data, err := io.ReadAll(io.LimitReader(fh, MaxFileSize+1))
-	if err != nil {
+	f, err := ParseReader(path, fh)
+	if f == nil {
 		return nil, &os.PathError{Op: "read", Path: path, Err: err}
 	}
-	if len(data) > MaxFileSize {
-		return tooLarge(path, -1)
+	return f, err
+}
+
+// ParseReader parses the sources.yaml read from r, named name in problems.
+// It reads at most MaxFileSize+1 bytes. It returns a nil *File only when
+// reading fails; otherwise see Parse.
+func ParseReader(name string, r io.Reader) (*File, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
+	if err != nil {
+		return nil, err
 	}
-	return Parse(path, data)
+	if len(data) > MaxFileSize {
+		return tooLarge(name, -1)
+	}
+	return Parse(name, data)
 }
 
 // Parse parses data, the content of the sources.yaml called filename.

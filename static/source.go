@@ -45,6 +45,10 @@ type Source struct {
 // static.
 func (s *Source) Supported() bool { return s.Type == TypeStatic }
 
+// Unsupported reports whether the source has one of Kerbside's other
+// types (shakenfist, ovirt, openstack): kept, reported, not served.
+func (s *Source) Unsupported() bool { return s.Type != TypeStatic && knownType(s.Type) }
+
 // Errored reports whether the source has errors.
 func (s *Source) Errored() bool { return len(s.Errors) > 0 }
 
