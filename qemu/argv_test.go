@@ -1,0 +1,128 @@
+package qemu
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+const (
+	testUUID  = "6f1c5a3e-2b7d-4c9e-8a10-3d5e7f9a1b2c"
+	testState = "/tmp/sh-123456"
+	testDisk  = "/tmp/spice-harness-guest-0123456789ab.img"
+)
+
+func TestArgvGolden(t *testing.T) {
+	t.Setenv(EnvQemu, "")
+	t.Setenv(EnvAccel, "")
+	base := []Option{UUID(testUUID), Name("vm1")}
+	tests := []struct {
+		name string
+		opts []Option
+		spec launchSpec
+	}{
+		{"default-tcg", nil, launchSpec{Accel: AccelTCG, Port: 5930}},
+		{"kvm-q35-qxl", []Option{Machine("q35"), Memory(256), VGA("qxl")}, launchSpec{Accel: AccelKVM, Port: 5931}},
+		{"tls", nil, launchSpec{Accel: AccelTCG, Port: 5932, TLSPort: 5933}},
+		{"addr-extra", []Option{SPICEAddr("::1"), ExtraArgs("-device", "virtio-rng-pci", "-S")}, launchSpec{Accel: AccelTCG, Port: 5934}},
+		{"comma-disk", nil, launchSpec{Accel: AccelTCG, Port: 5935, Disk: "/srv/images/a,b.qcow2"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := newConfig(append(base, tt.opts...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := tt.spec
+			s.Binary = "/usr/bin/qemu-system-x86_64"
+			s.StateDir = testState
+			if s.Disk == "" {
+				s.Disk = testDisk
+			}
+			argv, err := c.argv(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := strings.Join(argv, "\n") + "\n"
+			golden := filepath.Join("testdata", "argv-"+tt.name+".golden")
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./qemu -run TestArgvGolden -update)", err)
+			}
+			if diff := cmp.Diff(string(want), got); diff != "" {
+				t.Errorf("unexpected argv (-want +got):\n%s", diff)
+			}
+			for _, a := range argv {
+				if strings.Contains(a, "password") || strings.Contains(a, "disable-ticketing") {
+					t.Errorf("argv must not set a password or disable ticketing: %q", a)
+				}
+			}
+		})
+	}
+}
+
+func TestPartsValidate(t *testing.T) {
+	long := "/" + strings.Repeat("d", 100) + "/qmp.sock"
+	tests := []struct {
+		name string
+		p    part
+		ok   bool
+	}{
+		{"machine ok", machinePart{"pc", AccelTCG}, true},
+		{"machine auto accel", machinePart{"pc", AccelAuto}, false},
+		{"machine bad type", machinePart{"pc,accel=kvm", AccelTCG}, false},
+		{"memory low", memoryPart{4}, false},
+		{"memory ok", memoryPart{32}, true},
+		{"vga bad", vgaPart{"cga"}, false},
+		{"identity bad name", identityPart{"a b", testUUID}, false},
+		{"identity bad uuid", identityPart{"a", "nope"}, false},
+		{"spice port 0", spicePart{Addr: "127.0.0.1"}, false},
+		{"spice bad addr", spicePart{Addr: "localhost", Port: 1}, false},
+		{"spice tls no dir", spicePart{Addr: "127.0.0.1", Port: 1, TLSPort: 2}, false},
+		{"spice tls same port", spicePart{Addr: "127.0.0.1", Port: 1, TLSPort: 1, X509Dir: "/x"}, false},
+		{"spice tls ok", spicePart{Addr: "127.0.0.1", Port: 1, TLSPort: 2, X509Dir: "/x"}, true},
+		{"qmp relative", qmpPart{"qmp.sock"}, false},
+		{"qmp too long", qmpPart{long}, false},
+		{"qmp comma", qmpPart{"/a,b/qmp.sock"}, false},
+		{"serial relative", serialPart{"serial.log"}, false},
+		{"drive format", drivePart{"/a.img", "vmdk", "ide"}, false},
+		{"drive bus", drivePart{"/a.img", "raw", "virtio"}, false},
+		{"drive ok", drivePart{"/a.img", "raw", "ide"}, true},
+		{"extra NUL", extraPart{"a\x00b"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.p.Validate()
+			if (err == nil) != tt.ok {
+				t.Fatalf("unexpected Validate result (-want +got):\n%s", cmp.Diff(tt.ok, err == nil))
+			}
+			if err != nil && !errors.Is(err, ErrInvalidConfig) {
+				t.Errorf("Validate error %v does not match ErrInvalidConfig", err)
+			}
+		})
+	}
+}
+
+func TestArgvRejectsInvalidPart(t *testing.T) {
+	c, err := newConfig(UUID(testUUID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.argv(launchSpec{Binary: "q", Accel: AccelTCG, StateDir: testState, Disk: testDisk}) // port 0
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Field != "-spice port" {
+		t.Fatalf("unexpected error for port 0: %v", err)
+	}
+}

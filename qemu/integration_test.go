@@ -1,0 +1,451 @@
+package qemu_test
+
+import (
+	"encoding/json"
+	"errors"
+	"net"
+	"os"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/digitalocean/go-qemu/qmp"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/spiceharness/spiceharness/fixtures/guest"
+	"github.com/spiceharness/spiceharness/qemu"
+)
+
+func TestIntegrationBootSerialAndKeys(t *testing.T) {
+	vm := startVM(t)
+	ctx := ctxT(t, 30*time.Second)
+	if err := vm.WaitFor(ctx, qemu.ForGuestPrompt()); err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.SendKeys(ctx, "h", "i", "ret"); err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.WaitSerial(ctx, regexp.MustCompile(regexp.QuoteMeta(guest.Prompt+"hi\r\n"))); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(vm.SerialLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(guest.Ready+"hi\r\n", string(got)); diff != "" {
+		t.Errorf("unexpected serial log (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(guest.Banner+"\r\n"+guest.Prompt+"hi", vm.SerialTail(2)); diff != "" {
+		t.Errorf("unexpected SerialTail(2) (-want +got):\n%s", diff)
+	}
+}
+
+func TestIntegrationTickets(t *testing.T) {
+	vm := startVM(t)
+	ctx := ctxT(t, 60*time.Second)
+	con := vm.Console()
+	if con.Ticket != "" {
+		t.Fatalf("ticket set before SetTicket")
+	}
+	if err := vm.WaitSPICE(ctx); err != nil {
+		t.Fatal(err)
+	}
+	info, err := vm.QuerySpice(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := qemu.SpiceInfo{Enabled: true, Host: "127.0.0.1", Port: con.InsecurePort, Auth: "spice", MouseMode: info.MouseMode}
+	if diff := cmp.Diff(want, info); diff != "" {
+		t.Errorf("unexpected query-spice (-want +got):\n%s", diff)
+	}
+	login := func(ticket string) bool { return spiceLogin(t, con.HypervisorIP, con.InsecurePort, ticket) }
+
+	// Ticketing is on from the first instant: no ticket, no entry.
+	if login("") {
+		t.Fatal("a client without ticket got in before SetTicket")
+	}
+	t1, err := vm.SetTicket(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(t1) != qemu.TicketLen || !regexp.MustCompile(`^[A-Za-z0-9]+$`).MatchString(t1) {
+		t.Fatalf("unexpected ticket format %q", t1)
+	}
+	if got := vm.Console().Ticket; got != t1 {
+		t.Fatalf("Console().Ticket is not the ticket SetTicket returned")
+	}
+	if login("") || login("wrong") {
+		t.Fatal("a client with no or a wrong ticket got in")
+	}
+	if !login(t1) {
+		t.Fatal("the fresh ticket was refused")
+	}
+
+	t2, err := vm.RotateTicket(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if t2 == t1 {
+		t.Fatal("RotateTicket returned the old ticket")
+	}
+	if login(t1) {
+		t.Fatal("the old ticket still works after RotateTicket")
+	}
+	if !login(t2) {
+		t.Fatal("the rotated ticket was refused")
+	}
+
+	if err := vm.ExpireTicket(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if login(t2) || login("") {
+		t.Fatal("a link succeeded after ExpireTicket")
+	}
+	// A rotation after an expiry works: SetTicket/RotateTicket lift it.
+	t3, err := vm.RotateTicket(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if login(t2) {
+		t.Fatal("the expired ticket works again after RotateTicket")
+	}
+	if !login(t3) {
+		t.Fatal("a ticket set after ExpireTicket was refused")
+	}
+
+	// Tickets never leave the process: not in argv, not in qemu's log.
+	p := vm.(*qemu.Process)
+	log, err := os.ReadFile(p.LogPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tk := range []string{t1, t2, t3} {
+		if strings.Contains(strings.Join(p.Argv(), " "), tk) {
+			t.Errorf("ticket in argv")
+		}
+		if strings.Contains(string(log), tk) {
+			t.Errorf("ticket in qemu log")
+		}
+		if strings.Contains(vm.String(), tk) {
+			t.Errorf("ticket in String()")
+		}
+	}
+}
+
+func TestIntegrationQMP(t *testing.T) {
+	vm := startVM(t)
+	ctx := ctxT(t, 30*time.Second)
+	got, err := vm.Run(ctx, "query-status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Running bool   `json:"running"`
+		Status  string `json:"status"`
+	}
+	if err := json.Unmarshal(got, &st); err != nil || !st.Running {
+		t.Errorf("unexpected query-status %s (%v)", got, err)
+	}
+	_, err = vm.Run(ctx, "no-such-command")
+	var qe *qemu.QMPError
+	if !errors.As(err, &qe) {
+		t.Fatalf("error %v is not a *qemu.QMPError", err)
+	}
+	if diff := cmp.Diff("CommandNotFound", qe.Class); diff != "" {
+		t.Errorf("unexpected QMP error class (-want +got):\n%s", diff)
+	}
+	_, err = vm.Run(ctx, qmp.Command{Execute: "set_password", Args: map[string]string{"protocol": "vnc", "password": "x"}})
+	if !errors.As(err, &qe) || qe.Class != "GenericError" {
+		t.Errorf("unexpected error for set_password on a VM without VNC: %v", err)
+	}
+	if err := vm.SendKeys(ctx, "no-such-key"); err == nil {
+		t.Error("SendKeys accepted an unknown key")
+	}
+}
+
+func TestIntegrationEvents(t *testing.T) {
+	vm := startVM(t)
+	ctx := ctxT(t, 30*time.Second)
+	ticket, err := vm.SetTicket(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := vm.Subscribe()
+	defer sub.Close()
+	con := vm.Console()
+	if !spiceLogin(t, con.HypervisorIP, con.InsecurePort, ticket) {
+		t.Fatal("login refused")
+	}
+	for _, name := range []string{qemu.EventSPICEConnected, qemu.EventSPICEInitialized, qemu.EventSPICEDisconnected} {
+		e, err := sub.Next(ctx, name)
+		if err != nil {
+			t.Fatalf("waiting for %s: %v", name, err)
+		}
+		if e.Data == nil || e.Time.IsZero() {
+			t.Errorf("event %s without data or time: %+v", name, e)
+		}
+	}
+	if err := vm.WaitFor(ctx, qemu.ForEvent(qemu.EventSPICEInitialized)); err != nil {
+		t.Fatalf("ForEvent does not see an event from the history: %v", err)
+	}
+	// quit: SHUTDOWN is delivered, and the exit is expected.
+	if _, err := vm.Run(ctx, "quit"); err != nil && !errors.Is(err, qemu.ErrExited) {
+		t.Fatal(err)
+	}
+	if _, err := sub.Next(ctx, qemu.EventShutdown); err != nil {
+		t.Fatalf("no SHUTDOWN event: %v", err)
+	}
+	if err := vm.Wait(ctx); err != nil {
+		t.Fatalf("Wait after quit: %v", err)
+	}
+	if _, err := sub.Next(ctx); !errors.Is(err, qemu.ErrExited) {
+		t.Errorf("Next after exit: want ErrExited, got %v", err)
+	}
+}
+
+// TestIntegrationUnexpectedExit: qemu killed behind the harness's back
+// makes waits and calls fail fast with an *ExitError, and Close report it.
+func TestIntegrationUnexpectedExit(t *testing.T) {
+	needQemu(t)
+	ctx := ctxT(t, 60*time.Second)
+	vm, err := qemu.Start(ctx, qemu.Accel(qemu.AccelTCG), qemu.Logger(testLogger(t)))
+	defer vm.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ticket, err := vm.SetTicket(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.WaitFor(ctx, qemu.ForGuestPrompt()); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- vm.WaitSerial(ctx, regexp.MustCompile("never printed")) }()
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	if err := syscall.Kill(vm.(*qemu.Process).Pid(), syscall.SIGSEGV); err != nil {
+		t.Fatal(err)
+	}
+	var errs []error
+	select {
+	case err := <-errc:
+		errs = append(errs, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("WaitSerial did not fail fast when qemu died")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("WaitSerial took %v to notice the exit", d)
+	}
+	var ee *qemu.ExitError
+	if !errors.As(errs[0], &ee) {
+		t.Fatalf("WaitSerial error is not an *ExitError: %v", errs[0])
+	}
+	if ee.Expected || ee.Code != -1 || !strings.Contains(ee.Status, "segmentation fault") {
+		t.Errorf("unexpected ExitError fields: expected=%v code=%d status=%q", ee.Expected, ee.Code, ee.Status)
+	}
+	if !strings.Contains(ee.Serial, guest.Prompt) || !strings.Contains(ee.Error(), "qemu-system-x86_64") {
+		t.Errorf("ExitError lacks the serial tail or the command line:\n%v", ee)
+	}
+	if err := vm.Wait(ctx); !errors.As(err, &ee) {
+		t.Errorf("Wait: want the *ExitError, got %v", err)
+	}
+	_, err = vm.SetTicket(ctx)
+	errs = append(errs, err)
+	err = vm.ExpireTicket(ctx)
+	errs = append(errs, err)
+	err = vm.SendKeys(ctx, "a")
+	errs = append(errs, err)
+	err = vm.Close()
+	errs = append(errs, err)
+	for i, err := range errs {
+		if !errors.Is(err, qemu.ErrExited) {
+			t.Errorf("error %d does not match ErrExited: %v", i, err)
+		}
+		if strings.Contains(err.Error(), ticket) {
+			t.Errorf("error %d contains the ticket", i)
+		}
+	}
+	if err := vm.Close(); !errors.Is(err, qemu.ErrExited) {
+		t.Errorf("second Close: want the same ExitError, got %v", err)
+	}
+	if _, err := vm.QuerySpice(ctx); !errors.Is(err, qemu.ErrClosed) {
+		t.Errorf("call after Close: want ErrClosed, got %v", err)
+	}
+}
+
+func TestIntegrationBadOption(t *testing.T) {
+	needQemu(t)
+	ctx := ctxT(t, 60*time.Second)
+	vm, err := qemu.Start(ctx, qemu.Accel(qemu.AccelTCG), qemu.ExtraArgs("-no-such-option"))
+	if cerr := vm.Close(); cerr != nil {
+		t.Errorf("Close after a failed Start: %v", cerr)
+	}
+	var ee *qemu.ExitError
+	if !errors.As(err, &ee) {
+		t.Fatalf("Start error is not an *ExitError: %v", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{"exit status 1", "qemu-system-x86_64", "-no-such-option", "invalid option"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("Start error lacks %q:\n%s", want, msg)
+		}
+	}
+	if diff := cmp.Diff(1, ee.Code); diff != "" {
+		t.Errorf("unexpected exit code (-want +got):\n%s", diff)
+	}
+	if !errors.Is(err, qemu.ErrExited) || errors.Is(err, qemu.ErrBind) {
+		t.Errorf("unexpected sentinel matches for %v", err)
+	}
+	select {
+	case <-vm.Exited():
+	default:
+		t.Error("Exited() not closed after a failed Start")
+	}
+}
+
+func TestIntegrationFixedPortInUse(t *testing.T) {
+	needQemu(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	ctx := ctxT(t, 60*time.Second)
+	vm, err := qemu.Start(ctx, qemu.Accel(qemu.AccelTCG), qemu.SPICEPort(port))
+	vm.Close()
+	if !errors.Is(err, qemu.ErrBind) {
+		t.Fatalf("Start on a taken fixed port: want ErrBind, got %v", err)
+	}
+}
+
+func TestIntegrationKill(t *testing.T) {
+	vm := startVM(t)
+	ctx := ctxT(t, 30*time.Second)
+	if err := vm.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-vm.Exited():
+	default:
+		t.Fatal("Exited() not closed after Kill returned")
+	}
+	if err := vm.Wait(ctx); err != nil {
+		t.Errorf("Wait after Kill (an expected exit): %v", err)
+	}
+	if _, err := vm.Run(ctx, "query-status"); !errors.Is(err, qemu.ErrExited) {
+		t.Errorf("call after Kill: want ErrExited, got %v", err)
+	}
+	if err := vm.Kill(); err != nil {
+		t.Errorf("second Kill: %v", err)
+	}
+}
+
+// TestIntegrationStartThreadExits: qemu's parent-death signal is tied to
+// the OS thread that forked it, not to the process. Call Start from a
+// goroutine that locks its thread and exits still locked, so the Go
+// runtime ends that thread: qemu must live on. (A Start that forked from
+// the caller's thread fails this test.)
+func TestIntegrationStartThreadExits(t *testing.T) {
+	needQemu(t)
+	ctx := ctxT(t, 60*time.Second)
+	type result struct {
+		vm  qemu.VM
+		err error
+		tid int
+	}
+	rc := make(chan result, 1)
+	var onOwnThread func()
+	onOwnThread = func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		if syscall.Gettid() == os.Getpid() {
+			// The main thread is never ended by the runtime; hop off it.
+			runtime.UnlockOSThread()
+			go onOwnThread()
+			return
+		}
+		vm, err := qemu.Start(ctx, qemu.Accel(qemu.AccelTCG))
+		rc <- result{vm, err, syscall.Gettid()}
+	}
+	go onOwnThread()
+	r := <-rc
+	defer r.vm.Close()
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	task := "/proc/self/task/" + strconv.Itoa(r.tid)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(task); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the runtime did not end thread %d; the test proves nothing", r.tid)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // a parent-death signal would have landed by now
+	select {
+	case <-r.vm.Exited():
+		t.Fatalf("qemu died with the thread that called Start: %v", r.vm.Wait(ctx))
+	default:
+	}
+	if _, err := r.vm.Run(ctx, "query-status"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestIntegrationParallel(t *testing.T) {
+	needQemu(t)
+	const n = 8
+	ctx := ctxT(t, 120*time.Second)
+	vms := make([]qemu.VM, n)
+	errs := make([]error, n)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			vms[i], errs[i] = qemu.Start(ctx, qemu.Accel(qemu.AccelTCG))
+			if errs[i] == nil {
+				_, errs[i] = vms[i].SetTicket(ctx)
+			}
+			if errs[i] == nil {
+				errs[i] = vms[i].WaitSPICE(ctx)
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d VMs started in parallel, SPICE ready with tickets, in %v", n, time.Since(start))
+	defer func() {
+		start := time.Now()
+		for _, vm := range vms {
+			wg.Go(func() {
+				if err := vm.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		t.Logf("%d VMs closed in %v", n, time.Since(start))
+		for _, vm := range vms {
+			if pid := vm.(*qemu.Process).Pid(); pid != 0 && syscall.Kill(pid, 0) == nil {
+				t.Errorf("qemu %d still running after Close", pid)
+			}
+		}
+	}()
+	ports := map[int]int{}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("VM %d: %v", i, err)
+		}
+		p := vms[i].Console().InsecurePort
+		if j, dup := ports[p]; dup {
+			t.Errorf("VMs %d and %d share SPICE port %d", j, i, p)
+		}
+		ports[p] = i
+	}
+}

@@ -1,0 +1,63 @@
+package qemu_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain runs the child mode of TestIntegrationNoOrphansAfterSIGKILL,
+// then the tests, then checks that no goroutine leaked and that no qemu
+// started by this test binary survived.
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(orphanChild())
+	}
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+		if pids := ownQemus(os.Getpid()); len(pids) > 0 {
+			fmt.Fprintf(os.Stderr, "qemu processes started by this test binary survived: %v\n", pids)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// ownQemus scans /proc for qemu processes whose state dir (from -qmp on
+// their command line) records owner as its owner.
+func ownQemus(owner int) []int {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	var pids []int
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !bytes.Contains(b, []byte("qemu-system")) {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		for i, a := range args {
+			if a != "-qmp" || i+1 >= len(args) {
+				continue
+			}
+			dir := filepath.Dir(strings.TrimPrefix(args[i+1], "unix:"))
+			rec, err := os.ReadFile(filepath.Join(dir, "owner"))
+			if err != nil {
+				continue
+			}
+			if f := strings.Fields(string(rec)); len(f) > 0 && f[0] == strconv.Itoa(owner) {
+				pid, _ := strconv.Atoi(strings.Split(p, "/")[2])
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}

@@ -1,0 +1,471 @@
+package qemu
+
+import (
+	"context"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spiceharness/spiceharness/internal/pki"
+)
+
+// Shutdown timing.
+const (
+	quitTimeout = 3 * time.Second  // for the QMP quit reply
+	quitGrace   = 5 * time.Second  // for qemu to exit after quit
+	killGrace   = 10 * time.Second // for qemu to be reaped after SIGKILL
+)
+
+// Start boots a VM. Without the Libvirt option it runs qemu as a child
+// process (a *Process); with it, a transient libvirt domain (a *Domain).
+//
+// Start returns when QMP answers (qemu has finished initialising, so the
+// SPICE ports are bound). It does not set a ticket: until SetTicket every
+// SPICE client is refused.
+//
+// Start always returns a non-nil VM, even with an error, so that
+//
+//	vm, err := qemu.Start(ctx)
+//	defer vm.Close()
+//
+// cleans up whatever was started. A failed launch is an *ExitError with
+// exit status, command line and log tails; a rejected option is a
+// *ConfigError (errors.Is(err, ErrInvalidConfig)).
+func Start(ctx context.Context, opts ...Option) (VM, error) {
+	c, err := newConfig(opts...)
+	if c.libvirtURI != "" && err == nil {
+		return startDomain(ctx, c)
+	}
+	p := newProcess(c)
+	if err != nil {
+		p.abandon()
+		return p, err
+	}
+	return p, p.start(ctx)
+}
+
+// Process is a VM run as a qemu child process. It is in its own process
+// group and gets SIGKILL when the thread that started it dies (see
+// start), so qemu never outlives the harness.
+type Process struct {
+	*core
+	cfg *config
+
+	stateDir string
+	logPath  string
+	argv     []string
+	pid      int
+	listener *net.UnixListener
+	mon      *socketMonitor
+
+	watchDone chan struct{} // closed when watch returned
+	closeOnce sync.Once
+	closeErr  error
+	killMu    sync.Mutex
+	pr        *proc // the running attempt
+}
+
+var _ VM = (*Process)(nil)
+
+func newProcess(c *config) *Process {
+	p := &Process{cfg: c, watchDone: make(chan struct{})}
+	p.core = newCore(p)
+	p.core.console.UUID = c.uuid
+	p.core.console.Name = c.name
+	p.core.console.Hypervisor = hostname()
+	p.core.console.HypervisorIP = c.spiceAddr
+	return p
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "localhost"
+	}
+	return h
+}
+
+// abandon marks a VM that never launched as exited and closed.
+func (p *Process) abandon() {
+	p.core.expected.Store(true)
+	p.core.exit(&ExitError{VM: p.String(), Status: "never started", Code: -1})
+	close(p.watchDone)
+}
+
+// String is "qemu NAME (pid N, tcg, spice 127.0.0.1:P)".
+func (p *Process) String() string {
+	if p == nil {
+		return "qemu <nil>"
+	}
+	s := "qemu " + p.cfg.name + " ("
+	if p.pid != 0 {
+		s += "pid " + strconv.Itoa(p.pid) + ", "
+	}
+	if p.accel != "" {
+		s += string(p.accel) + ", "
+	}
+	con := p.Console()
+	s += "spice " + net.JoinHostPort(con.HypervisorIP, strconv.Itoa(con.InsecurePort))
+	if con.SecurePort != 0 {
+		s += " tls " + strconv.Itoa(con.SecurePort)
+	}
+	return s + ")"
+}
+
+// Pid is qemu's process id (0 before launch).
+func (p *Process) Pid() int { return p.pid }
+
+// Argv is qemu's command line (no secrets: tickets go through QMP).
+func (p *Process) Argv() []string { return append([]string(nil), p.argv...) }
+
+// StateDir is the VM's state directory (QMP socket, logs, x509 dir).
+func (p *Process) StateDir() string { return p.stateDir }
+
+// LogPath is the file qemu's stdout and stderr go to.
+func (p *Process) LogPath() string { return p.logPath }
+
+// Accel is the accelerator in use (auto resolved to kvm or tcg).
+func (p *Process) Accel() Accelerator { return p.accel }
+
+func (p *Process) start(ctx context.Context) (err error) {
+	c := p.cfg
+	launched := false
+	defer func() {
+		if err != nil && !launched {
+			p.abandon()
+		}
+	}()
+	bin, err := c.resolveBinary()
+	if err != nil {
+		return err
+	}
+	var why string
+	p.accel, why = c.resolveAccel()
+	c.logger.Info("qemu: accelerator", "vm", c.name, "accel", p.accel, "why", why)
+	sweepStale(c.stateRoot)
+	p.stateDir, err = makeStateDir(c.stateRoot)
+	if err != nil {
+		return err
+	}
+	if l := len(filepath.Join(p.stateDir, qmpSocketName)); l > maxUnixPath {
+		return configErr("state root", c.stateRoot, "QMP socket path would be %d bytes, over the %d-byte unix limit; set %s to a short dir", l, maxUnixPath, EnvStateDir)
+	}
+	p.serialPath = filepath.Join(p.stateDir, serialName)
+	p.logPath = filepath.Join(p.stateDir, logName)
+	disk := c.disk
+	if disk == "" {
+		if disk, err = builtinGuestImage(c.stateRoot); err != nil {
+			return err
+		}
+	} else if disk, err = filepath.Abs(disk); err != nil {
+		return err
+	}
+	if c.tlsCA != nil {
+		if err := p.writeX509(); err != nil {
+			return err
+		}
+	}
+	if c.tlsPort != 0 && c.tlsCA == nil {
+		return configErr("TLSPort", c.tlsPort, "needs the TLS option")
+	}
+	pickPlain, pickTLS := c.spicePort == 0, c.tlsCA != nil && c.tlsPort == 0
+	for attempt := 1; ; attempt++ {
+		spec := launchSpec{Binary: bin, Accel: p.accel, StateDir: p.stateDir, Disk: disk, Port: c.spicePort, TLSPort: c.tlsPort}
+		if pickPlain {
+			if spec.Port, err = pickPort(c.spiceAddr); err != nil {
+				return err
+			}
+		}
+		if pickTLS {
+			if spec.TLSPort, err = pickPort(c.spiceAddr); err != nil {
+				return err
+			}
+		}
+		if c.tlsCA == nil {
+			spec.TLSPort = 0
+		}
+		err = p.launch(ctx, spec, attempt)
+		if err == nil {
+			launched = true
+			return nil
+		}
+		if errors.Is(err, ErrBind) && (pickPlain || pickTLS) && attempt < maxPortAttempts && ctx.Err() == nil {
+			c.logger.Info("qemu: SPICE port taken, retrying", "vm", c.name, "port", spec.Port, "tls_port", spec.TLSPort, "attempt", attempt)
+			continue
+		}
+		return err
+	}
+}
+
+// writeX509 issues the VM's server certificate and writes qemu's x509
+// dir. The dir is readable only by this user; the CA key never leaves
+// memory.
+func (p *Process) writeX509() error {
+	subject := pkix.Name{Organization: []string{"spice-harness"}, CommonName: "localhost"}
+	hosts := []string{"localhost", "127.0.0.1"}
+	if p.cfg.spiceAddr != "127.0.0.1" {
+		hosts = append(hosts, p.cfg.spiceAddr)
+	}
+	leaf, err := p.cfg.tlsCA.Issue(subject, hosts...)
+	if err != nil {
+		return fmt.Errorf("qemu: TLS: %w", err)
+	}
+	if err := p.cfg.tlsCA.WriteQemuDir(filepath.Join(p.stateDir, x509DirName), leaf); err != nil {
+		return fmt.Errorf("qemu: TLS: %w", err)
+	}
+	p.core.mu.Lock()
+	p.core.console.HostSubject = pki.HostSubject(leaf.Cert)
+	p.core.mu.Unlock()
+	return nil
+}
+
+// proc is one launch attempt.
+type proc struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+	state  *os.ProcessState
+	err    error // from Wait when state is nil
+}
+
+var bindFailedRE = regexp.MustCompile(`binding socket to .* failed|Failed to open SPICE sockets`)
+
+// launch runs qemu once and connects QMP. On failure the attempt is torn
+// down completely (qemu reaped) and an *ExitError or ctx error returned.
+func (p *Process) launch(ctx context.Context, spec launchSpec, attempt int) error {
+	argv, err := p.cfg.argv(spec)
+	if err != nil {
+		return err
+	}
+	sock := filepath.Join(p.stateDir, qmpSocketName)
+	os.Remove(sock)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		return fmt.Errorf("qemu: QMP socket: %w", err)
+	}
+	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		l.Close()
+		return fmt.Errorf("qemu: log: %w", err)
+	}
+	fmt.Fprintf(logf, "# spice-harness: launch %d: %s\n", attempt, ShellQuote(argv))
+
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), p.cfg.env...)
+	cmd.Dir = p.stateDir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	pr := &proc{cmd: cmd, exited: make(chan struct{})}
+	started := make(chan error, 1)
+	// Pdeathsig fires when the *thread* that forked qemu exits, not the
+	// process. Go may end a thread whose goroutine exits while locked to
+	// it, so fork from a goroutine locked to its own thread for qemu's
+	// whole life: no other goroutine can run on (and end) that thread,
+	// and the thread only goes away when this process dies, taking qemu
+	// with it.
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread() // qemu is reaped by then
+		err := cmd.Start()
+		started <- err
+		if err == nil {
+			pr.state, pr.err = cmd.Process.Wait()
+		}
+		logf.Close()
+		close(pr.exited)
+	}()
+	if err := <-started; err != nil {
+		l.Close()
+		<-pr.exited
+		return fmt.Errorf("qemu: start %s: %w", argv[0], err)
+	}
+	p.argv, p.pid = argv, cmd.Process.Pid
+	os.WriteFile(filepath.Join(p.stateDir, pidName), []byte(strconv.Itoa(p.pid)+"\n"), 0o644)
+
+	type accepted struct {
+		c   *net.UnixConn
+		err error
+	}
+	acc := make(chan accepted, 1)
+	go func() {
+		c, err := l.AcceptUnix()
+		acc <- accepted{c, err}
+	}()
+	// fail tears the attempt down: qemu killed and reaped, listener and
+	// any accepted connection closed.
+	fail := func(cause error) error {
+		l.Close()
+		if a := <-acc; a.c != nil {
+			a.c.Close()
+		}
+		syscall.Kill(-p.pid, syscall.SIGKILL)
+		<-pr.exited
+		if cause != nil {
+			return cause
+		}
+		return p.exitError(pr)
+	}
+	var conn *net.UnixConn
+	select {
+	case a := <-acc:
+		acc <- a // for fail
+		if a.err != nil {
+			return fail(fmt.Errorf("qemu: QMP accept: %w", a.err))
+		}
+		conn = a.c
+	case <-pr.exited:
+		return fail(nil)
+	case <-ctx.Done():
+		return fail(fmt.Errorf("qemu: %s: start: %w", p, ctx.Err()))
+	}
+	l.Close() // one connection only; the socket file goes too
+
+	mon := newSocketMonitor(conn, p.core.publish)
+	hctx, cancel := context.WithTimeout(ctx, DefaultQMPTimeout)
+	defer cancel()
+	cerr := make(chan error, 1)
+	go func() { cerr <- mon.connect(hctx) }()
+	select {
+	case err := <-cerr:
+		if err != nil {
+			// qemu dying mid-handshake is the usual cause: prefer its
+			// exit status to the I/O error.
+			select {
+			case <-pr.exited:
+				return fail(nil)
+			case <-time.After(2 * time.Second):
+			}
+			return fail(fmt.Errorf("qemu: %s: %w", p, err))
+		}
+	case <-pr.exited:
+		<-cerr
+		return fail(nil)
+	}
+
+	p.mon, p.pr = mon, pr
+	p.core.mu.Lock()
+	p.core.console.InsecurePort = spec.Port
+	p.core.console.SecurePort = spec.TLSPort
+	p.core.mu.Unlock()
+	p.setRunner(mon)
+	go p.watch(pr)
+	p.cfg.logger.Info("qemu: running", "vm", p.String(), "qemu", mon.Version.String())
+	return nil
+}
+
+// exitError describes a finished attempt.
+func (p *Process) exitError(pr *proc) *ExitError {
+	e := &ExitError{VM: p.String(), Argv: p.argv, Code: -1, Status: "unknown"}
+	if pr.state != nil {
+		e.Status, e.Code = pr.state.String(), pr.state.ExitCode()
+	} else if pr.err != nil {
+		e.Status = pr.err.Error()
+	}
+	e.Log = tailLines(p.logPath, 20)
+	e.Serial = tailLines(p.serialPath, 10)
+	e.bind = bindFailedRE.MatchString(e.Log)
+	return e
+}
+
+// watch waits for the running qemu to end, then records the exit and
+// releases QMP.
+func (p *Process) watch(pr *proc) {
+	defer close(p.watchDone)
+	<-pr.exited
+	e := p.exitError(pr)
+	p.mon.close()
+	p.core.exit(e)
+	if !e.Expected {
+		p.cfg.logger.Error("qemu: exited unexpectedly", "vm", p.String(), "status", e.Status)
+	}
+}
+
+// Kill sends SIGKILL to qemu's process group and waits until qemu is
+// reaped. The exit counts as expected. Killing an exited VM is a no-op.
+func (p *Process) Kill() error {
+	if p == nil || p.pr == nil {
+		return nil
+	}
+	p.killMu.Lock()
+	defer p.killMu.Unlock()
+	select {
+	case <-p.pr.exited:
+		return nil
+	default:
+	}
+	p.core.expected.Store(true)
+	if err := syscall.Kill(-p.pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("qemu: %s: kill: %w", p, err)
+	}
+	select {
+	case <-p.pr.exited:
+		<-p.watchDone
+		return nil
+	case <-time.After(killGrace):
+		return fmt.Errorf("qemu: %s: still running %v after SIGKILL", p, killGrace)
+	}
+}
+
+// Close shuts qemu down: QMP quit, up to 5 s for it to exit, then
+// SIGKILL to the process group and a wait for the reap. It then removes
+// the state dir (kept when HARNESS_KEEP=1). See VM.Close.
+func (p *Process) Close() error {
+	if p == nil {
+		return nil
+	}
+	p.closeOnce.Do(func() { p.closeErr = p.shutdown() })
+	return p.closeErr
+}
+
+func (p *Process) shutdown() error {
+	var crashed error
+	select {
+	case <-p.core.exited:
+		if e := p.core.exitErr.(*ExitError); !e.Expected && p.pr != nil {
+			crashed = e
+		}
+	default:
+	}
+	p.core.expected.Store(true)
+	var errs []error
+	if p.pr != nil {
+		select {
+		case <-p.pr.exited:
+		default:
+			ctx, cancel := context.WithTimeout(context.Background(), quitTimeout)
+			_, qerr := p.core.Run(ctx, "quit")
+			cancel()
+			if qerr != nil && !errors.Is(qerr, ErrExited) {
+				p.cfg.logger.Info("qemu: quit failed, killing", "vm", p.String(), "err", qerr)
+			}
+			select {
+			case <-p.pr.exited:
+			case <-time.After(quitGrace):
+				p.cfg.logger.Info("qemu: no exit after quit, killing", "vm", p.String())
+			}
+			if err := p.Kill(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		<-p.watchDone
+	}
+	p.core.closed.Store(true)
+	if p.stateDir != "" && !p.cfg.keep && len(errs) == 0 {
+		if err := os.RemoveAll(p.stateDir); err != nil {
+			errs = append(errs, fmt.Errorf("qemu: remove state dir: %w", err))
+		}
+	}
+	if crashed != nil {
+		return crashed
+	}
+	return errors.Join(errs...)
+}
