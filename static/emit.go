@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strconv"
 
 	"gopkg.in/yaml.v3"
@@ -80,7 +81,11 @@ func sourceNode(s *Source) *yaml.Node {
 	if s.CACert == "" {
 		add("ca_cert", nullNode())
 	} else {
-		add("ca_cert", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Style: yaml.LiteralStyle, Value: s.CACert})
+		style := yaml.DoubleQuotedStyle
+		if literalSafe.MatchString(s.CACert) {
+			style = yaml.LiteralStyle
+		}
+		add("ca_cert", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Style: style, Value: s.CACert})
 	}
 	list := &yaml.Node{Kind: yaml.SequenceNode}
 	for i, c := range s.Consoles {
@@ -113,6 +118,11 @@ func consoleNode(c Console) *yaml.Node {
 	}
 	return m
 }
+
+// literalSafe matches PEM text that a literal block (|) holds exactly:
+// yaml.v3 mis-writes a literal block that opens with a blank or indented
+// line, and any other shape is rare enough to go double-quoted.
+var literalSafe = regexp.MustCompile(`^-----BEGIN [^\r]*[^\s]\n?$`)
 
 func plainNode(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s} }
 
