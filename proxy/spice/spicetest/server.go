@@ -45,6 +45,10 @@ type Server struct {
 	Keys *spice.KeyPool
 	// Silent accepts TCP and never answers (for dial/handshake deadlines).
 	Silent bool
+	// NoMiniHeader leaves MINI_HEADER out of the reply caps, so a client
+	// that advertises it and a server that does not must agree on full
+	// headers (the proxy re-frames).
+	NoMiniHeader bool
 
 	ln      net.Listener
 	ownKeys bool
@@ -226,7 +230,11 @@ func (s *Server) serveConn(c net.Conn) {
 	if err != nil {
 		return
 	}
-	reply := &spice.LinkReply{PubKey: key.Public, CommonCaps: serverCommon, ChannelCaps: ServerChannelCaps(m.ChannelType)}
+	common := serverCommon
+	if s.NoMiniHeader {
+		common = common.Without(spice.CapMiniHeader)
+	}
+	reply := &spice.LinkReply{PubKey: key.Public, CommonCaps: common, ChannelCaps: ServerChannelCaps(m.ChannelType)}
 	if _, err := c.Write(reply.Marshal()); err != nil {
 		return
 	}
@@ -267,7 +275,7 @@ func (s *Server) serveConn(c net.Conn) {
 	}
 	s.LinkOK.Add(1)
 	c.SetDeadline(time.Time{})
-	mini := spice.UseMiniHeader(serverCommon, m.CommonCaps)
+	mini := spice.UseMiniHeader(common, m.CommonCaps)
 	ch := &serverChannel{srv: s, c: c, typ: m.ChannelType, w: spice.NewWriter(c, mini), r: spice.NewReader(c, mini, 0), session: session}
 	ch.serve()
 }

@@ -1,0 +1,185 @@
+package proxy
+
+import (
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/spiceharness/spiceharness/proxy/spice"
+	"github.com/spiceharness/spiceharness/proxy/store"
+)
+
+// The link reply goes to the client before its token (and so its
+// backend) is known. Each endpoint must still see the other's real caps,
+// so the proxy probes each console's reply caps per channel type with a
+// link message only (reading the reply and closing before any ticket is
+// safe for spice-server) and answers clients with the intersection over
+// the consoles it could reach. The client's own caps go upstream
+// verbatim.
+
+const (
+	// maxProbedBackends bounds how many consoles one intersection probes.
+	maxProbedBackends = 16
+	probeTimeout      = 2 * time.Second
+	// probeWait bounds how long a client's link reply waits for probes;
+	// late probes still fill the cache. A healthy qemu answers in ~1 ms.
+	probeWait = 300 * time.Millisecond
+	probeTTL  = 10 * time.Minute
+	// probeRetry is how soon a failed probe is tried again.
+	probeRetry = 5 * time.Second
+)
+
+// fallbackCaps are qemu 7.2's reply caps (SPICE-PROTOCOL.md §4), used
+// when no console can be probed.
+func fallbackCaps(t spice.ChannelType) spice.Caps {
+	switch t {
+	case spice.ChannelMain:
+		return spice.Caps{0xf}
+	case spice.ChannelDisplay:
+		return spice.Caps{0x1052}
+	case spice.ChannelInputs:
+		return spice.Caps{0x1}
+	case spice.ChannelPlayback:
+		return spice.Caps{0xa}
+	case spice.ChannelRecord:
+		return spice.Caps{0x6}
+	case spice.ChannelUsbredir, spice.ChannelPort, spice.ChannelWebdav:
+		return spice.Caps{0x1}
+	}
+	return nil
+}
+
+type probeKey struct {
+	addr   string
+	secure bool
+	typ    spice.ChannelType
+}
+
+type probeResult struct {
+	caps spice.Caps
+	ok   bool // the console answered with a link reply
+	at   time.Time
+	done chan struct{} // closed when the probe finished
+}
+
+type capsCache struct {
+	mu      sync.Mutex
+	results map[probeKey]*probeResult
+}
+
+func backendKey(t store.Target, typ spice.ChannelType) probeKey {
+	c := t.Console
+	port, secure := c.InsecurePort, false
+	if c.SecurePort != 0 {
+		port, secure = c.SecurePort, true
+	}
+	return probeKey{addr: net.JoinHostPort(c.HypervisorIP, strconv.Itoa(port)), secure: secure, typ: typ}
+}
+
+// get returns the caps to offer a client linking typ: the intersection
+// of the probed consoles' reply caps, probing (in parallel, bounded by
+// deadline) those not cached yet.
+func (cc *capsCache) get(p *Proxy, typ spice.ChannelType, deadline time.Time) spice.Caps {
+	targets := p.Store.Targets()
+	if len(targets) > maxProbedBackends {
+		targets = targets[:maxProbedBackends]
+	}
+	seen := map[probeKey]bool{}
+	var results []*probeResult
+	for _, t := range targets {
+		k := backendKey(t, typ)
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		results = append(results, cc.probe(t, k))
+	}
+	wait := time.NewTimer(min(time.Until(deadline)/2, probeWait))
+	defer wait.Stop()
+	var out spice.Caps
+	found := false
+	for _, r := range results {
+		select {
+		case <-r.done:
+		case <-wait.C:
+			// Late probes still fill the cache for the next client.
+			return orFallback(out, found, typ)
+		}
+		if !r.ok {
+			continue
+		}
+		if !found {
+			out, found = r.caps, true
+		} else {
+			out = out.And(r.caps)
+		}
+	}
+	return orFallback(out, found, typ)
+}
+
+func orFallback(c spice.Caps, found bool, typ spice.ChannelType) spice.Caps {
+	if !found {
+		return fallbackCaps(typ)
+	}
+	return c
+}
+
+// probe returns the cached or in-flight result for k, starting a probe
+// when there is none (or it is stale or failed).
+func (cc *capsCache) probe(t store.Target, k probeKey) *probeResult {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.results == nil {
+		cc.results = map[probeKey]*probeResult{}
+	}
+	if r, ok := cc.results[k]; ok {
+		select {
+		case <-r.done:
+			if (r.ok && time.Since(r.at) < probeTTL) || (!r.ok && time.Since(r.at) < probeRetry) {
+				return r
+			}
+		default:
+			return r // in flight
+		}
+	}
+	r := &probeResult{done: make(chan struct{})}
+	cc.results[k] = r
+	go func() {
+		defer close(r.done)
+		r.caps, r.ok = probeCaps(t, k)
+		r.at = time.Now()
+	}()
+	return r
+}
+
+// probeCaps links typ on the console and closes after the reply, before
+// any ticket: spice-server tolerates that on every channel type.
+func probeCaps(t store.Target, k probeKey) (spice.Caps, bool) {
+	deadline := time.Now().Add(probeTimeout)
+	conn, err := dialBackend(t, k.secure, deadline)
+	if err != nil {
+		return nil, false
+	}
+	defer conn.Close()
+	conn.SetDeadline(deadline)
+	m := &spice.LinkMess{ChannelType: k.typ, CommonCaps: spice.DefaultCommonCaps, ChannelCaps: spice.ClientChannelCaps(k.typ)}
+	if _, err := conn.Write(m.Marshal()); err != nil {
+		return nil, false
+	}
+	reply, err := spice.ReadLinkReply(conn, spice.DefaultMaxLinkSize)
+	if err != nil || reply.Error != spice.LinkOK {
+		return nil, false
+	}
+	return reply.ChannelCaps, true
+}
+
+// warm probes the usual channel types of every console in the
+// background, so the first client does not wait for probes.
+func (cc *capsCache) warm(p *Proxy) {
+	for _, t := range p.Store.Targets() {
+		for _, typ := range []spice.ChannelType{spice.ChannelMain, spice.ChannelDisplay, spice.ChannelInputs, spice.ChannelCursor} {
+			cc.probe(t, backendKey(t, typ))
+		}
+	}
+}

@@ -1,0 +1,83 @@
+package proxy
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the proxy's Prometheus series, on a registry of its own so
+// several proxies (tests, lanes) never collide.
+type metrics struct {
+	reg *prometheus.Registry
+
+	connections    *prometheus.GaugeVec     // listener
+	channels       *prometheus.GaugeVec     // channel
+	handshakes     *prometheus.CounterVec   // result
+	handshakeTime  *prometheus.HistogramVec // channel
+	bytes          *prometheus.CounterVec   // channel, direction
+	messages       *prometheus.CounterVec   // channel, direction
+	verdicts       *prometheus.CounterVec   // channel, direction, verdict
+	backendDials   *prometheus.CounterVec   // result
+	sessionsEnded  prometheus.Counter
+	displayGuarded prometheus.Counter
+}
+
+func newMetrics(p *Proxy) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
+	m.connections = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "spice_proxy_connections_active", Help: "Client connections open, by listener (tls, plain).",
+	}, []string{"listener"})
+	m.channels = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "spice_proxy_channels_active", Help: "Channels relaying between a client and qemu, by channel type.",
+	}, []string{"channel"})
+	m.handshakes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spice_proxy_handshakes_total", Help: "Client link handshakes by result (ok, a SPICE link error name, tls_error, timeout, closed).",
+	}, []string{"result"})
+	m.handshakeTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "spice_proxy_handshake_seconds", Help: "Accept to link result, successful handshakes, by channel type.",
+		Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10},
+	}, []string{"channel"})
+	m.bytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spice_proxy_bytes_total", Help: "Data bytes relayed (headers included), by channel type and direction.",
+	}, []string{"channel", "direction"})
+	m.messages = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spice_proxy_messages_total", Help: "Data messages relayed, by channel type and direction.",
+	}, []string{"channel", "direction"})
+	m.verdicts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spice_proxy_firewall_verdicts_total", Help: "Messages the firewall flagged: verdict is blocked (channel closed) or warned (forwarded).",
+	}, []string{"channel", "direction", "verdict"})
+	m.backendDials = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spice_proxy_backend_links_total", Help: "Backend (qemu) links by result.",
+	}, []string{"result"})
+	m.sessionsEnded = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "spice_proxy_sessions_ended_total", Help: "Sessions whose main channel ended or that were terminated.",
+	})
+	m.displayGuarded = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "spice_proxy_display_init_injected_total", Help: "Display channels closed before the client's DISPLAY_INIT, for which the proxy sent one to qemu (spice-server 0.15 crashes otherwise).",
+	})
+	for _, c := range []prometheus.Collector{m.connections, m.channels, m.handshakes, m.handshakeTime, m.bytes, m.messages,
+		m.verdicts, m.backendDials, m.sessionsEnded, m.displayGuarded} {
+		f(c)
+	}
+	f(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "spice_proxy_link_keys_inline_total", Help: "RSA link keys generated inline because the pool was empty.",
+	}, func() float64 { _, miss := p.keys.Stats(); return float64(miss) }))
+	f(prometheus.NewGoCollector())
+	f(prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+// MetricsHandler serves the proxy's Prometheus metrics.
+func (p *Proxy) MetricsHandler() http.Handler {
+	p.init()
+	return promhttp.HandlerFor(p.metrics.reg, promhttp.HandlerOpts{})
+}
+
+// Gatherer exposes the registry (tests read counters from it).
+func (p *Proxy) Gatherer() prometheus.Gatherer {
+	p.init()
+	return p.metrics.reg
+}

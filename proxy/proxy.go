@@ -1,0 +1,343 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/spiceharness/spiceharness/internal/pki"
+	"github.com/spiceharness/spiceharness/proxy/spice"
+	"github.com/spiceharness/spiceharness/proxy/store"
+)
+
+// Store is what the proxy needs from the console store: token checks,
+// the consoles (for caps probes) and the audit log. *store.Store
+// implements it.
+type Store interface {
+	Authorize(token string, main bool, connID uint32) (*store.Lease, error)
+	Targets() []store.Target
+	Record(store.Event)
+}
+
+// Defaults for the zero values of Proxy's fields.
+const (
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultBackendTimeout   = 10 * time.Second
+	DefaultHalfCloseTimeout = 2 * time.Second
+	DefaultDrainTimeout     = 5 * time.Second
+	DefaultKeyPoolSize      = 32
+)
+
+// Proxy is an in-process SPICE proxy. Set its fields, then call Start
+// (or Listen and Serve); stop it with Shutdown or Close. Zero values
+// work: only Store is required.
+type Proxy struct {
+	// Store validates tokens and yields the consoles (required).
+	Store Store
+
+	// Certificate is the TLS listener's certificate. nil: an ephemeral CA
+	// and a server certificate for localhost/127.0.0.1 are generated, and
+	// CACertPEM and HostSubject describe them.
+	Certificate *tls.Certificate
+	// CACertPEM is the CA that signed Certificate, handed to clients in
+	// `.vv` files (set it when you set Certificate).
+	CACertPEM []byte
+
+	// AllowPlain serves sessions on the plain listener. When false (the
+	// default, Kerbside's behaviour) the plain listener answers every
+	// link with NEED_SECURED and spice-gtk re-links on the TLS port.
+	AllowPlain bool
+
+	// HandshakeTimeout bounds a client's TLS handshake and link stage
+	// (0: 10 s). A silent client never delays anyone else.
+	HandshakeTimeout time.Duration
+	// BackendTimeout bounds dialing and linking qemu (0: 10 s).
+	BackendTimeout time.Duration
+	// IdleTimeout closes a channel with no message in either direction
+	// for that long (0: never; SPICE channels are legitimately silent).
+	IdleTimeout time.Duration
+	// HalfCloseTimeout is how long the other direction may finish after
+	// one side half-closed (0: 2 s).
+	HalfCloseTimeout time.Duration
+
+	// Firewall is what the relay does with disallowed message types and
+	// oversized messages (zero: enforce). Rules nil means DefaultRules.
+	Firewall FirewallMode
+	Rules    Rules
+
+	// KeyPoolSize is how many RSA link keys are kept ready (0: 32).
+	KeyPoolSize int
+
+	// Logger receives structured audit events (nil: discarded). Tickets
+	// and tokens are never logged.
+	Logger *slog.Logger
+
+	initOnce sync.Once
+	initErr  error
+	keys     *spice.KeyPool
+	metrics  *metrics
+	tlsConf  *tls.Config
+	host     string // host subject of the TLS certificate
+	caps     capsCache
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[net.Conn]struct{} // accepted, not yet relaying
+	channels  map[*channel]struct{} // relaying
+	closing   bool
+	wg        sync.WaitGroup
+	plainAddr *net.TCPAddr
+	tlsAddr   *net.TCPAddr
+}
+
+func (p *Proxy) init() {
+	p.initOnce.Do(func() {
+		if p.Store == nil {
+			p.initErr = errors.New("proxy: Store is required")
+			return
+		}
+		if p.Logger == nil {
+			p.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		}
+		if p.Rules == nil {
+			p.Rules = DefaultRules()
+		}
+		n := p.KeyPoolSize
+		if n <= 0 {
+			n = DefaultKeyPoolSize
+		}
+		p.keys = spice.NewKeyPool(n)
+		p.metrics = newMetrics(p)
+		p.listeners = map[net.Listener]struct{}{}
+		p.conns = map[net.Conn]struct{}{}
+		p.channels = map[*channel]struct{}{}
+		p.initErr = p.initTLS()
+	})
+}
+
+func (p *Proxy) initTLS() error {
+	if p.Certificate == nil {
+		ca, err := pki.NewCA("spice-harness proxy CA")
+		if err != nil {
+			return err
+		}
+		leaf, err := ca.Issue(pkix.Name{Organization: []string{"spice-harness"}, CommonName: "spice-harness proxy"}, "localhost", "127.0.0.1", "::1")
+		if err != nil {
+			return err
+		}
+		p.Certificate, p.CACertPEM = &leaf.TLS, ca.CertPEM
+	}
+	if p.Certificate.Leaf == nil && len(p.Certificate.Certificate) > 0 {
+		if err := parseLeaf(p.Certificate); err != nil {
+			return fmt.Errorf("proxy: certificate: %w", err)
+		}
+	}
+	if p.Certificate.Leaf != nil {
+		p.host = pki.HostSubject(p.Certificate.Leaf)
+	}
+	p.tlsConf = &tls.Config{Certificates: []tls.Certificate{*p.Certificate}, MinVersion: tls.VersionTLS12}
+	return nil
+}
+
+// HostSubject is the TLS certificate's subject in spice-gtk's
+// host-subject form (for `.vv` files).
+func (p *Proxy) HostSubject() string { p.init(); return p.host }
+
+// CAPEM is the PEM of the CA clients should trust.
+func (p *Proxy) CAPEM() []byte { p.init(); return p.CACertPEM }
+
+// Listen binds the plain and TLS listeners ("" skips one; port 0 picks
+// one) without serving yet.
+func (p *Proxy) Listen(plainAddr, tlsAddr string) (plain, secure net.Listener, err error) {
+	if p.init(); p.initErr != nil {
+		return nil, nil, p.initErr
+	}
+	if plainAddr != "" {
+		if plain, err = net.Listen("tcp", plainAddr); err != nil {
+			return nil, nil, fmt.Errorf("proxy: plain listener on %s: %w", plainAddr, err)
+		}
+	}
+	if tlsAddr != "" {
+		if secure, err = net.Listen("tcp", tlsAddr); err != nil {
+			if plain != nil {
+				plain.Close()
+			}
+			return nil, nil, fmt.Errorf("proxy: TLS listener on %s: %w", tlsAddr, err)
+		}
+	}
+	return plain, secure, nil
+}
+
+// Start listens on plainAddr and tlsAddr and serves both in the
+// background until Shutdown or Close.
+func (p *Proxy) Start(plainAddr, tlsAddr string) error {
+	plain, secure, err := p.Listen(plainAddr, tlsAddr)
+	if err != nil {
+		return err
+	}
+	for _, l := range []struct {
+		ln     net.Listener
+		secure bool
+	}{{plain, false}, {secure, true}} {
+		if l.ln == nil {
+			continue
+		}
+		if err := p.track(l.ln, l.secure); err != nil {
+			plain.Close()
+			secure.Close()
+			return err
+		}
+		p.wg.Add(1)
+		go func() { defer p.wg.Done(); p.acceptLoop(l.ln, l.secure) }()
+	}
+	go p.caps.warm(p) // probe backends' caps ahead of the first client
+	return nil
+}
+
+// Serve accepts on ln until it is closed; secure says whether clients
+// speak TLS on it. It returns nil after Shutdown or Close.
+func (p *Proxy) Serve(ln net.Listener, secure bool) error {
+	if p.init(); p.initErr != nil {
+		return p.initErr
+	}
+	if err := p.track(ln, secure); err != nil {
+		return err
+	}
+	p.wg.Add(1)
+	defer p.wg.Done()
+	return p.acceptLoop(ln, secure)
+}
+
+// ErrClosed is returned when serving on a proxy that is shutting down.
+var ErrClosed = errors.New("proxy: closed")
+
+func (p *Proxy) track(ln net.Listener, secure bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing {
+		ln.Close()
+		return ErrClosed
+	}
+	p.listeners[ln] = struct{}{}
+	if a, ok := ln.Addr().(*net.TCPAddr); ok {
+		if secure {
+			p.tlsAddr = a
+		} else {
+			p.plainAddr = a
+		}
+	}
+	return nil
+}
+
+// PlainAddr and TLSAddr are the listening addresses (nil before Start).
+func (p *Proxy) PlainAddr() *net.TCPAddr { p.mu.Lock(); defer p.mu.Unlock(); return p.plainAddr }
+
+// TLSAddr is the TLS listener's address.
+func (p *Proxy) TLSAddr() *net.TCPAddr { p.mu.Lock(); defer p.mu.Unlock(); return p.tlsAddr }
+
+// Shutdown stops accepting, lets live channels finish until ctx is done
+// (or DrainTimeout when ctx has no deadline), then closes the rest and
+// waits for every goroutine. It returns ctx's error if channels had to
+// be cut.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.init()
+	p.mu.Lock()
+	p.closing = true
+	for ln := range p.listeners {
+		ln.Close()
+	}
+	// Connections still in their handshake are cut now: nothing to drain.
+	for c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultDrainTimeout)
+		defer cancel()
+	}
+	var err error
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for p.activeChannels() > 0 {
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+			p.closeChannels("shutdown")
+		case <-tick.C:
+			continue
+		}
+		break
+	}
+	p.wg.Wait()
+	p.keys.Close()
+	return err
+}
+
+// Close stops the proxy at once: listeners, handshakes and channels.
+func (p *Proxy) Close() error {
+	p.init()
+	p.mu.Lock()
+	p.closing = true
+	p.mu.Unlock()
+	p.closeChannels("proxy closed")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	p.Shutdown(ctx)
+	return nil
+}
+
+func (p *Proxy) activeChannels() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.channels)
+}
+
+func (p *Proxy) closeChannels(reason string) {
+	p.mu.Lock()
+	chans := make([]*channel, 0, len(p.channels))
+	for c := range p.channels {
+		chans = append(chans, c)
+	}
+	p.mu.Unlock()
+	for _, c := range chans {
+		c.close(reason)
+	}
+}
+
+// Stats is a snapshot of the proxy's live state.
+type Stats struct {
+	Listening   bool
+	Handshaking int // accepted connections still in TLS or link
+	Channels    int // relaying channels
+}
+
+// Stats returns a snapshot.
+func (p *Proxy) Stats() Stats {
+	p.init()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return Stats{Listening: len(p.listeners) > 0 && !p.closing, Handshaking: len(p.conns), Channels: len(p.channels)}
+}
+
+// ServeMetrics serves /metrics on addr until ctx ends (for the CLI; tests
+// use MetricsHandler). Bind it to loopback.
+func (p *Proxy) ServeMetrics(ctx context.Context, ln net.Listener) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", p.MetricsHandler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	stop := context.AfterFunc(ctx, func() { srv.Close() })
+	defer stop()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,375 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiceharness/spiceharness/proxy/spice"
+	"github.com/spiceharness/spiceharness/proxy/store"
+)
+
+// chunkSize is the relay's copy buffer. Buffers come from a pool and are
+// held only while a message crosses, so an idle channel holds none.
+const chunkSize = 64 << 10
+
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+
+// channel is one linked client channel and its backend, relaying.
+type channel struct {
+	p     *Proxy
+	log   *slog.Logger
+	lease *store.Lease
+	typ   spice.ChannelType
+	id    uint8
+
+	client, backend         net.Conn
+	rawClient               net.Conn // the TCP conn under client (for bookkeeping)
+	clientMini, backendMini bool
+
+	entry     *store.Channel
+	done      chan struct{}
+	closeOnce sync.Once
+	reason    atomic.Pointer[string]
+
+	// toServerMu is held while a message is written to the backend, so a
+	// DISPLAY_INIT injected on close never lands inside another message.
+	toServerMu     sync.Mutex
+	toServerSerial uint64 // last serial written to the backend (full headers)
+	displayInit    bool   // a DISPLAY_INIT went upstream (guarded by toServerMu)
+
+	lastActive atomic.Int64 // unix nanos of the last message either way
+	sent       [2]atomic.Int64
+	firstWarn  [2]atomic.Bool
+}
+
+// leg is one direction of the relay.
+type leg struct {
+	dir              Direction
+	src, dst         net.Conn
+	srcMini, dstMini bool
+	rule             Rule
+	bytes, msgs      prometheus.Counter
+	serial           uint64 // out serial when re-framing to full headers
+}
+
+func (ch *channel) label() string { return ch.typ.String() }
+
+// run relays until either side closes, then cleans up. It owns the
+// channel's two copy goroutines.
+func (ch *channel) run() {
+	p := ch.p
+	defer func() {
+		p.mu.Lock()
+		delete(p.channels, ch)
+		p.mu.Unlock()
+		close(ch.done)
+	}()
+	gauge := p.metrics.channels.WithLabelValues(ch.label())
+	gauge.Inc()
+	defer gauge.Dec()
+	ch.lastActive.Store(time.Now().UnixNano())
+
+	ch.entry = &store.Channel{Type: ch.label(), ID: ch.id, Started: time.Now(), Close: func() { ch.close("terminated") }}
+	if !ch.lease.Attach(ch.entry) {
+		ch.close("session ended")
+		return
+	}
+	ch.log.Info("channel relaying", "client_mini", ch.clientMini, "backend_mini", ch.backendMini)
+
+	rules := p.Rules[ch.typ]
+	legs := [2]*leg{
+		ToServer: {dir: ToServer, src: ch.client, dst: ch.backend, srcMini: ch.clientMini, dstMini: ch.backendMini, rule: rules[ToServer]},
+		ToClient: {dir: ToClient, src: ch.backend, dst: ch.client, srcMini: ch.backendMini, dstMini: ch.clientMini, rule: rules[ToClient]},
+	}
+	for _, l := range legs {
+		l.bytes = p.metrics.bytes.WithLabelValues(ch.label(), l.dir.String())
+		l.msgs = p.metrics.messages.WithLabelValues(ch.label(), l.dir.String())
+	}
+	type end struct {
+		dir Direction
+		err error
+	}
+	ends := make(chan end, 2)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); ends <- end{ToServer, ch.relayClientToBackend(legs[ToServer])} }()
+	go func() { defer wg.Done(); ends <- end{ToClient, ch.relayBackendToClient(legs[ToClient])} }()
+
+	first := <-ends
+	err := first.err
+	if err == nil {
+		// One side half-closed: pass the FIN on and give the other
+		// direction a moment to finish. qemu must not see a display
+		// channel end before its DISPLAY_INIT.
+		if first.dir == ToServer {
+			ch.guardDisplay()
+		}
+		closeWrite(legs[first.dir].dst)
+		t := time.AfterFunc(ch.halfCloseTimeout(), func() { ch.close("half-close timeout") })
+		err = (<-ends).err
+		t.Stop()
+	}
+	ch.close(reasonFor(err))
+	wg.Wait()
+
+	reason := *ch.reason.Load()
+	ch.lease.Detach(ch.entry, reason)
+	ch.log.Info("channel closed", "reason", reason, "bytes_to_server", ch.sent[ToServer].Load(), "bytes_to_client", ch.sent[ToClient].Load())
+	if ch.typ == spice.ChannelMain {
+		// spice-server ends the session with its main channel; so do we.
+		ch.lease.End("main channel closed: " + reason)
+		p.metrics.sessionsEnded.Inc()
+	}
+}
+
+func (ch *channel) halfCloseTimeout() time.Duration {
+	if ch.p.HalfCloseTimeout > 0 {
+		return ch.p.HalfCloseTimeout
+	}
+	return DefaultHalfCloseTimeout
+}
+
+func reasonFor(err error) string {
+	switch {
+	case err == nil:
+		return "closed"
+	case errors.Is(err, net.ErrClosed):
+		return "closed"
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return "idle timeout"
+	}
+	return err.Error()
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+}
+
+// close ends the channel at once (idempotent, safe from any goroutine):
+// a display channel that never sent DISPLAY_INIT upstream gets one
+// first, since closing it earlier crashes spice-server 0.15 and qemu.
+func (ch *channel) close(reason string) {
+	ch.closeOnce.Do(func() {
+		ch.reason.Store(&reason)
+		ch.client.Close() // unblocks the client→backend reader first
+		ch.guardDisplay()
+		ch.backend.Close()
+	})
+}
+
+// abort closes a channel that never started relaying.
+func (ch *channel) abort(reason string) {
+	ch.close(reason)
+}
+
+// guardDisplay sends DISPLAY_INIT upstream if the client never did.
+func (ch *channel) guardDisplay() {
+	if ch.typ != spice.ChannelDisplay {
+		return
+	}
+	ch.backend.SetWriteDeadline(time.Now().Add(time.Second))
+	ch.toServerMu.Lock()
+	defer ch.toServerMu.Unlock()
+	if ch.displayInit {
+		return
+	}
+	ch.toServerSerial++
+	b := spice.AppendHeader(nil, spice.Header{Serial: ch.toServerSerial, Type: spice.MsgcDisplayInit, Size: 14}, ch.backendMini)
+	b = append(b, spice.DefaultDisplayInit.Marshal()...)
+	if _, err := ch.backend.Write(b); err == nil {
+		ch.displayInit = true
+		ch.p.metrics.displayGuarded.Inc()
+		ch.log.Info("sent DISPLAY_INIT upstream before closing a display channel the client never initialised (spice-server 0.15 crashes otherwise)")
+	}
+}
+
+// relayClientToBackend copies client messages to qemu.
+func (ch *channel) relayClientToBackend(l *leg) error { return ch.pump(l) }
+
+// relayBackendToClient copies qemu messages to the client. On main, the
+// first message must be MAIN_INIT: its session id is recorded before the
+// client sees it, so the client's next channels find the session active.
+func (ch *channel) relayBackendToClient(l *leg) error { return ch.pump(l) }
+
+// errFirewall is returned when the firewall closes a channel.
+var errFirewall = errors.New("firewall")
+
+// pump relays framed messages from l.src to l.dst until EOF (nil) or an
+// error. Headers are validated before anything is allocated.
+func (ch *channel) pump(l *leg) error {
+	var hdr [spice.FullHeaderSize]byte
+	hsz := spice.HeaderSize(l.srcMini)
+	for n := 0; ; n++ {
+		if err := ch.readFull(l.src, hdr[:hsz]); err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+		h := spice.DecodeHeader(hdr[:hsz], l.srcMini)
+		if err := ch.check(l, h); err != nil {
+			return err
+		}
+		var err error
+		switch {
+		case l.dir == ToClient && ch.typ == spice.ChannelMain && n == 0:
+			err = ch.forwardMainInit(l, h)
+		case l.dir == ToServer && ch.typ == spice.ChannelDisplay:
+			ch.toServerMu.Lock()
+			err = ch.forward(l, h)
+			if err == nil && h.Type == spice.MsgcDisplayInit {
+				ch.displayInit = true
+			}
+			ch.toServerMu.Unlock()
+		default:
+			err = ch.forward(l, h)
+		}
+		if err != nil {
+			return err
+		}
+		ch.lastActive.Store(time.Now().UnixNano())
+	}
+}
+
+// readFull reads len(b) bytes. With an IdleTimeout it wakes up every
+// IdleTimeout and gives up only if neither direction moved meanwhile.
+func (ch *channel) readFull(c net.Conn, b []byte) error {
+	idle := ch.p.IdleTimeout
+	got := 0
+	for got < len(b) {
+		if idle > 0 {
+			c.SetReadDeadline(time.Now().Add(idle))
+		}
+		n, err := c.Read(b[got:])
+		got += n
+		if err == nil {
+			continue
+		}
+		if idle > 0 && errors.Is(err, os.ErrDeadlineExceeded) && time.Since(time.Unix(0, ch.lastActive.Load())) < idle {
+			continue
+		}
+		if err == io.EOF && got > 0 {
+			return io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	return nil
+}
+
+// check applies the firewall to a header.
+func (ch *channel) check(l *leg, h spice.Header) error {
+	verdict := func(v string) {
+		ch.p.metrics.verdicts.WithLabelValues(ch.label(), l.dir.String(), v).Inc()
+	}
+	if h.Size > HardMaxMessage {
+		verdict("blocked")
+		ch.log.Warn("firewall: message over the hard limit, closing", "direction", l.dir.String(), "type", h.Type, "size", h.Size)
+		return fmt.Errorf("%w: %s type %d of %d bytes is over the %d-byte hard limit", errFirewall, l.dir, h.Type, h.Size, HardMaxMessage)
+	}
+	if ch.p.Firewall == FirewallOff {
+		return nil
+	}
+	var why string
+	switch {
+	case !l.rule.Allows(l.dir, h.Type):
+		why = "message type not allowed on this channel"
+	case h.Size > l.rule.MaxSize:
+		why = fmt.Sprintf("over the %d-byte cap", l.rule.MaxSize)
+	default:
+		return nil
+	}
+	if ch.p.Firewall == FirewallWarn {
+		verdict("warned")
+		if !ch.firstWarn[l.dir].Swap(true) {
+			ch.log.Warn("firewall (warn only): "+why, "direction", l.dir.String(), "type", h.Type, "size", h.Size)
+		}
+		return nil
+	}
+	verdict("blocked")
+	ch.log.Warn("firewall: "+why+", closing", "direction", l.dir.String(), "type", h.Type, "size", h.Size)
+	return fmt.Errorf("%w: %s type %d (%d bytes): %s", errFirewall, l.dir, h.Type, h.Size, why)
+}
+
+// outHeader is h as written to l.dst: verbatim when both legs use full
+// headers (serials pass through), renumbered when re-framing to full.
+func (ch *channel) outHeader(l *leg, h spice.Header) spice.Header {
+	if !l.dstMini {
+		if l.srcMini {
+			l.serial++
+			h.Serial, h.SubList = l.serial, 0
+		} else {
+			l.serial = h.Serial
+		}
+		if l.dir == ToServer {
+			ch.toServerSerial = h.Serial
+		}
+	}
+	return h
+}
+
+// forward writes h and its body from l.src to l.dst through a pooled
+// buffer, header and first chunk in one write.
+func (ch *channel) forward(l *leg, h spice.Header) error {
+	bp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(bp)
+	buf := *bp
+	out := spice.AppendHeader(buf[:0], ch.outHeader(l, h), l.dstMini)
+	hlen := len(out)
+	left := int(h.Size)
+	total := hlen + left
+	for first := true; first || left > 0; first = false {
+		n := min(left, len(buf)-len(out))
+		if err := ch.readFull(l.src, buf[len(out):len(out)+n]); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		if _, err := l.dst.Write(buf[:len(out)+n]); err != nil {
+			return err
+		}
+		left -= n
+		out = buf[:0]
+	}
+	l.bytes.Add(float64(total))
+	l.msgs.Inc()
+	ch.sent[l.dir].Add(int64(total))
+	return nil
+}
+
+// forwardMainInit reads main's first message, which must be MAIN_INIT,
+// records the session id, then forwards it.
+func (ch *channel) forwardMainInit(l *leg, h spice.Header) error {
+	if h.Type != spice.MsgMainInit || h.Size < spice.MainInitSize || h.Size > 4096 {
+		return fmt.Errorf("backend's first main message is type %d (%d bytes), not MAIN_INIT", h.Type, h.Size)
+	}
+	body := make([]byte, h.Size)
+	if err := ch.readFull(l.src, body); err != nil {
+		return err
+	}
+	init, err := spice.ParseMainInit(body)
+	if err != nil {
+		return err
+	}
+	ch.lease.Established(init.SessionID)
+	ch.log.Info("session established", "spice_session_id", fmt.Sprintf("%#x", init.SessionID))
+	out := spice.AppendHeader(nil, ch.outHeader(l, h), l.dstMini)
+	out = append(out, body...)
+	if _, err := l.dst.Write(out); err != nil {
+		return err
+	}
+	l.bytes.Add(float64(len(out)))
+	l.msgs.Inc()
+	ch.sent[l.dir].Add(int64(len(out)))
+	return nil
+}

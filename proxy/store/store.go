@@ -1,0 +1,368 @@
+package store
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/spiceharness/spiceharness/static"
+)
+
+// DefaultTokenTTL is how long a minted token may open its session.
+const DefaultTokenTTL = 60 * time.Second
+
+// DefaultAuditSize is how many audit events the store keeps.
+const DefaultAuditSize = 1024
+
+// TokenLength is the length of a token: 48 characters of [A-Za-z0-9].
+const TokenLength = 48
+
+// Errors. The proxy maps them to SPICE link codes: unknown, expired and
+// used tokens to PERMISSION_DENIED; a connection id that is not the
+// token's session to BAD_CONNECTION_ID.
+var (
+	ErrUnknownSource  = errors.New("store: unknown source")
+	ErrUnknownConsole = errors.New("store: unknown console")
+	ErrSourceErrored  = errors.New("store: source is errored")
+	ErrUnsupported    = errors.New("store: source type is not served")
+	ErrUnknownToken   = errors.New("store: unknown token")
+	ErrTokenExpired   = errors.New("store: token expired")
+	ErrTokenUsed      = errors.New("store: token already opened its session")
+	ErrWrongSession   = errors.New("store: connection id is not the token's session")
+	ErrNoSession      = errors.New("store: the token's session has no main channel yet")
+	ErrSessionEnded   = errors.New("store: session ended")
+	ErrUnknownSession = errors.New("store: unknown session")
+)
+
+// Options configure a Store; the zero value works.
+type Options struct {
+	// TokenTTL is how long a token may open its session (0: 60 s).
+	TokenTTL time.Duration
+	// AuditSize bounds the audit log (0: 1024 events).
+	AuditSize int
+	// Now is the clock (nil: time.Now); tests move it.
+	Now func() time.Time
+}
+
+// Store is the embedded, in-memory console store shared by the `.vv` API
+// and the proxy. It is safe for concurrent use.
+type Store struct {
+	opts Options
+
+	mu       sync.Mutex
+	sources  map[string]*sourceState
+	consoles map[static.Key]*consoleState
+	tokens   map[string]*session // token value → session
+	sessions map[string]*session // session id → session
+	audit    audit
+}
+
+type sourceState struct {
+	src      static.Source
+	loadErr  error
+	consoles []static.Key
+	loaded   time.Time
+}
+
+type consoleState struct {
+	console static.Console
+	caCert  string
+}
+
+// New returns an empty store.
+func New(opts Options) *Store {
+	if opts.TokenTTL <= 0 {
+		opts.TokenTTL = DefaultTokenTTL
+	}
+	if opts.AuditSize <= 0 {
+		opts.AuditSize = DefaultAuditSize
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Store{
+		opts:     opts,
+		sources:  map[string]*sourceState{},
+		consoles: map[static.Key]*consoleState{},
+		tokens:   map[string]*session{},
+		sessions: map[string]*session{},
+		audit:    audit{max: opts.AuditSize},
+	}
+}
+
+// TokenTTL returns the configured token lifetime.
+func (s *Store) TokenTTL() time.Duration { return s.opts.TokenTTL }
+
+// Load puts sources into the store through the static driver: each
+// source replaces any source of the same name, atomically with its
+// consoles. An errored or unsupported source is kept (with its problems)
+// and serves no console; it does not stop the others.
+func (s *Store) Load(sources ...static.Source) {
+	now := s.opts.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, src := range sources {
+		if old, ok := s.sources[src.Name]; ok {
+			for _, k := range old.consoles {
+				delete(s.consoles, k)
+			}
+		}
+		st := &sourceState{src: src, loaded: now}
+		consoles, err := src.Load()
+		st.loadErr = err
+		for _, c := range consoles {
+			k := static.Key{Source: src.Name, UUID: c.UUID}
+			s.consoles[k] = &consoleState{console: c, caCert: src.CACert}
+			st.consoles = append(st.consoles, k)
+		}
+		s.sources[src.Name] = st
+		s.audit.add(Event{Time: now, Kind: EventSourceLoaded, Source: src.Name, Detail: fmt.Sprintf("type %s, %d consoles", src.Type, len(consoles))})
+	}
+}
+
+// Remove drops a source and its consoles (live sessions keep running).
+func (s *Store) Remove(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.sources[name]
+	if !ok {
+		return fmt.Errorf("%w %q", ErrUnknownSource, name)
+	}
+	for _, k := range st.consoles {
+		delete(s.consoles, k)
+	}
+	delete(s.sources, name)
+	return nil
+}
+
+// SetTicket replaces the stored ticket of a console (after the harness
+// rotated it over QMP). Live proxy sessions are not affected.
+func (s *Store) SetTicket(k static.Key, ticket string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.consoles[k]
+	if !ok {
+		return fmt.Errorf("%w %s", ErrUnknownConsole, k)
+	}
+	c.console.Ticket = ticket
+	return nil
+}
+
+// SourceInfo describes a source without secrets.
+type SourceInfo struct {
+	Name      string           `json:"source"`
+	Type      string           `json:"type"`
+	State     string           `json:"state"` // "ok", "errored" or "unsupported"
+	Consoles  int              `json:"consoles"`
+	HasCACert bool             `json:"has_ca_cert"`
+	Problems  []static.Problem `json:"-"`
+	Warnings  []static.Problem `json:"-"`
+	Loaded    time.Time        `json:"loaded"`
+}
+
+func (st *sourceState) info() SourceInfo {
+	state := "ok"
+	switch {
+	case errors.Is(st.loadErr, static.ErrUnsupportedType):
+		state = "unsupported"
+	case st.loadErr != nil:
+		state = "errored"
+	}
+	return SourceInfo{
+		Name: st.src.Name, Type: st.src.Type, State: state, Consoles: len(st.consoles),
+		HasCACert: st.src.CACert != "", Problems: st.src.Errors, Warnings: st.src.Warnings, Loaded: st.loaded,
+	}
+}
+
+// Sources lists the sources by name.
+func (s *Store) Sources() []SourceInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]SourceInfo, 0, len(s.sources))
+	for _, st := range s.sources {
+		out = append(out, st.info())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Source describes one source.
+func (s *Store) Source(name string) (SourceInfo, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.sources[name]
+	if !ok {
+		return SourceInfo{}, fmt.Errorf("%w %q", ErrUnknownSource, name)
+	}
+	return st.info(), nil
+}
+
+// Target is everything needed to reach a console: the console (ticket
+// included) and its source's CA for TLS backends.
+type Target struct {
+	Key     static.Key
+	Console static.Console
+	CACert  string
+}
+
+// Console returns the target for k, ticket included. Callers must not
+// log or serialise the ticket.
+func (s *Store) Console(k static.Key) (Target, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.targetLocked(k)
+}
+
+func (s *Store) targetLocked(k static.Key) (Target, error) {
+	c, ok := s.consoles[k]
+	if !ok {
+		if _, ok := s.sources[k.Source]; !ok {
+			return Target{}, fmt.Errorf("%w %q", ErrUnknownSource, k.Source)
+		}
+		return Target{}, fmt.Errorf("%w %s", ErrUnknownConsole, k)
+	}
+	return Target{Key: k, Console: c.console, CACert: c.caCert}, nil
+}
+
+// Targets returns every console, sorted by key (for the proxy's caps
+// probes).
+func (s *Store) Targets() []Target {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Target, 0, len(s.consoles))
+	for k, c := range s.consoles {
+		out = append(out, Target{Key: k, Console: c.console, CACert: c.caCert})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Key.Source < out[j].Key.Source || out[i].Key.Source == out[j].Key.Source && out[i].Key.UUID < out[j].Key.UUID
+	})
+	return out
+}
+
+// ConsoleInfo describes a console without its ticket.
+type ConsoleInfo struct {
+	Source       string `json:"source"`
+	UUID         string `json:"uuid"`
+	Name         string `json:"name"`
+	Hypervisor   string `json:"hypervisor"`
+	HypervisorIP string `json:"hypervisor_ip"`
+	InsecurePort int    `json:"insecure_port"`
+	SecurePort   int    `json:"secure_port,omitempty"`
+	HostSubject  string `json:"host_subject,omitempty"`
+	Sessions     int    `json:"sessions"`
+}
+
+// Consoles lists consoles without tickets, sorted by key.
+func (s *Store) Consoles() []ConsoleInfo {
+	targets := s.Targets()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]ConsoleInfo, 0, len(targets))
+	for _, t := range targets {
+		out = append(out, s.consoleInfoLocked(t))
+	}
+	return out
+}
+
+// ConsoleInfo describes one console without its ticket.
+func (s *Store) ConsoleInfo(k static.Key) (ConsoleInfo, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, err := s.targetLocked(k)
+	if err != nil {
+		return ConsoleInfo{}, err
+	}
+	return s.consoleInfoLocked(t), nil
+}
+
+func (s *Store) consoleInfoLocked(t Target) ConsoleInfo {
+	n := 0
+	for _, ss := range s.sessions {
+		if ss.key == t.Key && ss.state != stateEnded {
+			n++
+		}
+	}
+	c := t.Console
+	return ConsoleInfo{Source: t.Key.Source, UUID: c.UUID, Name: c.Name, Hypervisor: c.Hypervisor, HypervisorIP: c.HypervisorIP,
+		InsecurePort: c.InsecurePort, SecurePort: c.SecurePort, HostSubject: c.HostSubject, Sessions: n}
+}
+
+const tokenAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+// newToken returns n characters of [A-Za-z0-9] from crypto/rand, without
+// modulo bias.
+func newToken(n int) string {
+	out := make([]byte, 0, n)
+	var buf [64]byte
+	for len(out) < n {
+		rand.Read(buf[:])
+		for _, b := range buf {
+			if b < 248 { // 248 = 4 × 62
+				out = append(out, tokenAlphabet[b%62])
+				if len(out) == n {
+					break
+				}
+			}
+		}
+	}
+	return string(out)
+}
+
+// Minted is a freshly minted token and the session it will open.
+type Minted struct {
+	Token     string
+	SessionID string
+	Expires   time.Time
+	Target    Target
+}
+
+// Mint creates a session for console k and the token that opens it.
+func (s *Store) Mint(k static.Key) (Minted, error) {
+	now := s.opts.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, err := s.targetLocked(k)
+	if err != nil {
+		return Minted{}, err
+	}
+	s.expireLocked(now)
+	ss := &session{
+		id:      newToken(16),
+		token:   newToken(TokenLength),
+		key:     k,
+		created: now,
+		expires: now.Add(s.opts.TokenTTL),
+		state:   stateMinted,
+		chans:   map[*Channel]struct{}{},
+	}
+	s.tokens[ss.token] = ss
+	s.sessions[ss.id] = ss
+	s.audit.add(Event{Time: now, Kind: EventTokenMinted, Source: k.Source, UUID: k.UUID, Session: ss.id})
+	return Minted{Token: ss.token, SessionID: ss.id, Expires: ss.expires, Target: t}, nil
+}
+
+// expireLocked forgets sessions whose token expired unused, and ended
+// sessions older than the token TTL, so the maps stay bounded.
+func (s *Store) expireLocked(now time.Time) {
+	for id, ss := range s.sessions {
+		unused := ss.state == stateMinted && now.After(ss.expires.Add(s.opts.TokenTTL))
+		old := ss.state == stateEnded && now.After(ss.ended.Add(s.opts.TokenTTL))
+		if unused || old {
+			delete(s.sessions, id)
+			delete(s.tokens, ss.token)
+		}
+	}
+}
+
+// Keys lists the console keys, for completeness checks.
+func (s *Store) Keys() []static.Key {
+	ts := s.Targets()
+	out := make([]static.Key, len(ts))
+	for i, t := range ts {
+		out[i] = t.Key
+	}
+	return out
+}
