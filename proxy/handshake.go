@@ -232,4 +232,3 @@ func ioResult(err error) string {
 	}
 	return "closed"
 }
-
