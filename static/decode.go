@@ -2,6 +2,7 @@ package static
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -348,6 +349,11 @@ func (p *parser) port(n *yaml.Node, field string) (int, bool) {
 		}
 		return port, true
 	}
+	if n.Kind == yaml.ScalarNode && n.Style == 0 && (yaml11Int.MatchString(n.Value) || leadingZero.MatchString(n.Value)) {
+		p.errorf(n, field, ErrValue, "is %s; write a port as a plain decimal number (YAML 1.1 and 1.2 readers disagree on 0x, 0o, 0b, "+
+			"leading zeros, underscores and signs)", n.Value)
+		return 0, false
+	}
 	hint := ""
 	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str" && isDecimal(n.Value) {
 		hint = " (remove the quotes)"
@@ -355,6 +361,10 @@ func (p *parser) port(n *yaml.Node, field string) (int, bool) {
 	p.errorf(n, field, ErrType, "must be an integer port (%d-%d), got %s%s", MinPort, MaxPort, describe(n, false), hint)
 	return 0, false
 }
+
+// leadingZero matches integers with leading zeros that are not octal,
+// which yaml.v3 reads as floats and PyYAML as strings.
+var leadingZero = regexp.MustCompile(`^[-+]?0[0-9_]+$`)
 
 func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" }
 

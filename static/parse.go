@@ -17,10 +17,11 @@ import (
 // Limits that make Parse refuse pathological input promptly.
 const (
 	// MaxFileSize is the largest sources.yaml Parse reads, checked before
-	// any parsing. yaml.v3 allocates about 250 bytes per node, so 1 MiB of
-	// dense flow YAML still costs ~100 MiB; a real file with a thousand
-	// consoles is a quarter of this.
-	MaxFileSize = 1 << 20
+	// any parsing: 256 KiB, about a thousand consoles. yaml.v3 allocates
+	// about 250 bytes per node, so the densest YAML of this size (a flow
+	// list of 128k one-letter items) still costs about 64 MiB and 0.1 s to
+	// parse; at 4 MiB that would be a gigabyte.
+	MaxFileSize = 256 << 10
 	// MaxDepth is the deepest nesting of lists and mappings accepted. A
 	// static source needs 4 (sources, source, consoles, console).
 	MaxDepth = 32
@@ -145,7 +146,7 @@ func tooLarge(name string, size int64) (*File, error) {
 	}
 	f := &File{Name: name, Problems: []Problem{{
 		File: name, Line: 1, Col: 1, Field: "file", Err: ErrTooLarge,
-		Message: fmt.Sprintf("%s the %d bytes (%d MiB) a sources.yaml may have; it was not parsed", what, MaxFileSize, MaxFileSize>>20),
+		Message: fmt.Sprintf("%s the %d bytes (%d KiB) a sources.yaml may have; it was not parsed", what, MaxFileSize, MaxFileSize>>10),
 	}}}
 	return f, f.Err()
 }
