@@ -9,6 +9,7 @@ pkgs=(
   virt-viewer          # remote-viewer, opens .vv files
   xvfb xauth xdotool imagemagick   # remote-viewer under a virtual X server
   nasm                 # rebuilds the test guest boot sector
+  python3-yaml         # Kerbside's YAML reader (PyYAML), an oracle in the static tests
   openssl
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients   # libvirt backend
 )
