@@ -262,7 +262,14 @@ func kerbsideRead(t *testing.T, python string, files ...[]byte) []pyResult {
 }
 
 // needPyYAML returns python3 when it can import yaml (Debian python3-yaml).
+// Debian's /usr/bin/python3 comes first: python3-yaml installs there,
+// while a python3 earlier in PATH (pyenv) may lack it.
 func needPyYAML(t *testing.T) string {
+	for _, p := range []string{"/usr/bin/python3"} {
+		if exec.Command(p, "-c", "import yaml").Run() == nil {
+			return p
+		}
+	}
 	python := testenv.NeedCommand(t, "python3", "python3")
 	if err := exec.Command(python, "-c", "import yaml").Run(); err != nil {
 		testenv.Missing(t, "PyYAML", "install the Debian package python3-yaml")
