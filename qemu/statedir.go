@@ -89,8 +89,9 @@ func sweepStale(root string) {
 }
 
 // SweepStateDirs removes the state dirs under root left by crashed runs:
-// dirs named sh-* whose owner process is gone (a dir with no owner file
-// counts as stale after a minute). A qemu still running from such a dir
+// dirs named sh-* whose owner file names a process that is gone. Dirs
+// without an owner file are not ours and are left alone. A qemu still
+// running from such a dir
 // (it should not: it dies with its parent) is killed first. Start calls
 // it once per process; it returns the dirs it removed.
 func SweepStateDirs(root string) ([]string, error) {
@@ -105,12 +106,7 @@ func SweepStateDirs(root string) ([]string, error) {
 		}
 		dir := filepath.Join(root, e.Name())
 		owner, err := os.ReadFile(filepath.Join(dir, ownerName))
-		if err != nil {
-			info, serr := e.Info()
-			if serr != nil || time.Since(info.ModTime()) < time.Minute {
-				continue
-			}
-		} else if ownerAlive(string(owner)) {
+		if err != nil || ownerAlive(string(owner)) {
 			continue
 		}
 		killStrayQemu(dir)
