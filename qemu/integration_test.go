@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -18,6 +19,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/spiceharness/spiceharness/fixtures/guest"
+	"github.com/spiceharness/spiceharness/internal/pki"
+	"github.com/spiceharness/spiceharness/proxy/spice"
 	"github.com/spiceharness/spiceharness/qemu"
 )
 
@@ -63,28 +66,46 @@ func TestIntegrationTickets(t *testing.T) {
 	if diff := cmp.Diff(want, info); diff != "" {
 		t.Errorf("unexpected query-spice (-want +got):\n%s", diff)
 	}
-	login := func(ticket string) bool { return spiceLogin(t, con.HypervisorIP, con.InsecurePort, ticket) }
+	tickets := checkTickets(t, vm)
 
-	// Ticketing is on from the first instant: no ticket, no entry.
-	if login("") {
-		t.Fatal("a client without ticket got in before SetTicket")
+	// Tickets never leave the process: not in argv, not in qemu's log.
+	p := vm.(*qemu.Process)
+	log, err := os.ReadFile(p.LogPath())
+	if err != nil {
+		t.Fatal(err)
 	}
+	for _, tk := range tickets {
+		if strings.Contains(strings.Join(p.Argv(), " "), tk) {
+			t.Errorf("ticket in argv")
+		}
+		if strings.Contains(string(log), tk) {
+			t.Errorf("ticket in qemu log")
+		}
+	}
+}
+
+// checkTickets runs the ticket lifecycle on a fresh VM of either
+// backend: refused until SetTicket; only the current ticket works;
+// RotateTicket retires the old one; ExpireTicket refuses everyone; a
+// later SetTicket lifts the expiry. The Go client gives exact link
+// results; spicy-screenshot (a real client) confirms the final ticket.
+// It returns the tickets it set.
+func checkTickets(t *testing.T, vm qemu.VM) []string {
+	ctx := ctxT(t, 60*time.Second)
+	con := vm.Console()
+	wantLink(t, con, spice.ErrPermissionDenied, "before SetTicket", "", "x")
 	t1, err := vm.SetTicket(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(t1) != qemu.TicketLen || !regexp.MustCompile(`^[A-Za-z0-9]+$`).MatchString(t1) {
-		t.Fatalf("unexpected ticket format %q", t1)
+		t.Fatalf("unexpected ticket format (length %d)", len(t1))
 	}
-	if got := vm.Console().Ticket; got != t1 {
+	if vm.Console().Ticket != t1 {
 		t.Fatalf("Console().Ticket is not the ticket SetTicket returned")
 	}
-	if login("") || login("wrong") {
-		t.Fatal("a client with no or a wrong ticket got in")
-	}
-	if !login(t1) {
-		t.Fatal("the fresh ticket was refused")
-	}
+	wantLink(t, con, spice.ErrPermissionDenied, "after SetTicket, no or wrong ticket", "", t1[1:], "wrong")
+	wantLink(t, con, spice.LinkOK, "after SetTicket, fresh ticket", t1)
 
 	t2, err := vm.RotateTicket(ctx)
 	if err != nil {
@@ -93,47 +114,99 @@ func TestIntegrationTickets(t *testing.T) {
 	if t2 == t1 {
 		t.Fatal("RotateTicket returned the old ticket")
 	}
-	if login(t1) {
-		t.Fatal("the old ticket still works after RotateTicket")
-	}
-	if !login(t2) {
-		t.Fatal("the rotated ticket was refused")
-	}
+	wantLink(t, con, spice.ErrPermissionDenied, "after RotateTicket, old ticket", t1)
+	wantLink(t, con, spice.LinkOK, "after RotateTicket, new ticket", t2)
 
 	if err := vm.ExpireTicket(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if login(t2) || login("") {
-		t.Fatal("a link succeeded after ExpireTicket")
-	}
-	// A rotation after an expiry works: SetTicket/RotateTicket lift it.
+	wantLink(t, con, spice.ErrPermissionDenied, "after ExpireTicket", t2, "")
 	t3, err := vm.RotateTicket(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if login(t2) {
-		t.Fatal("the expired ticket works again after RotateTicket")
+	wantLink(t, con, spice.ErrPermissionDenied, "after a rotation that follows an expiry, old tickets", t1, t2)
+	wantLink(t, con, spice.LinkOK, "after a rotation that follows an expiry, new ticket", t3)
+	if !spiceLogin(t, con.HypervisorIP, con.InsecurePort, t3) {
+		t.Error("spicy-screenshot was refused with the current ticket")
 	}
-	if !login(t3) {
-		t.Fatal("a ticket set after ExpireTicket was refused")
-	}
-
-	// Tickets never leave the process: not in argv, not in qemu's log.
-	p := vm.(*qemu.Process)
-	log, err := os.ReadFile(p.LogPath())
-	if err != nil {
-		t.Fatal(err)
+	if spiceLogin(t, con.HypervisorIP, con.InsecurePort, t2) {
+		t.Error("spicy-screenshot got in with a retired ticket")
 	}
 	for _, tk := range []string{t1, t2, t3} {
-		if strings.Contains(strings.Join(p.Argv(), " "), tk) {
-			t.Errorf("ticket in argv")
-		}
-		if strings.Contains(string(log), tk) {
-			t.Errorf("ticket in qemu log")
-		}
 		if strings.Contains(vm.String(), tk) {
 			t.Errorf("ticket in String()")
 		}
+	}
+	return []string{t1, t2, t3}
+}
+
+// TestIntegrationTicketsAndSessions: SetTicket keeps a connected session,
+// RotateTicket disconnects it.
+func TestIntegrationTicketsAndSessions(t *testing.T) {
+	vm := startVM(t)
+	ctx := ctxT(t, 60*time.Second)
+	t1, err := vm.SetTicket(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	con := vm.Console()
+	d := &spice.Dialer{Host: con.HypervisorIP, Port: con.InsecurePort, Password: t1}
+	s, err := d.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := vm.SetTicket(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.Main.Done():
+		t.Fatalf("SetTicket dropped a connected session: %v", s.Main.Err())
+	case <-time.After(500 * time.Millisecond):
+	}
+	if _, err := vm.RotateTicket(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.Main.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("RotateTicket left a connected session in")
+	}
+}
+
+func TestIntegrationTLS(t *testing.T) {
+	ca, err := pki.NewCA("qemu test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := startVM(t, qemu.TLS(ca))
+	ctx := ctxT(t, 60*time.Second)
+	con := vm.Console()
+	if con.SecurePort == 0 || con.SecurePort == con.InsecurePort {
+		t.Fatalf("unexpected ports %d/%d", con.InsecurePort, con.SecurePort)
+	}
+	if diff := cmp.Diff("O=spice-harness,CN=localhost", con.HostSubject); diff != "" {
+		t.Errorf("unexpected host subject (-want +got):\n%s", diff)
+	}
+	if err := vm.WaitSPICE(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ticket, err := vm.SetTicket(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &spice.Dialer{Host: "127.0.0.1", TLSPort: con.SecurePort, SecureAll: true, Password: ticket, CA: ca.Pool(), HostSubject: con.HostSubject}
+	ch, err := d.DialChannel(ctx, 0, spice.ChannelMain, 0)
+	if err != nil {
+		t.Fatalf("TLS link with the CA and host subject: %v", err)
+	}
+	if !ch.Secure {
+		t.Error("channel not linked over TLS")
+	}
+	ch.Close()
+	if _, err := os.Stat(filepath.Join(vm.(*qemu.Process).StateDir(), "x509", "server-key.pem")); err != nil {
+		t.Errorf("x509 dir: %v", err)
 	}
 }
 

@@ -25,6 +25,10 @@ func TestMain(m *testing.M) {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
 			code = 1
 		}
+		if names := survivingDomains(); len(names) > 0 {
+			fmt.Fprintf(os.Stderr, "libvirt domains started by this test binary survived: %v\n", names)
+			code = 1
+		}
 		if pids := ownQemus(os.Getpid()); len(pids) > 0 {
 			fmt.Fprintf(os.Stderr, "qemu processes started by this test binary survived: %v\n", pids)
 			code = 1

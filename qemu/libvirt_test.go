@@ -1,0 +1,154 @@
+package qemu_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/spiceharness/spiceharness/fixtures/guest"
+	"github.com/spiceharness/spiceharness/internal/testenv"
+	"github.com/spiceharness/spiceharness/qemu"
+)
+
+// The libvirtd of the test lane (scripts/services.sh): unix socket and
+// TCP on loopback, auth none.
+var libvirtTransports = []struct{ name, uri string }{
+	{"unix", "qemu:///system"},
+	{"tcp", "tcp://127.0.0.1:16509"},
+}
+
+func needLibvirt(t testing.TB) {
+	t.Helper()
+	needQemu(t)
+	testenv.NeedCommand(t, "libvirtd", "libvirt-daemon")
+	for _, addr := range [][2]string{{"unix", "/var/run/libvirt/libvirt-sock"}, {"tcp", "127.0.0.1:16509"}} {
+		c, err := net.DialTimeout(addr[0], addr[1], time.Second)
+		if err != nil {
+			testenv.Missing(t, "libvirtd on "+addr[1], "run `make services` (scripts/services.sh) as root")
+		}
+		c.Close()
+	}
+}
+
+func startDomain(t testing.TB, uri string, opts ...qemu.Option) qemu.VM {
+	t.Helper()
+	needLibvirt(t)
+	return startVM(t, append([]qemu.Option{qemu.Libvirt(uri)}, opts...)...)
+}
+
+func TestIntegrationLibvirt(t *testing.T) {
+	for _, tr := range libvirtTransports {
+		t.Run(tr.name, func(t *testing.T) {
+			vm := startDomain(t, tr.uri)
+			ctx := ctxT(t, 60*time.Second)
+			if _, ok := vm.(*qemu.Domain); !ok {
+				t.Fatalf("Start with Libvirt returned %T", vm)
+			}
+			con := vm.Console()
+			if con.InsecurePort == 0 || con.Ticket != "" || con.UUID == "" || con.Hypervisor == "" {
+				t.Fatalf("unexpected console %+v", con)
+			}
+			if err := vm.WaitSPICE(ctx); err != nil {
+				t.Fatal(err)
+			}
+			tickets := checkTickets(t, vm)
+			// libvirt's domain log must not hold them either.
+			if log, err := os.ReadFile("/var/log/libvirt/qemu/" + vm.(*qemu.Domain).DomainName() + ".log"); err == nil {
+				for _, tk := range tickets {
+					if strings.Contains(string(log), tk) {
+						t.Error("ticket in libvirt's domain log")
+					}
+				}
+			}
+
+			if err := vm.WaitFor(ctx, qemu.ForGuestPrompt()); err != nil {
+				t.Fatal(err)
+			}
+			if err := vm.SendKeys(ctx, "shift-o", "k", "ret"); err != nil {
+				t.Fatal(err)
+			}
+			if err := vm.WaitSerial(ctx, regexp.MustCompile(regexp.QuoteMeta(guest.Prompt+"Ok\r\n"))); err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(vm.SerialLog())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(guest.Ready+"Ok\r\n", string(got)); diff != "" {
+				t.Errorf("unexpected serial log (-want +got):\n%s", diff)
+			}
+			if err := vm.WaitFor(ctx, qemu.ForEvent(qemu.EventSPICEInitialized)); err != nil {
+				t.Errorf("SPICE events did not come through libvirt: %v", err)
+			}
+			_, err = vm.Run(ctx, "no-such-command")
+			var qe *qemu.QMPError
+			if !errors.As(err, &qe) || qe.Class != "CommandNotFound" {
+				t.Errorf("QMP error class lost through libvirt: %v", err)
+			}
+			for _, tk := range tickets {
+				if strings.Contains(err.Error(), tk) {
+					t.Error("ticket leaked into an error")
+				}
+			}
+		})
+	}
+}
+
+func TestIntegrationLibvirtKill(t *testing.T) {
+	vm := startDomain(t, "qemu:///system")
+	ctx := ctxT(t, 60*time.Second)
+	if err := vm.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.Wait(ctx); err != nil {
+		t.Errorf("Wait after Kill: %v", err)
+	}
+	if _, err := vm.QuerySpice(ctx); !errors.Is(err, qemu.ErrExited) {
+		t.Errorf("call after Kill: want ErrExited, got %v", err)
+	}
+}
+
+func TestIntegrationLibvirtUnexpectedExit(t *testing.T) {
+	needLibvirt(t)
+	ctx := ctxT(t, 60*time.Second)
+	vm, err := qemu.Start(ctx, qemu.Libvirt("qemu:///system"), qemu.Accel(qemu.AccelTCG), qemu.Logger(testLogger(t)))
+	defer vm.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.WaitFor(ctx, qemu.ForGuestPrompt()); err != nil {
+		t.Fatal(err)
+	}
+	// Destroy it behind the VM's back.
+	name := vm.(*qemu.Domain).DomainName()
+	destroyDomain(t, name)
+	err = vm.WaitSerial(ctx, regexp.MustCompile("never printed"))
+	var ee *qemu.ExitError
+	if !errors.As(err, &ee) || ee.Expected || !strings.Contains(ee.Status, "destroyed") {
+		t.Fatalf("want an unexpected *ExitError for a destroyed domain, got %v", err)
+	}
+	if !strings.Contains(ee.Serial, guest.Prompt) {
+		t.Errorf("ExitError lacks the serial tail:\n%v", ee)
+	}
+	if err := vm.Close(); !errors.As(err, &ee) {
+		t.Errorf("Close after an unexpected exit: want the ExitError, got %v", err)
+	}
+}
+
+// destroyDomain destroys a domain with virsh, as an outsider would.
+func destroyDomain(t testing.TB, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := execOutput(ctx, "virsh", "-c", "qemu:///system", "destroy", name)
+	if err != nil {
+		t.Fatalf("virsh destroy %s: %v\n%s", name, err, out)
+	}
+}
