@@ -522,3 +522,16 @@ func TestIntegrationParallel(t *testing.T) {
 		ports[p] = i
 	}
 }
+
+// TestIntegrationMachines: the built-in guest boots on pc and q35 (the
+// image is padded to 1 MiB for AHCI) with std and qxl VGA.
+func TestIntegrationMachines(t *testing.T) {
+	for _, m := range []struct{ machine, vga string }{{"pc", "qxl"}, {"q35", "std"}, {"q35", "qxl"}} {
+		t.Run(m.machine+"-"+m.vga, func(t *testing.T) {
+			vm := startVM(t, qemu.Machine(m.machine), qemu.VGA(m.vga), qemu.Memory(64))
+			if err := vm.WaitFor(ctxT(t, 30*time.Second), qemu.ForGuestPrompt(), qemu.ForSPICE()); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -117,7 +116,7 @@ func (d *Domain) String() string {
 		s += ", " + string(d.accel)
 	}
 	con := d.Console()
-	return s + ", spice " + net.JoinHostPort(con.HypervisorIP, strconv.Itoa(con.InsecurePort)) + ")"
+	return s + ", spice " + spiceAddrString(con.HypervisorIP, con.InsecurePort) + ")"
 }
 
 // StateDir is the VM's local state directory (serial log, disk copy).
@@ -212,10 +211,21 @@ func (d *Domain) start(ctx context.Context) error {
 	d.dom, err = call(ctx, func() (libvirt.Domain, error) {
 		return d.l.DomainCreateXML(domXML, libvirt.DomainStartAutodestroy)
 	})
-	if err != nil {
-		return fmt.Errorf("qemu: libvirt %s: create domain %s: %w", d.uri.Redacted(), c.name, err)
-	}
 	d.logPath = "/var/log/libvirt/qemu/" + c.name + ".log"
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("qemu: libvirt %s: create domain %s: %w", d.uri.Redacted(), c.name, err)
+		}
+		// Like a failed direct launch: libvirt's message carries qemu's
+		// stderr, its domain log the command line.
+		return &ExitError{
+			VM:     d.String(),
+			Status: "libvirt could not start the domain: " + err.Error(),
+			Code:   -1,
+			Log:    tailLines(d.logPath, 20),
+			Serial: tailLines(d.serialPath, 10),
+		}
+	}
 	d.setRunner(&libvirtMonitor{d: d})
 
 	live, err := call(ctx, func() (string, error) { return d.l.DomainGetXMLDesc(d.dom, 0) })

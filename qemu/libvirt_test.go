@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/spiceharness/spiceharness/fixtures/guest"
+	"github.com/spiceharness/spiceharness/internal/pki"
 	"github.com/spiceharness/spiceharness/internal/testenv"
 	"github.com/spiceharness/spiceharness/qemu"
 )
@@ -150,5 +151,41 @@ func destroyDomain(t testing.TB, name string) {
 	out, err := execOutput(ctx, "virsh", "-c", "qemu:///system", "destroy", name)
 	if err != nil {
 		t.Fatalf("virsh destroy %s: %v\n%s", name, err, out)
+	}
+}
+
+func TestIntegrationLibvirtBadOption(t *testing.T) {
+	needLibvirt(t)
+	ctx := ctxT(t, 60*time.Second)
+	vm, err := qemu.Start(ctx, qemu.Libvirt("qemu:///system"), qemu.Accel(qemu.AccelTCG), qemu.ExtraArgs("-no-such-option"))
+	if cerr := vm.Close(); cerr != nil {
+		t.Errorf("Close after a failed Start: %v", cerr)
+	}
+	var ee *qemu.ExitError
+	if !errors.As(err, &ee) {
+		t.Fatalf("Start error is not an *ExitError: %v", err)
+	}
+	for _, want := range []string{"-no-such-option", "invalid option"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Start error lacks %q:\n%v", want, err)
+		}
+	}
+	select {
+	case <-vm.Exited():
+	default:
+		t.Error("Exited() not closed after a failed Start")
+	}
+}
+
+func TestIntegrationLibvirtTLSRefused(t *testing.T) {
+	needLibvirt(t)
+	ca, err := pki.NewCA("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, err := qemu.Start(ctxT(t, 30*time.Second), qemu.Libvirt("qemu:///system"), qemu.TLS(ca))
+	vm.Close()
+	if !errors.Is(err, qemu.ErrInvalidConfig) || !strings.Contains(err.Error(), qemu.ErrUnsupported.Error()) {
+		t.Fatalf("want a config error saying TLS is unsupported, got %v", err)
 	}
 }

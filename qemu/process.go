@@ -115,7 +115,7 @@ func (p *Process) String() string {
 		s += string(p.accel) + ", "
 	}
 	con := p.Console()
-	s += "spice " + net.JoinHostPort(con.HypervisorIP, strconv.Itoa(con.InsecurePort))
+	s += "spice " + spiceAddrString(con.HypervisorIP, con.InsecurePort)
 	if con.SecurePort != 0 {
 		s += " tls " + strconv.Itoa(con.SecurePort)
 	}
@@ -246,6 +246,10 @@ func (p *Process) launch(ctx context.Context, spec launchSpec, attempt int) erro
 	if err != nil {
 		return err
 	}
+	p.core.mu.Lock()
+	p.core.console.InsecurePort = spec.Port
+	p.core.console.SecurePort = spec.TLSPort
+	p.core.mu.Unlock()
 	sock := filepath.Join(p.stateDir, qmpSocketName)
 	os.Remove(sock)
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
@@ -352,10 +356,6 @@ func (p *Process) launch(ctx context.Context, spec launchSpec, attempt int) erro
 	}
 
 	p.mon, p.pr = mon, pr
-	p.core.mu.Lock()
-	p.core.console.InsecurePort = spec.Port
-	p.core.console.SecurePort = spec.TLSPort
-	p.core.mu.Unlock()
 	p.setRunner(mon)
 	go p.watch(pr)
 	p.cfg.logger.Info("qemu: running", "vm", p.String(), "qemu", mon.Version.String())
@@ -468,4 +468,11 @@ func (p *Process) shutdown() error {
 		return crashed
 	}
 	return errors.Join(errs...)
+}
+
+func spiceAddrString(ip string, port int) string {
+	if port == 0 {
+		return ip + " (port not yet known)"
+	}
+	return net.JoinHostPort(ip, strconv.Itoa(port))
 }
