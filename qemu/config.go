@@ -129,16 +129,13 @@ func newConfig(opts ...Option) (*config, error) {
 			errs = append(errs, err)
 		}
 	}
-	if len(errs) > 0 {
-		return c, errors.Join(errs...)
-	}
 	if c.uuid == "" {
 		c.uuid = newUUID()
 	}
 	if c.name == "" {
 		c.name = "sh-" + c.uuid[:8]
 	}
-	return c, nil
+	return c, errors.Join(errs...)
 }
 
 // Binary sets the qemu binary (a path, or a name looked up in PATH).

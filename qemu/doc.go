@@ -4,14 +4,18 @@
 //
 // Typical use:
 //
-//	vm, err := qemu.Start(ctx)        // built-in guest, TCG, SPICE on 127.0.0.1:<free port>
-//	defer vm.Close()                  // safe even when Start failed
-//	if err != nil { return err }
-//	ticket, err := vm.SetTicket(ctx)  // until now every SPICE client was refused
-//	if err != nil { return err }
-//	if err := vm.WaitFor(ctx, qemu.ForSPICE(), qemu.ForGuestPrompt()); err != nil { return err }
-//	con := vm.Console()               // static.Console: uuid, name, ports, ticket == con.Ticket
-//	_ = ticket
+//	vm, err := qemu.Start(ctx)  // built-in guest, TCG, SPICE on 127.0.0.1:<free port>
+//	defer vm.Close()            // safe even when Start failed
+//	if err != nil {
+//		return err
+//	}
+//	if _, err := vm.SetTicket(ctx); err != nil { // until now every client was refused
+//		return err
+//	}
+//	if err := vm.WaitFor(ctx, qemu.ForSPICE(), qemu.ForGuestPrompt()); err != nil {
+//		return err
+//	}
+//	con := vm.Console() // static.Console: uuid, name, ports and the ticket
 //
 // # What it does
 //
@@ -82,7 +86,13 @@
 // domain XML, QMP through libvirt's qemu-monitor-command, events through
 // libvirt's QMP event stream. The domain is created with the autodestroy
 // flag, so it dies with the harness's libvirt connection. See Domain for
-// what differs.
+// what differs. libvirt runs qemu as libvirt-qemu: the state dirs are
+// mode 0711 and the built-in guest is copied into them, so nothing else
+// needs to be readable by that user. When /dev/kvm exists but that user
+// cannot open it (no udev: mode 0600), libvirt 9 re-probes qemu's
+// capabilities on every lookup and a domain takes over a minute to
+// start; scripts/services.sh must make /dev/kvm 0666 as Debian's udev
+// rule does.
 //
 // # What it is not
 //

@@ -3,6 +3,7 @@ package qemu_test
 import (
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -49,7 +50,8 @@ func TestIntegrationBootSerialAndKeys(t *testing.T) {
 }
 
 func TestIntegrationTickets(t *testing.T) {
-	vm := startVM(t)
+	var logBuf syncBuffer
+	vm := startVM(t, qemu.Logger(slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	ctx := ctxT(t, 60*time.Second)
 	con := vm.Console()
 	if con.Ticket != "" {
@@ -80,6 +82,9 @@ func TestIntegrationTickets(t *testing.T) {
 		}
 		if strings.Contains(string(log), tk) {
 			t.Errorf("ticket in qemu log")
+		}
+		if strings.Contains(logBuf.String(), tk) {
+			t.Errorf("ticket in the harness log")
 		}
 	}
 }

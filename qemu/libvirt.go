@@ -17,6 +17,7 @@ import (
 	libvirt "github.com/digitalocean/go-libvirt"
 	"github.com/digitalocean/go-libvirt/socket"
 	"github.com/digitalocean/go-libvirt/socket/dialers"
+	"github.com/digitalocean/go-qemu/qmp/raw"
 
 	"github.com/spiceharness/spiceharness/fixtures/guest"
 )
@@ -368,9 +369,9 @@ func (d *Domain) Kill() error {
 	_, err := call(ctx, func() (struct{}, error) { return struct{}{}, d.l.DomainDestroyFlags(d.dom, 0) })
 	if err != nil {
 		select {
-		case <-d.stopped: // gone already
+		case <-d.stopped: // it was stopping anyway
 			return nil
-		default:
+		case <-time.After(2 * time.Second):
 		}
 		return fmt.Errorf("qemu: %s: destroy: %w", d, err)
 	}
@@ -409,7 +410,7 @@ func (d *Domain) shutdown() error {
 		case <-d.stopped:
 		default:
 			ctx, cancel := context.WithTimeout(context.Background(), quitTimeout)
-			d.core.Run(ctx, "quit")
+			d.core.do(ctx, func(m *raw.Monitor) error { return m.Quit() })
 			cancel()
 			select {
 			case <-d.stopped:

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/digitalocean/go-qemu/qmp/raw"
+
 	"github.com/spiceharness/spiceharness/internal/pki"
 )
 
@@ -442,7 +444,7 @@ func (p *Process) shutdown() error {
 		case <-p.pr.exited:
 		default:
 			ctx, cancel := context.WithTimeout(context.Background(), quitTimeout)
-			_, qerr := p.core.Run(ctx, "quit")
+			qerr := p.core.do(ctx, func(m *raw.Monitor) error { return m.Quit() })
 			cancel()
 			if qerr != nil && !errors.Is(qerr, ErrExited) {
 				p.cfg.logger.Info("qemu: quit failed, killing", "vm", p.String(), "err", qerr)

@@ -66,8 +66,9 @@ type VM interface {
 	// now on. Subscribe before running the command that causes them.
 	Subscribe() *Subscription
 
-	// WaitFor waits for each strategy in turn; it fails fast, with the
-	// *ExitError, when qemu exits.
+	// WaitFor waits for each strategy in turn, bounded only by ctx; it
+	// fails fast, with the *ExitError, when qemu exits, and a timeout's
+	// error carries the serial log's tail.
 	WaitFor(ctx context.Context, s ...Strategy) error
 	// WaitSerial is WaitFor(ctx, ForSerial(re)).
 	WaitSerial(ctx context.Context, re *regexp.Regexp) error
