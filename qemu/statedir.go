@@ -174,8 +174,11 @@ var recentPorts = struct {
 
 const portQuarantine = time.Minute
 
-// pickPort returns a TCP port on addr that was free a moment ago.
-func pickPort(addr string) (int, error) {
+// pickPort returns a TCP port on addr that was free a moment ago (a
+// variable so a test can make the probe lie).
+var pickPort = probePort
+
+func probePort(addr string) (int, error) {
 	for range 64 {
 		l, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
 		if err != nil {
