@@ -3,10 +3,15 @@ package qemu_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
+	"os/user"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -36,6 +41,35 @@ func needLibvirt(t testing.TB) {
 		}
 		c.Close()
 	}
+	if why := kvmUnusableByLibvirt(); why != "" {
+		// libvirt 9 then re-probes qemu on every domain lookup: a domain
+		// takes over a minute to start and every test here times out.
+		testenv.Missing(t, "a /dev/kvm libvirt-qemu can use ("+why+")",
+			"chmod 0666 /dev/kvm as Debian's udev rule does (scripts/services.sh)")
+	}
+}
+
+// kvmUnusableByLibvirt says why libvirt's qemu user cannot open
+// /dev/kvm read-write, or "" when it can (or there is no /dev/kvm).
+func kvmUnusableByLibvirt() string {
+	fi, err := os.Stat("/dev/kvm")
+	if err != nil {
+		return ""
+	}
+	mode := fi.Mode().Perm()
+	if mode&0o006 == 0o006 {
+		return ""
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	u, err := user.Lookup("libvirt-qemu")
+	if ok && err == nil {
+		gids, _ := u.GroupIds()
+		if u.Uid == strconv.Itoa(int(st.Uid)) && mode&0o600 == 0o600 ||
+			slices.Contains(gids, strconv.Itoa(int(st.Gid))) && mode&0o060 == 0o060 {
+			return ""
+		}
+	}
+	return fmt.Sprintf("mode %v", mode)
 }
 
 func startDomain(t testing.TB, uri string, opts ...qemu.Option) qemu.VM {
