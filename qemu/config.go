@@ -21,7 +21,7 @@ const (
 	EnvQemu     = "HARNESS_QEMU"      // qemu binary
 	EnvAccel    = "HARNESS_ACCEL"     // auto | kvm | tcg
 	EnvStateDir = "HARNESS_STATE_DIR" // root of the per-VM state dirs
-	EnvKeep     = "HARNESS_KEEP"      // "1": keep state dirs after Close
+	EnvKeep     = "HARNESS_KEEP"      // "1": keep state dirs after Close (until the next sweep)
 )
 
 // Defaults.

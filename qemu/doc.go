@@ -74,7 +74,7 @@
 //	HARNESS_QEMU       qemu binary (path or name in PATH); option Binary. Default: qemu-system-x86_64 from PATH.
 //	HARNESS_ACCEL      auto | kvm | tcg; option Accel. Default: auto.
 //	HARNESS_STATE_DIR  root of the per-VM state dirs and of the cached guest image; option StateRoot. Default: os.TempDir().
-//	HARNESS_KEEP       "1" keeps state dirs after Close, for debugging. No option.
+//	HARNESS_KEEP       "1" keeps state dirs after Close, for debugging (the next run's sweep removes them). No option.
 //
 // An invalid value fails Start with a *ConfigError naming the variable.
 //

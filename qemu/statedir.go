@@ -187,6 +187,11 @@ func probePort(addr string) (int, error) {
 		port := l.Addr().(*net.TCPAddr).Port
 		l.Close()
 		recentPorts.Lock()
+		for p, at := range recentPorts.at { // keep the map small in long runs
+			if time.Since(at) > portQuarantine {
+				delete(recentPorts.at, p)
+			}
+		}
 		t, seen := recentPorts.at[port]
 		if !seen || time.Since(t) > portQuarantine {
 			recentPorts.at[port] = time.Now()
