@@ -25,6 +25,11 @@ if ! grep -q '^# spice-harness' "$conf" 2>/dev/null; then
   printf '\n# spice-harness: TCP on loopback only, no auth (test lane)\n%s\n' "$want" >>"$conf"
 fi
 
+# libvirt runs qemu as libvirt-qemu. Without udev, /dev/kvm stays root 0600,
+# so libvirt 9 re-probes qemu's capabilities on every domain lookup and one
+# domain takes ~70 s to start. 0666 is what Debian's udev rule sets.
+if [ -c /dev/kvm ]; then chmod 0666 /dev/kvm; fi
+
 pgrep -x virtlogd >/dev/null || virtlogd -d
 if ! pgrep -x libvirtd >/dev/null; then
   # --listen makes libvirtd honour listen_tcp without systemd socket units.
