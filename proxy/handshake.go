@@ -146,9 +146,11 @@ func (p *Proxy) handshake(raw net.Conn, secure bool, start time.Time) (*channel,
 	ch := &channel{
 		p: p, log: log, lease: lease, typ: m.ChannelType, id: m.ChannelID,
 		client: c, backend: bconn, rawClient: raw,
-		clientMini:  spice.UseMiniHeader(proxyCommonCaps, m.CommonCaps),
-		backendMini: spice.UseMiniHeader(m.CommonCaps, breply.CommonCaps),
-		done:        make(chan struct{}),
+		clientMini:   spice.UseMiniHeader(proxyCommonCaps, m.CommonCaps),
+		backendMini:  spice.UseMiniHeader(m.CommonCaps, breply.CommonCaps),
+		done:         make(chan struct{}),
+		backendSpoke: make(chan struct{}),
+		toClientDone: make(chan struct{}),
 	}
 	if ch.clientMini != ch.backendMini {
 		log.Info("re-framing: the legs disagree on MINI_HEADER", "client_mini", ch.clientMini, "backend_mini", ch.backendMini)

@@ -16,6 +16,7 @@ import (
 	"github.com/spiceharness/spiceharness/proxy"
 	"github.com/spiceharness/spiceharness/proxy/spice"
 	"github.com/spiceharness/spiceharness/proxy/spice/spicetest"
+	"github.com/spiceharness/spiceharness/proxy/store"
 )
 
 func TestSessionThroughProxy(t *testing.T) {
@@ -266,12 +267,42 @@ func TestDisplayDroppedBeforeInitIsGuarded(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw.Close()
-	eventually(t, 3*time.Second, "the display channel to close", func() bool { return e.proxy.Stats().Channels == 1 })
+	waitChannelClosed(t, e, "display:0")
 	if e.server(0).Crashed.Load() {
 		t.Fatal("the proxy closed qemu's display channel before DISPLAY_INIT (crashes spice-server 0.15)")
 	}
 	if got := metric(t, e, "spice_proxy_display_init_injected_total"); got != 1 {
 		t.Fatalf("display_init_injected = %v, want 1", got)
+	}
+}
+
+func TestDisplayClosedRightAfterInitIsGuarded(t *testing.T) {
+	// DISPLAY_INIT followed at once by a close also crashes spice-server:
+	// the proxy must wait for qemu's answer before closing upstream.
+	e := newEnv(t, nil, &spicetest.Server{DisplayInitDelay: 200 * time.Millisecond})
+	ctx := ctxT(t)
+	m := e.mint(0)
+	s, err := e.dialer(m.Token).Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	d := e.dialer(m.Token)
+	raw, err := tls.Dial("tcp", e.proxy.TLSAddr().String(), spice.TLSConfig(d.CA, "127.0.0.1", d.HostSubject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := spice.Link(raw, &spice.LinkMess{ConnectionID: s.ID, ChannelType: spice.ChannelDisplay, CommonCaps: spice.DefaultCommonCaps}, m.Token, spice.LinkOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	raw.Write(append(spice.AppendHeader(nil, spice.Header{Type: spice.MsgcDisplayInit, Size: 14}, true), spice.DefaultDisplayInit.Marshal()...))
+	raw.Close()
+	waitChannelClosed(t, e, "display:0")
+	if e.server(0).Crashed.Load() {
+		t.Fatal("the proxy closed qemu's display channel before qemu answered DISPLAY_INIT")
+	}
+	if got := metric(t, e, "spice_proxy_display_init_injected_total"); got != 0 {
+		t.Fatalf("display_init_injected = %v, want 0 (the client sent its own)", got)
 	}
 }
 
@@ -491,4 +522,18 @@ func metric(t *testing.T, e *env, name string, labels ...string) float64 {
 		}
 	}
 	return 0
+}
+
+// waitChannelClosed waits for the store's channel_closed event of ch
+// (recorded after the proxy closed both legs).
+func waitChannelClosed(t *testing.T, e *env, ch string) {
+	t.Helper()
+	eventually(t, 5*time.Second, ch+" to close", func() bool {
+		for _, ev := range e.store.Audit() {
+			if ev.Kind == store.EventChannelClosed && strings.HasPrefix(ev.Detail, ch+" ") {
+				return true
+			}
+		}
+		return false
+	})
 }

@@ -6,8 +6,8 @@
 //
 // It imitates spice-server 0.15 where the proxy depends on it, including
 // the display crash (a display channel closed after its link and before
-// DISPLAY_INIT is recorded in Crashed, and the server stops, as qemu
-// would die). It is never the only proof of a behaviour: real qemu is.
+// DISPLAY_INIT had been answered is recorded in Crashed, as qemu would
+// die). It is never the only proof of a behaviour: real qemu is.
 package spicetest
 
 import (
@@ -45,6 +45,9 @@ type Server struct {
 	Keys *spice.KeyPool
 	// Silent accepts TCP and never answers (for dial/handshake deadlines).
 	Silent bool
+	// DisplayInitDelay is how long the display worker takes to answer
+	// DISPLAY_INIT (default 20 ms); a close before that is a crash.
+	DisplayInitDelay time.Duration
 	// NoMiniHeader leaves MINI_HEADER out of the reply caps, so a client
 	// that advertises it and a server that does not must agree on full
 	// headers (the proxy re-frames).
@@ -60,7 +63,9 @@ type Server struct {
 
 	// Links counts link messages read; LinkOK counts successful links.
 	Links, LinkOK atomic.Int64
-	// Crashed is set when a display channel closed before DISPLAY_INIT:
+	// Crashed is set when a display channel closed before the server
+	// answered DISPLAY_INIT (its worker takes a while, emulated by
+	// DisplayInitDelay):
 	// real spice-server 0.15 segfaults there.
 	Crashed atomic.Bool
 	// KeysDown records KEY_DOWN codes received on inputs channels.
@@ -288,6 +293,8 @@ type serverChannel struct {
 	r       *spice.Reader
 	session uint32
 
+	answered atomic.Bool // the display worker answered DISPLAY_INIT
+
 	ackMu   sync.Mutex
 	ackCond *sync.Cond
 	unacked int
@@ -320,7 +327,7 @@ func (ch *serverChannel) serve() {
 	}
 	displayInit := false
 	defer func() {
-		if ch.typ == spice.ChannelDisplay && !displayInit {
+		if ch.typ == spice.ChannelDisplay && !ch.answered.Load() {
 			ch.srv.Crashed.Store(true)
 		}
 		cancel()
@@ -377,6 +384,16 @@ func (ch *serverChannel) send(ctx context.Context, typ uint16, body []byte) erro
 }
 
 func (ch *serverChannel) streamDisplay(ctx context.Context) {
+	delay := ch.srv.DisplayInitDelay
+	if delay <= 0 {
+		delay = 20 * time.Millisecond
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(delay):
+	}
+	ch.answered.Store(true)
 	ch.w.WriteMessage(spice.MsgSetAck, spice.SetAck{Generation: 1, Window: ackWindow}.Marshal())
 	surface := make([]byte, 20)
 	binary.LittleEndian.PutUint32(surface[4:], 720)
