@@ -13,7 +13,7 @@ const exampleFixture = "../../fixtures/example-static-sources.yaml"
 // TestEmitExampleMatchesFixture keeps fixtures/example-static-sources.yaml
 // identical to `harness emit-example` (-update rewrites it).
 func TestEmitExampleMatchesFixture(t *testing.T) {
-	stdout, stderr, code := harness(t, "", "emit-example", "-o", "-")
+	stdout, stderr, code := runCLI(t, "", "emit-example", "-o", "-")
 	if code != 0 || stderr != "" {
 		t.Fatalf("emit-example -o -: exit %d, stderr %q", code, stderr)
 	}
@@ -46,7 +46,7 @@ func TestEmitExampleWritesFiles(t *testing.T) {
 		{[]string{"emit-example", "-o", "other.yaml"}, "other.yaml"},
 		{[]string{"emit-example", "--output=third.yaml"}, "third.yaml"},
 	} {
-		stdout, stderr, code := harness(t, "", tt.args...)
+		stdout, stderr, code := runCLI(t, "", tt.args...)
 		if code != 0 || stdout != "" || stderr != "wrote "+tt.file+"\n" {
 			t.Errorf("harness %q = (stdout %q, stderr %q, exit %d), want (\"\", \"wrote %s\\n\", 0)", tt.args, stdout, stderr, code, tt.file)
 		}
@@ -58,7 +58,7 @@ func TestEmitExampleWritesFiles(t *testing.T) {
 			t.Errorf("unexpected %s (-want +got):\n%s", tt.file, diff)
 		}
 	}
-	_, stderr, code := harness(t, "", "emit-example", "-o", filepath.Join(dir, "missing", "x.yaml"))
+	_, stderr, code := runCLI(t, "", "emit-example", "-o", filepath.Join(dir, "missing", "x.yaml"))
 	if code != exitFailure || stderr == "" {
 		t.Errorf("emit-example into a missing directory: exit %d, stderr %q; want exit 1 and one error line", code, stderr)
 	}

@@ -14,9 +14,9 @@ var update = flag.Bool("update", false, "rewrite the golden files under fixtures
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// harness runs the CLI in-process and returns stdout, stderr and the exit
+// runCLI runs the CLI in-process and returns stdout, stderr and the exit
 // code.
-func harness(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
+func runCLI(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	var out, errw bytes.Buffer
 	code = run(context.Background(), args, strings.NewReader(stdin), &out, &errw)
@@ -36,19 +36,19 @@ func TestUsageErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			stdout, stderr, code := harness(t, "", tt.args...)
+			stdout, stderr, code := runCLI(t, "", tt.args...)
 			if code != exitUsage || stdout != "" || stderr != tt.want {
 				t.Errorf("harness %q = (stdout %q, stderr %q, exit %d), want (\"\", %q, %d)", tt.args, stdout, stderr, code, tt.want, exitUsage)
 			}
 		})
 	}
-	if _, stderr, code := harness(t, ""); code != exitUsage || !strings.Contains(stderr, "Available Commands:") {
+	if _, stderr, code := runCLI(t, ""); code != exitUsage || !strings.Contains(stderr, "Available Commands:") {
 		t.Errorf("bare harness = (stderr %q, exit %d), want usage on stderr and exit %d", stderr, code, exitUsage)
 	}
 }
 
 func TestVersion(t *testing.T) {
-	stdout, stderr, code := harness(t, "", "version")
+	stdout, stderr, code := runCLI(t, "", "version")
 	if code != 0 || stderr != "" {
 		t.Fatalf("harness version: exit %d, stderr %q", code, stderr)
 	}

@@ -59,7 +59,7 @@ func TestValidateFixtures(t *testing.T) {
 				writeHuge(t, filepath.Join(dir, path))
 				arg = filepath.Join(dir, path)
 			}
-			stdout, stderr, code := harness(t, "", "validate", arg)
+			stdout, stderr, code := runCLI(t, "", "validate", arg)
 			if path == hugeFixture {
 				stdout = strings.ReplaceAll(stdout, strings.TrimSuffix(arg, path), "")
 			}
@@ -121,7 +121,7 @@ func TestValidateSummary(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			stdout, stderr, code := harness(t, tt.stdin, tt.args...)
+			stdout, stderr, code := runCLI(t, tt.stdin, tt.args...)
 			if code != tt.code {
 				t.Errorf("exit code %d, want %d", code, tt.code)
 			}

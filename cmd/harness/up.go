@@ -1,0 +1,252 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spiceharness/spiceharness/harness"
+	"github.com/spiceharness/spiceharness/qemu"
+)
+
+func init() { register(newUpCmd) }
+
+// readyLine is the one JSON line `up --json` and `serve --json` print
+// once everything is ready. Scripts rely on its field names; it never
+// holds a ticket or token.
+type readyLine struct {
+	API         string         `json:"api"`
+	Proxy       readyProxy     `json:"proxy"`
+	SourcesYAML string         `json:"sources_yaml"`
+	Consoles    []readyConsole `json:"consoles"`
+}
+
+type readyProxy struct {
+	Host    string `json:"host"`
+	Port    int    `json:"port"`
+	TLSPort int    `json:"tls_port"`
+	CAFile  string `json:"ca_file"`
+}
+
+type readyConsole struct {
+	Source string      `json:"source"`
+	UUID   string      `json:"uuid"`
+	Name   string      `json:"name"`
+	Direct readyDirect `json:"direct"`
+	VVFile string      `json:"vv_file,omitempty"`
+	VVURL  string      `json:"vv_url"`
+}
+
+type readyDirect struct {
+	Host string `json:"host"`
+	Port int    `json:"port"`
+}
+
+// laneFlags are shared by up and run.
+type laneFlags struct {
+	vms         int
+	accel       string
+	libvirt     string
+	tlsBackends bool
+	allowPlain  bool
+	tokenTTL    time.Duration
+	timeout     time.Duration
+}
+
+func (f *laneFlags) add(cmd *cobra.Command, tokenTTL time.Duration) {
+	fl := cmd.Flags()
+	fl.IntVar(&f.vms, "vms", 1, "number of VMs to boot")
+	fl.StringVar(&f.accel, "accel", "auto", "qemu accelerator: auto, kvm or tcg (auto: TCG for the built-in guest, measured faster here)")
+	fl.StringVar(&f.libvirt, "libvirt", "", "boot the VMs as libvirt domains on this libvirtd (qemu:///system, qemu+tcp://HOST/system)")
+	fl.BoolVar(&f.tlsBackends, "tls-backends", false, "qemu serves SPICE over TLS too (harness CA); the proxy then reaches it over TLS")
+	fl.BoolVar(&f.allowPlain, "allow-plain", false, "serve sessions on the proxy's plain port instead of answering NEED_SECURED")
+	fl.DurationVar(&f.tokenTTL, "token-ttl", tokenTTL, "how long a minted token may open its session")
+	fl.DurationVar(&f.timeout, "timeout", 2*time.Minute, "bound on booting the lane")
+}
+
+func (f *laneFlags) options() ([]harness.Option, error) {
+	accel, err := qemu.ParseAccelerator(f.accel)
+	if err != nil {
+		return nil, usageError(err)
+	}
+	opts := []harness.Option{harness.VMs(f.vms), harness.Accel(accel), harness.TokenTTL(f.tokenTTL), harness.Timeout(f.timeout)}
+	if f.libvirt != "" {
+		opts = append(opts, harness.Libvirt(f.libvirt))
+	}
+	if f.tlsBackends {
+		opts = append(opts, harness.TLSBackends())
+	}
+	if f.allowPlain {
+		opts = append(opts, harness.AllowPlain())
+	}
+	return opts, nil
+}
+
+func newUpCmd() *cobra.Command {
+	var (
+		lane    laneFlags
+		emit    string
+		asJSON  bool
+		verbose bool
+	)
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Boot VMs behind the proxy, print a ready console.vv, wait for Ctrl-C",
+		Long: `up boots VMs with the built-in guest, sets fresh tickets over QMP, starts
+the SPICE proxy (TLS with an ephemeral CA; the plain port answers
+NEED_SECURED unless --allow-plain) and the .vv API on loopback, writes a
+ready console.vv per VM and the sources.yaml into its state directory,
+prints what to run, then waits for SIGINT or SIGTERM and tears everything
+down (no qemu left).
+
+Progress goes to stderr. With --json, stdout gets exactly one JSON line
+once everything is ready (no tickets or tokens in it):
+
+  {"api":…,"proxy":{"host":…,"port":…,"tls_port":…,"ca_file":…},
+   "sources_yaml":…,"consoles":[{"source":…,"uuid":…,"name":…,
+   "direct":{"host":…,"port":…},"vv_file":…,"vv_url":…}]}
+
+Each console.vv holds a one-session token valid for --token-ttl; fetch a
+fresh one from its vv_url.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts, err := lane.options()
+			if err != nil {
+				return err
+			}
+			log := progressLogger(cmd, verbose)
+			opts = append(opts, harness.Logger(log))
+			if verbose {
+				opts = append(opts, harness.ProxyLogger(log))
+			}
+			ctx := cmd.Context()
+			env, err := harness.Up(ctx, opts...)
+			if err != nil {
+				return &exitError{Code: exitFailure, Err: explain(err)}
+			}
+			defer env.Close()
+			ready, err := writeReady(ctx, env)
+			if err != nil {
+				return &exitError{Code: exitFailure, Err: err}
+			}
+			if emit != "" {
+				if err := copyFile(env.SourcesYAML, emit); err != nil {
+					return &exitError{Code: exitFailure, Err: err}
+				}
+				log.Info("sources.yaml copied", "path", emit)
+			}
+			printReady(cmd, ready, asJSON)
+			return waitForSignal(ctx, env, log)
+		},
+	}
+	lane.add(cmd, 10*time.Minute)
+	cmd.Flags().StringVar(&emit, "emit", "", "also write the lane's sources.yaml to this file (it holds the tickets; mode 0600)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON line on stdout when ready")
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "also log the proxy's audit events")
+	return cmd
+}
+
+// writeReady writes the proxy CA and a proxy console.vv per VM into the
+// state dir and describes the lane.
+func writeReady(ctx context.Context, env *harness.Env) (readyLine, error) {
+	ready := readyLine{API: env.APIURL, SourcesYAML: env.SourcesYAML}
+	if env.Proxy != nil {
+		ca := filepath.Join(env.Dir, "proxy-ca.pem")
+		if err := os.WriteFile(ca, env.Proxy.CAPEM(), 0o644); err != nil {
+			return ready, err
+		}
+		ready.Proxy = readyProxy{Host: "127.0.0.1", Port: env.Proxy.PlainAddr().Port, TLSPort: env.Proxy.TLSAddr().Port, CAFile: ca}
+	}
+	for _, vm := range env.VMs {
+		c := vm.Console()
+		rc := readyConsole{Source: vm.Key.Source, UUID: c.UUID, Name: c.Name,
+			Direct: readyDirect{Host: c.HypervisorIP, Port: c.InsecurePort},
+			VVURL:  env.APIURL + "/console/proxy/" + vm.Key.Source + "/" + c.UUID + "/console.vv"}
+		f, err := env.FetchVV(ctx, harness.Proxy, vm)
+		if err != nil {
+			return ready, err
+		}
+		rc.VVFile = filepath.Join(env.Dir, c.Name+".vv")
+		if err := os.WriteFile(rc.VVFile, f.Raw, 0o600); err != nil {
+			return ready, err
+		}
+		ready.Consoles = append(ready.Consoles, rc)
+	}
+	return ready, nil
+}
+
+func printReady(cmd *cobra.Command, r readyLine, asJSON bool) {
+	if asJSON {
+		b, _ := json.Marshal(r)
+		fmt.Fprintln(cmd.OutOrStdout(), string(b))
+		return
+	}
+	w := cmd.OutOrStdout()
+	fmt.Fprintf(w, "ready: API %s, proxy TLS 127.0.0.1:%d (plain %d), sources.yaml %s\n", r.API, r.Proxy.TLSPort, r.Proxy.Port, r.SourcesYAML)
+	for _, c := range r.Consoles {
+		fmt.Fprintf(w, "\n%s (%s/%s), qemu SPICE at %s:%d\n", c.Name, c.Source, c.UUID, c.Direct.Host, c.Direct.Port)
+		if c.VVFile != "" {
+			fmt.Fprintf(w, "  remote-viewer %s\n", c.VVFile)
+		}
+		fmt.Fprintf(w, "  fresh .vv: curl -sO %s\n", c.VVURL)
+	}
+	fmt.Fprintln(w, "\nCtrl-C tears everything down.")
+}
+
+// waitForSignal blocks until ctx ends (SIGINT/SIGTERM) or a VM dies.
+func waitForSignal(ctx context.Context, env *harness.Env, log *slog.Logger) error {
+	died := make(chan error, len(env.VMs))
+	for _, vm := range env.VMs {
+		go func() {
+			select {
+			case <-vm.Exited():
+				died <- fmt.Errorf("%s exited: %w", vm, vm.Wait(context.Background()))
+			case <-ctx.Done():
+			}
+		}()
+	}
+	select {
+	case <-ctx.Done():
+		log.Info("signal received: tearing down")
+		if err := env.Close(); err != nil {
+			return &exitError{Code: exitFailure, Err: err}
+		}
+		log.Info("stopped: no qemu left")
+		return nil
+	case err := <-died:
+		env.Close()
+		return &exitError{Code: exitFailure, Err: err}
+	}
+}
+
+// progressLogger logs progress as text on stderr.
+func progressLogger(cmd *cobra.Command, verbose bool) *slog.Logger {
+	level := slog.LevelInfo
+	if verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+}
+
+// explain adds how to fix the machine to errors that have a known fix.
+func explain(err error) error {
+	if errors.Is(err, exec.ErrNotFound) {
+		return fmt.Errorf("%w\nqemu-system-x86_64 is not installed: run `make deps` (Debian package qemu-system-x86), or point HARNESS_QEMU at a qemu binary", err)
+	}
+	return err
+}
+
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o600)
+}

@@ -1,0 +1,364 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spiceharness/spiceharness/internal/proc"
+)
+
+// Endpoint is what a real SPICE client needs to connect: the fields of a
+// `.vv` file.
+type Endpoint struct {
+	Host     string
+	Port     int // plain port, 0 for none
+	TLSPort  int // TLS port, 0 for none
+	Password string
+	// CAPEM is the CA to trust for TLS (spicy-screenshot gets it through
+	// SSL_CERT_FILE; it has no host-subject option and checks the SANs).
+	CAPEM []byte
+}
+
+// ClientError is a real client's failure: exit status, the spice-gtk
+// channel event it reported (20 connect, 21 TLS, 22 link, 23 auth,
+// 24 I/O; 0 when none) and the tail of its stderr.
+type ClientError struct {
+	Program string
+	Status  string
+	Event   int
+	Stderr  string
+}
+
+func (e *ClientError) Error() string {
+	s := fmt.Sprintf("%s: %s", e.Program, e.Status)
+	if e.Event != 0 {
+		s += fmt.Sprintf(" (main channel event %d: %s)", e.Event, channelEventName(e.Event))
+	}
+	if e.Stderr != "" {
+		s += "\n" + e.Stderr
+	}
+	return s
+}
+
+func channelEventName(n int) string {
+	switch n {
+	case 20:
+		return "ERROR_CONNECT"
+	case 21:
+		return "ERROR_TLS"
+	case 22:
+		return "ERROR_LINK"
+	case 23:
+		return "ERROR_AUTH"
+	case 24:
+		return "ERROR_IO"
+	}
+	return "?"
+}
+
+var eventRE = regexp.MustCompile(`main channel event: (\d+)`)
+
+// Screenshot captures the guest screen with spicy-screenshot (spice-gtk:
+// main + display channels), writing its files under dir.
+//
+// spicy-screenshot takes the password only on its command line (-w): it
+// has no file, environment or stdin option. Callers must therefore give
+// it single-use credentials only: a proxy token (consumed by the capture's
+// main channel) or a temporary qemu ticket replaced right after the
+// capture (Env.ScreenshotDirect does both). The CA goes through
+// SSL_CERT_FILE.
+func Screenshot(ctx context.Context, ep Endpoint, dir string) (*Image, error) {
+	bin, err := exec.LookPath("spicy-screenshot")
+	if err != nil {
+		return nil, fmt.Errorf("harness: spicy-screenshot not found (install spice-client-gtk, or run make deps): %w", err)
+	}
+	work, err := os.MkdirTemp(dir, "shot-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work)
+	out := filepath.Join(work, "shot.ppm")
+	args := []string{"-h", ep.Host, "-o", out}
+	if ep.Port != 0 {
+		args = append(args, "-p", strconv.Itoa(ep.Port))
+	}
+	if ep.TLSPort != 0 {
+		args = append(args, "-s", strconv.Itoa(ep.TLSPort))
+	}
+	if ep.Password != "" {
+		args = append(args, "-w", ep.Password)
+	}
+	env := append(os.Environ(), "HOME="+work, "XDG_CONFIG_HOME="+work)
+	if len(ep.CAPEM) > 0 {
+		ca := filepath.Join(work, "ca.pem")
+		if err := os.WriteFile(ca, ep.CAPEM, 0o600); err != nil {
+			return nil, err
+		}
+		env = append(env, "SSL_CERT_FILE="+ca)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	child, err := proc.Start(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("harness: start spicy-screenshot: %w", err)
+	}
+	if err := child.Wait(ctx); err != nil {
+		child.Stop(time.Second)
+		ce := &ClientError{Program: "spicy-screenshot", Status: err.Error(), Stderr: tail(stderr.String(), 10)}
+		if m := eventRE.FindStringSubmatch(stderr.String()); m != nil {
+			ce.Event, _ = strconv.Atoi(m[1])
+		}
+		return nil, ce
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		return nil, fmt.Errorf("harness: spicy-screenshot exited 0 but wrote no picture: %w", err)
+	}
+	return DecodePPM(data)
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Guest area of remote-viewer's window on a bare Xvfb root (no window
+// manager): measured in REAL-CLIENTS.md.
+const (
+	rvGuestX = 5
+	rvGuestY = 51
+)
+
+// Xvfb is a private X server.
+type Xvfb struct {
+	Display string // ":N"
+	child   *proc.Child
+}
+
+// StartXvfb starts Xvfb on a free display (-displayfd) with a 1024x768
+// screen and no TCP listener.
+func StartXvfb(ctx context.Context) (*Xvfb, error) {
+	bin, err := exec.LookPath("Xvfb")
+	if err != nil {
+		return nil, fmt.Errorf("harness: Xvfb not found (install xvfb, or run make deps): %w", err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	cmd := exec.Command(bin, "-displayfd", "3", "-screen", "0", "1024x768x24", "-nolisten", "tcp")
+	cmd.ExtraFiles = []*os.File{w}
+	var stderr bytes.Buffer
+	cmd.Stderr = &syncWriter{w: &stderr}
+	child, err := proc.Start(cmd)
+	w.Close()
+	if err != nil {
+		return nil, fmt.Errorf("harness: start Xvfb: %w", err)
+	}
+	got := make(chan string, 1)
+	go func() {
+		b := make([]byte, 32)
+		n, _ := r.Read(b)
+		got <- strings.TrimSpace(string(b[:n]))
+	}()
+	select {
+	case d := <-got:
+		if d == "" {
+			child.Stop(time.Second)
+			return nil, fmt.Errorf("harness: Xvfb gave no display: %s", tail(stderr.String(), 5))
+		}
+		return &Xvfb{Display: ":" + d, child: child}, nil
+	case <-ctx.Done():
+		child.Stop(time.Second)
+		return nil, fmt.Errorf("harness: Xvfb: %w", ctx.Err())
+	}
+}
+
+// Close stops the X server.
+func (x *Xvfb) Close() error {
+	if x == nil {
+		return nil
+	}
+	x.child.Stop(2 * time.Second)
+	return nil
+}
+
+// CaptureRoot grabs the whole X screen (ImageMagick import).
+func (x *Xvfb) CaptureRoot(ctx context.Context) (*Image, error) {
+	cmd := exec.CommandContext(ctx, "import", "-display", x.Display, "-window", "root", "-depth", "8", "ppm:-")
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("harness: import -window root: %w", err)
+	}
+	return DecodePPM(out)
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.String()
+}
+
+// RemoteViewer is remote-viewer (virt-viewer) running a `.vv` file under
+// its own Xvfb: main, display, inputs and cursor channels, like a user's.
+type RemoteViewer struct {
+	X       *Xvfb
+	Title   string
+	dir     string
+	logPath string
+	child   *proc.Child
+}
+
+// StartRemoteViewer writes vv (mode 0600; the password lives only there)
+// and opens it with `remote-viewer --debug` on a fresh Xvfb. title is the
+// .vv's title, used to find the window.
+func StartRemoteViewer(ctx context.Context, vv []byte, title, dir string) (*RemoteViewer, error) {
+	bin, err := exec.LookPath("remote-viewer")
+	if err != nil {
+		return nil, fmt.Errorf("harness: remote-viewer not found (install virt-viewer, or run make deps): %w", err)
+	}
+	work, err := os.MkdirTemp(dir, "rv-")
+	if err != nil {
+		return nil, err
+	}
+	x, err := StartXvfb(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rv := &RemoteViewer{X: x, Title: title, dir: work, logPath: filepath.Join(work, "remote-viewer.log")}
+	vvPath := filepath.Join(work, "console.vv")
+	if err := os.WriteFile(vvPath, vv, 0o600); err != nil {
+		x.Close()
+		return nil, err
+	}
+	logf, err := os.Create(rv.logPath)
+	if err != nil {
+		x.Close()
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, "--debug", vvPath)
+	cmd.Env = append(os.Environ(), "HOME="+work, "XDG_CONFIG_HOME="+work, "XDG_CACHE_HOME="+work, "DISPLAY="+x.Display)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if rv.child, err = proc.Start(cmd); err != nil {
+		x.Close()
+		return nil, fmt.Errorf("harness: start remote-viewer: %w", err)
+	}
+	return rv, nil
+}
+
+// Log returns remote-viewer's debug log so far.
+func (rv *RemoteViewer) Log() string {
+	b, _ := os.ReadFile(rv.logPath)
+	return string(b)
+}
+
+// ErrAuth: remote-viewer reported an authentication failure.
+var ErrAuth = errors.New("harness: remote-viewer: authentication failed")
+
+// WaitOpened waits until the log shows "main channel: opened" and a
+// display channel, and the window titled "TITLE (1)" is visible.
+func (rv *RemoteViewer) WaitOpened(ctx context.Context) error {
+	for {
+		log := rv.Log()
+		switch {
+		case strings.Contains(log, "auth failure") || strings.Contains(log, "Authentication required"):
+			return fmt.Errorf("%w:\n%s", ErrAuth, tail(log, 10))
+		case strings.Contains(log, "Unable to connect"):
+			return fmt.Errorf("harness: remote-viewer could not connect:\n%s", tail(log, 10))
+		case strings.Contains(log, "main channel: opened") && strings.Contains(log, "SpiceDisplayChannel"):
+			find := exec.CommandContext(ctx, "xdotool", "search", "--onlyvisible", "--name", regexp.QuoteMeta(rv.Title))
+			find.Env = append(os.Environ(), "DISPLAY="+rv.X.Display)
+			out, err := find.Output()
+			if err == nil && len(bytes.TrimSpace(out)) > 0 {
+				return nil
+			}
+		}
+		select {
+		case <-rv.child.Exited():
+			return fmt.Errorf("harness: remote-viewer exited:\n%s", tail(rv.Log(), 10))
+		case <-ctx.Done():
+			return fmt.Errorf("harness: waiting for remote-viewer to open: %w\n%s", ctx.Err(), tail(rv.Log(), 10))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Capture returns the guest area of the window (720x400 for the built-in
+// text-mode guest) once two consecutive captures agree and are not blank.
+func (rv *RemoteViewer) Capture(ctx context.Context, w, h int) (*Image, error) {
+	var last *Image
+	for {
+		root, err := rv.X.CaptureRoot(ctx)
+		if err != nil {
+			return nil, err
+		}
+		img, err := root.Crop(rvGuestX, rvGuestY, w, h)
+		if err != nil {
+			return nil, err
+		}
+		if last != nil && !img.Blank() && img.DiffPixels(last) == 0 {
+			return img, nil
+		}
+		last = img
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("harness: remote-viewer picture never settled: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Type types text into the viewer window with xdotool (keys go through
+// the SPICE inputs channel).
+func (rv *RemoteViewer) Type(ctx context.Context, text string) error {
+	env := append(os.Environ(), "DISPLAY="+rv.X.Display)
+	find := exec.CommandContext(ctx, "xdotool", "search", "--sync", "--onlyvisible", "--name", regexp.QuoteMeta(rv.Title), "windowfocus", "--sync")
+	find.Env = env
+	if out, err := find.CombinedOutput(); err != nil {
+		return fmt.Errorf("harness: xdotool focus: %v: %s", err, out)
+	}
+	typ := exec.CommandContext(ctx, "xdotool", "type", "--delay", "50", text)
+	typ.Env = env
+	if out, err := typ.CombinedOutput(); err != nil {
+		return fmt.Errorf("harness: xdotool type: %v: %s", err, out)
+	}
+	return nil
+}
+
+// Close stops remote-viewer and its X server and removes its files.
+func (rv *RemoteViewer) Close() error {
+	if rv == nil {
+		return nil
+	}
+	rv.child.Stop(2 * time.Second)
+	rv.X.Close()
+	return os.RemoveAll(rv.dir)
+}
