@@ -100,4 +100,3 @@ func openAll(ctx context.Context, t harness.T, s *spice.Session) (display, input
 	check(t, err, "CURSOR_INIT")
 	return display, inputs, cursor
 }
-
