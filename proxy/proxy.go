@@ -6,7 +6,6 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -105,7 +104,7 @@ func (p *Proxy) init() {
 			return
 		}
 		if p.Logger == nil {
-			p.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+			p.Logger = slog.New(slog.DiscardHandler)
 		}
 		if p.Rules == nil {
 			p.Rules = DefaultRules()
