@@ -20,6 +20,12 @@ func init() {
 			sb, _, err := env.Connect(ctx, harness.Proxy, b)
 			check(t, err, "session on vm 2")
 			defer sb.Close()
+			// Open every channel type once on both sessions first: the
+			// proxy probes a console's caps per channel type on first use
+			// (link message only, no ticket), and those probes must not
+			// be counted against the refusals below.
+			openAll(ctx, t, sa)
+			openAll(ctx, t, sb)
 			settle(ctx)
 			before := spiceConnections(a) + spiceConnections(b)
 			// vm 1's token with vm 2's session id.
