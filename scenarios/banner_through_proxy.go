@@ -1,0 +1,29 @@
+package scenarios
+
+import (
+	"context"
+
+	"github.com/spiceharness/spiceharness/harness"
+)
+
+func init() {
+	Register(Scenario{
+		Name:        "banner-through-proxy",
+		Description: "the guest's banner shows through the proxy, and typing reaches the guest",
+		Needs:       []string{needScreenshot}, // programs beyond qemu
+		Run: func(ctx context.Context, t harness.T, env *harness.Env) {
+			vm := env.VM(0)
+			img, err := env.ScreenshotProxy(ctx, vm) // spicy-screenshot over TLS, single-use token
+			check(t, err, "capture through the proxy")
+			if img.Blank() {
+				t.Fatalf("blank screen")
+			}
+			s, _, err := env.Connect(ctx, harness.Proxy, vm) // fetch console.vv, link main
+			check(t, err, "session")
+			defer s.Close()
+			_, inputs, _ := openAll(ctx, t, s) // display (first draw), inputs, cursor
+			check(t, inputs.Type("hello"), "type")
+			waitSerial(ctx, t, vm, `READY> hello`)
+		},
+	})
+}
