@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/spiceharness/spiceharness/internal/proc"
@@ -146,6 +147,21 @@ const (
 	rvGuestY = 51
 )
 
+// peerPid is the pid of the process at the other end of a unix socket.
+func peerPid(c *net.UnixConn) int {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	pid := -1
+	raw.Control(func(fd uintptr) {
+		if cred, err := syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED); err == nil {
+			pid = int(cred.Pid)
+		}
+	})
+	return pid
+}
+
 // Xvfb is a private X server.
 type Xvfb struct {
 	Display string // ":N"
@@ -192,9 +208,15 @@ func StartXvfb(ctx context.Context) (*Xvfb, error) {
 	}
 	// Xvfb reports its display on -displayfd before it accepts clients
 	// (measured: 7 of 10 immediate connections failed), so wait until
-	// an X connection setup succeeds.
-	for !x11Ready(d) {
+	// an X connection setup succeeds — with this Xvfb: while other lanes
+	// start and stop theirs, a socket of the same display number can
+	// still belong to a dying server.
+	giveUp := time.After(10 * time.Second)
+	for !x11Ready(d, child.Pid()) {
 		select {
+		case <-giveUp:
+			child.Stop(time.Second)
+			return nil, fmt.Errorf("harness: Xvfb on :%s did not accept a client within 10 s: %s", d, tail(stderr.String(), 5))
 		case <-child.Exited():
 			return nil, fmt.Errorf("harness: Xvfb exited: %s", tail(stderr.String(), 5))
 		case <-ctx.Done():
@@ -206,14 +228,22 @@ func StartXvfb(ctx context.Context) (*Xvfb, error) {
 	return &Xvfb{Display: ":" + d, child: child}, nil
 }
 
-// x11Ready performs an X11 connection setup on display d's unix socket
-// and reports whether the server accepted it.
-func x11Ready(d string) bool {
-	c, err := net.DialTimeout("unix", "/tmp/.X11-unix/X"+d, time.Second)
+// x11Ready reports whether both of display d's unix sockets (abstract,
+// which libX11 tries first, and the file) belong to pid and complete an
+// X11 connection setup.
+func x11Ready(d string, pid int) bool {
+	return x11Accepts("@/tmp/.X11-unix/X"+d, pid) && x11Accepts("/tmp/.X11-unix/X"+d, pid)
+}
+
+func x11Accepts(addr string, pid int) bool {
+	c, err := net.DialTimeout("unix", addr, time.Second)
 	if err != nil {
 		return false
 	}
 	defer c.Close()
+	if peerPid(c.(*net.UnixConn)) != pid {
+		return false
+	}
 	c.SetDeadline(time.Now().Add(time.Second))
 	// Little-endian setup request, protocol 11.0, no authorization.
 	if _, err := c.Write([]byte{'l', 0, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0}); err != nil {

@@ -9,10 +9,9 @@ import (
 	"github.com/spiceharness/spiceharness/harness"
 	"github.com/spiceharness/spiceharness/internal/testenv"
 	"github.com/spiceharness/spiceharness/scenarios"
-	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testenv.VerifyTestMain(m) }
 
 // TestScenarios runs every registered scenario against real qemu, each on
 // a lane of its own. `go test ./scenarios -run 'TestScenarios/NAME'`

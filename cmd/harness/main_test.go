@@ -4,15 +4,14 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"github.com/spiceharness/spiceharness/internal/testenv"
 	"strings"
 	"testing"
-
-	"go.uber.org/goleak"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under fixtures/ from the current output")
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testenv.VerifyTestMain(m) }
 
 // runCLI runs the CLI in-process and returns stdout, stderr and the exit
 // code.
