@@ -57,7 +57,7 @@ func binary(t *testing.T) string {
 type started struct {
 	cmd    *exec.Cmd
 	ready  readyLine
-	stderr *bytes.Buffer
+	stderr *lockedBuffer
 	done   chan struct{} // closed when the process exited; err is then set
 	err    error
 }
@@ -70,8 +70,8 @@ func startHarness(t *testing.T, args ...string) *started {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &started{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan struct{})}
-	cmd.Stderr = &lockedBuffer{b: s.stderr}
+	s := &started{cmd: cmd, stderr: &lockedBuffer{b: &bytes.Buffer{}}, done: make(chan struct{})}
+	cmd.Stderr = s.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +106,12 @@ func startHarness(t *testing.T, args ...string) *started {
 type lockedBuffer struct {
 	mu sync.Mutex
 	b  *bytes.Buffer
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func (l *lockedBuffer) Write(p []byte) (int, error) {
