@@ -141,37 +141,6 @@ func (s *started) stop(t *testing.T) int {
 	}
 }
 
-// children lists the pids whose parent is pid.
-func children(pid int) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid …; comm may hold spaces: cut after ')'.
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-func exists(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	return len(f) > 0 && f[0] != "Z"
-}
-
 // argvHolding returns the pids whose command line contains secret.
 func argvHolding(secret string) []int {
 	var out []int
@@ -261,7 +230,7 @@ func TestIntegrationUp(t *testing.T) {
 	}
 
 	// Ctrl-C: exit 0, no qemu left.
-	qemus := children(h.cmd.Process.Pid)
+	qemus := testenv.ChildrenOf(h.cmd.Process.Pid)
 	if len(qemus) != 2 {
 		t.Errorf("up has %d child processes, want 2 qemus", len(qemus))
 	}
@@ -269,7 +238,7 @@ func TestIntegrationUp(t *testing.T) {
 		t.Fatalf("up exited %d after SIGINT\nstderr:\n%s", code, h.stderr.String())
 	}
 	for _, p := range qemus {
-		if exists(p) {
+		if testenv.Alive(p) {
 			t.Errorf("qemu pid %d still running after up exited", p)
 		}
 	}

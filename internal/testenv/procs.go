@@ -12,26 +12,50 @@ import (
 	"go.uber.org/goleak"
 )
 
-// Children lists this process's live (not zombie) child processes as
-// "pid cmdline" strings.
-func Children() []string {
-	self := strconv.Itoa(os.Getpid())
-	var out []string
+// procStat reads a process's state letter and parent pid from
+// /proc/PID/stat; ok is false when it is gone.
+func procStat(pid int) (state string, ppid int, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return "", 0, false
+	}
+	// "pid (comm) state ppid …": comm may hold spaces, so cut after ')'.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 2 {
+		return "", 0, false
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	return f[0], ppid, true
+}
+
+// Alive reports whether pid exists and is not a zombie.
+func Alive(pid int) bool {
+	state, _, ok := procStat(pid)
+	return ok && state != "Z"
+}
+
+// ChildrenOf lists the live (not zombie) children of pid.
+func ChildrenOf(pid int) []int {
+	var out []int
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		p, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-		if len(f) < 2 || f[1] != self || f[0] == "Z" {
-			continue
+		if state, ppid, ok := procStat(p); ok && ppid == pid && state != "Z" {
+			out = append(out, p)
 		}
-		cmd, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		out = append(out, e.Name()+" "+strings.TrimSpace(string(bytes.ReplaceAll(cmd, []byte{0}, []byte{' '}))))
+	}
+	return out
+}
+
+// Children lists this process's live child processes as "pid cmdline".
+func Children() []string {
+	var out []string
+	for _, p := range ChildrenOf(os.Getpid()) {
+		cmd, _ := os.ReadFile("/proc/" + strconv.Itoa(p) + "/cmdline")
+		out = append(out, strconv.Itoa(p)+" "+strings.TrimSpace(string(bytes.ReplaceAll(cmd, []byte{0}, []byte{' '}))))
 	}
 	return out
 }
