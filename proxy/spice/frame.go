@@ -3,6 +3,7 @@ package spice
 import (
 	"fmt"
 	"io"
+	"net"
 	"sync"
 )
 
@@ -112,7 +113,9 @@ func (r *Reader) ReadMessage() (Message, error) {
 }
 
 // Writer writes framed data messages, numbering full-header serials from
-// 1. It is safe for concurrent use; each message goes out in one Write.
+// 1. It is safe for concurrent use; each message goes out in one Write,
+// or for a large body in one net.Buffers write (a single writev on a
+// TCP connection) so that the body is not copied.
 type Writer struct {
 	mu     sync.Mutex
 	w      io.Writer
@@ -120,6 +123,11 @@ type Writer struct {
 	serial uint64
 	buf    []byte
 }
+
+// writevMin is the body size from which WriteMessage stops copying the
+// body behind the header. Copying is cheaper below it; above it the copy
+// (and, past 64 KiB, a fresh buffer per message) cost more than writev.
+const writevMin = 8 << 10
 
 // NewWriter writes to w with mini or full headers.
 func NewWriter(w io.Writer, mini bool) *Writer { return &Writer{w: w, mini: mini} }
@@ -130,10 +138,12 @@ func (w *Writer) WriteMessage(typ uint16, body []byte) error {
 	defer w.mu.Unlock()
 	w.serial++
 	w.buf = AppendHeader(w.buf[:0], Header{Serial: w.serial, Type: typ, Size: uint32(len(body))}, w.mini)
+	if len(body) >= writevMin {
+		bufs := net.Buffers{w.buf, body}
+		_, err := bufs.WriteTo(w.w)
+		return err
+	}
 	w.buf = append(w.buf, body...)
 	_, err := w.w.Write(w.buf)
-	if cap(w.buf) > 64<<10 {
-		w.buf = nil // do not pin a large buffer
-	}
 	return err
 }
