@@ -8,6 +8,11 @@
 // the display crash (a display channel closed after its link and before
 // DISPLAY_INIT had been answered is recorded in Crashed, as qemu would
 // die). It is never the only proof of a behaviour: real qemu is.
+//
+// Like qemu it keeps one session at a time by default; MultiSession lets
+// many sessions live side by side (for load benchmarks: one synthetic
+// backend standing in for many consoles), and LinkKey spares it qemu's
+// RSA key generation per link.
 package spicetest
 
 import (
@@ -52,6 +57,15 @@ type Server struct {
 	// that advertises it and a server that does not must agree on full
 	// headers (the proxy re-frames).
 	NoMiniHeader bool
+	// MultiSession keeps every session alive until its main channel
+	// closes, instead of qemu's one session at a time (where a new main
+	// link replaces the session id). Closing a main channel then closes
+	// that session's other channels, as spice-server does.
+	MultiSession bool
+	// LinkKey, when set, is used for every link instead of a fresh key
+	// from Keys. qemu generates a key per link (~10 ms of CPU); load
+	// benchmarks share one so that only the proxy's own cost is measured.
+	LinkKey *spice.LinkKey
 
 	ln      net.Listener
 	ownKeys bool
@@ -60,6 +74,9 @@ type Server struct {
 	conns   map[net.Conn]struct{}
 	session uint32
 	closed  bool
+	// sessions are the live sessions in MultiSession mode, each with the
+	// connections of its non-main channels.
+	sessions map[uint32]map[net.Conn]struct{}
 
 	// Links counts link messages read; LinkOK counts successful links.
 	Links, LinkOK atomic.Int64
@@ -84,7 +101,7 @@ func (s *Server) Start() error {
 	if s.TLS != nil {
 		ln = tls.NewListener(ln, s.TLS)
 	}
-	if s.Keys == nil {
+	if s.Keys == nil && s.LinkKey == nil {
 		s.Keys, s.ownKeys = spice.NewKeyPool(8), true
 	}
 	if s.Channels == nil {
@@ -92,6 +109,7 @@ func (s *Server) Start() error {
 	}
 	s.ln = ln
 	s.conns = map[net.Conn]struct{}{}
+	s.sessions = map[uint32]map[net.Conn]struct{}{}
 	s.wg.Add(1)
 	go s.acceptLoop()
 	return nil
@@ -103,7 +121,8 @@ func (s *Server) Addr() *net.TCPAddr { return s.ln.Addr().(*net.TCPAddr) }
 // Port is the listening port.
 func (s *Server) Port() int { return s.Addr().Port }
 
-// SessionID is the current session id (0 before the first main link).
+// SessionID is the current session id (0 before the first main link); in
+// MultiSession mode, the latest one.
 func (s *Server) SessionID() uint32 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -131,6 +150,13 @@ func (s *Server) Close() error {
 		s.Keys.Close()
 	}
 	return err
+}
+
+// Sessions is the number of live sessions in MultiSession mode.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
 }
 
 // Conns is the number of open client connections.
@@ -231,9 +257,12 @@ func (s *Server) serveConn(c net.Conn) {
 	if !known || m.ChannelID != 0 {
 		return // spice-server closes without a reply
 	}
-	key, err := s.Keys.Get()
-	if err != nil {
-		return
+	key := s.LinkKey
+	if key == nil {
+		var err error
+		if key, err = s.Keys.Get(); err != nil {
+			return
+		}
 	}
 	common := serverCommon
 	if s.NoMiniHeader {
@@ -262,19 +291,14 @@ func (s *Server) serveConn(c net.Conn) {
 		c.Write(binary.LittleEndian.AppendUint32(nil, uint32(spice.ErrPermissionDenied)))
 		return
 	}
-	s.mu.Lock()
-	switch {
-	case m.ChannelType == spice.ChannelMain && m.ConnectionID == 0:
-		var b [4]byte
-		rand.Read(b[:])
-		s.session = binary.LittleEndian.Uint32(b[:]) | 1
-	case m.ConnectionID == 0 || m.ConnectionID != s.session:
-		s.mu.Unlock()
+	session, ok := s.join(c, m)
+	if !ok {
 		c.Write(binary.LittleEndian.AppendUint32(nil, uint32(spice.ErrBadConnectionID)))
 		return
 	}
-	session := s.session
-	s.mu.Unlock()
+	if s.MultiSession {
+		defer s.leave(c, m, session)
+	}
 	if _, err := c.Write(binary.LittleEndian.AppendUint32(nil, 0)); err != nil {
 		return
 	}
@@ -283,6 +307,62 @@ func (s *Server) serveConn(c net.Conn) {
 	mini := spice.UseMiniHeader(common, m.CommonCaps)
 	ch := &serverChannel{srv: s, c: c, typ: m.ChannelType, w: spice.NewWriter(c, mini), r: spice.NewReader(c, mini, 0), session: session}
 	ch.serve()
+}
+
+// join admits a linked channel to a session: a main channel with
+// connection id 0 starts one (replacing the current one unless
+// MultiSession); other channels must name a live session.
+func (s *Server) join(c net.Conn, m *spice.LinkMess) (uint32, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m.ChannelType == spice.ChannelMain && m.ConnectionID == 0 {
+		for {
+			var b [4]byte
+			rand.Read(b[:])
+			id := binary.LittleEndian.Uint32(b[:]) | 1
+			if _, taken := s.sessions[id]; taken {
+				continue
+			}
+			s.session = id
+			if s.MultiSession {
+				s.sessions[id] = map[net.Conn]struct{}{}
+			}
+			return id, true
+		}
+	}
+	if m.ConnectionID == 0 {
+		return 0, false
+	}
+	if !s.MultiSession {
+		return s.session, m.ConnectionID == s.session
+	}
+	chans, ok := s.sessions[m.ConnectionID]
+	if !ok {
+		return 0, false
+	}
+	if m.ChannelType != spice.ChannelMain {
+		chans[c] = struct{}{}
+	}
+	return m.ConnectionID, true
+}
+
+// leave forgets a MultiSession channel; a main channel takes its session
+// and that session's other channels with it.
+func (s *Server) leave(c net.Conn, m *spice.LinkMess, session uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	chans, ok := s.sessions[session]
+	if !ok {
+		return
+	}
+	if m.ChannelType != spice.ChannelMain {
+		delete(chans, c)
+		return
+	}
+	delete(s.sessions, session)
+	for other := range chans {
+		other.Close()
+	}
 }
 
 type serverChannel struct {
