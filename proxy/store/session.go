@@ -46,7 +46,9 @@ type Channel struct {
 	// Close ends the channel; it must return promptly.
 	Close func()
 
-	once sync.Once
+	once     sync.Once
+	ss       *session // set by Attach (under the store's lock)
+	detached bool     // Detach recorded its close (under the store's lock)
 }
 
 func (c *Channel) close() { c.once.Do(func() { c.Close() }) }
@@ -148,17 +150,21 @@ func (l *Lease) Attach(c *Channel) bool {
 		return false
 	}
 	l.ss.chans[c] = struct{}{}
+	c.ss = l.ss
 	l.s.audit.add(Event{Time: l.s.opts.Now(), Kind: EventChannelOpened, Source: l.ss.key.Source, UUID: l.ss.key.UUID, Session: l.ss.id, Detail: fmt.Sprintf("%s:%d", c.Type, c.ID)})
 	return true
 }
 
-// Detach removes a channel that ended on its own.
+// Detach records that an attached channel closed, whether it ended on
+// its own or was closed by the end of its session (which already took
+// it off the session's live channels).
 func (l *Lease) Detach(c *Channel, detail string) {
 	l.s.mu.Lock()
 	defer l.s.mu.Unlock()
-	if _, ok := l.ss.chans[c]; !ok {
+	if c.ss != l.ss || c.detached {
 		return
 	}
+	c.detached = true
 	delete(l.ss.chans, c)
 	l.s.audit.add(Event{Time: l.s.opts.Now(), Kind: EventChannelClosed, Source: l.ss.key.Source, UUID: l.ss.key.UUID, Session: l.ss.id, Detail: fmt.Sprintf("%s:%d %s", c.Type, c.ID, detail)})
 }
