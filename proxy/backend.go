@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/spiceharness/spiceharness/proxy/spice"
@@ -13,15 +14,16 @@ import (
 )
 
 // dialBackend connects to a console: TLS (with the source's CA and the
-// console's host_subject) when it has a secure port, else plain.
-func dialBackend(t store.Target, secure bool, deadline time.Time) (net.Conn, error) {
+// console's host_subject) when it has a secure port, else plain. It gives
+// up at deadline or when ctx ends.
+func dialBackend(ctx context.Context, t store.Target, secure bool, deadline time.Time) (net.Conn, error) {
 	c := t.Console
 	port := c.InsecurePort
 	if secure {
 		port = c.SecurePort
 	}
 	addr := net.JoinHostPort(c.HypervisorIP, strconv.Itoa(port))
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
@@ -46,29 +48,102 @@ func dialBackend(t store.Target, secure bool, deadline time.Time) (net.Conn, err
 // linkBackend dials the console and links the client's channel there:
 // the client's connection id, channel type and id and caps verbatim, and
 // the console's ticket encrypted with qemu's key. A plain port answering
-// NEED_SECURED is retried on the secure port, as spice-gtk would.
-func (p *Proxy) linkBackend(t store.Target, m *spice.LinkMess, deadline time.Time) (net.Conn, *spice.LinkReply, error) {
+// NEED_SECURED is retried on the secure port, as spice-gtk would. When
+// stop ends (the proxy shuts down) the link is cut, unless its ticket is
+// already on its way.
+func (p *Proxy) linkBackend(stop context.Context, t store.Target, m *spice.LinkMess, deadline time.Time) (net.Conn, *spice.LinkReply, error) {
 	secure := t.Console.SecurePort != 0
-	conn, reply, err := linkOnce(t, m, secure, deadline)
+	conn, reply, err := linkOnce(stop, t, m, secure, deadline)
 	if err != nil && !secure && spice.CodeOf(err) == spice.ErrNeedSecured && t.Console.SecurePort != 0 {
-		conn, reply, err = linkOnce(t, m, true, deadline)
+		conn, reply, err = linkOnce(stop, t, m, true, deadline)
 	}
 	return conn, reply, err
 }
 
-func linkOnce(t store.Target, m *spice.LinkMess, secure bool, deadline time.Time) (net.Conn, *spice.LinkReply, error) {
-	conn, err := dialBackend(t, secure, deadline)
+func linkOnce(stop context.Context, t store.Target, m *spice.LinkMess, secure bool, deadline time.Time) (net.Conn, *spice.LinkReply, error) {
+	conn, err := dialBackend(stop, t, secure, deadline)
 	if err != nil {
 		return nil, nil, withChannel(err, m)
 	}
-	reply, err := spice.Link(conn, m, t.Console.Ticket, spice.LinkOptions{Deadline: deadline})
+	lc := &linkConn{Conn: conn}
+	cut := context.AfterFunc(stop, lc.interrupt)
+	reply, err := spice.Link(lc, m, t.Console.Ticket, spice.LinkOptions{Deadline: deadline})
+	cut()
 	if err != nil {
-		// A display link that succeeded upstream is never closed
-		// before DISPLAY_INIT; Link only fails before that point.
+		// Link fails before qemu linked the channel (or, after the
+		// ticket went up, only at the deadline: qemu answers in ms).
 		conn.Close()
 		return nil, nil, err
 	}
 	return conn, reply, nil
+}
+
+// errLinkInterrupted: the proxy shut down during a backend link.
+var errLinkInterrupted = errors.New("proxy: shutting down")
+
+// linkConn lets Shutdown cut a backend link that is still waiting for
+// qemu's link reply. spice.Link writes the link message, then the
+// mechanism word and ticket in one second write. Before that second
+// write the link can be cut safely (qemu has linked nothing); after it,
+// qemu may link the channel within milliseconds, and a display channel
+// closed then, before its DISPLAY_INIT, crashes spice-server 0.15: the
+// link is left to finish and the caller closes it with the display guard.
+type linkConn struct {
+	net.Conn
+	mu     sync.Mutex
+	writes int
+	cut    bool
+}
+
+var past = time.Unix(1, 0)
+
+func (c *linkConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	if c.cut {
+		c.mu.Unlock()
+		return 0, errLinkInterrupted
+	}
+	c.writes++
+	c.mu.Unlock()
+	return c.Conn.Write(b)
+}
+
+func (c *linkConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cut {
+		t = past
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *linkConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cut {
+		t = past
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *linkConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cut {
+		t = past
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// interrupt cuts the link unless the ticket has been written.
+func (c *linkConn) interrupt() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.writes >= 2 {
+		return
+	}
+	c.cut = true
+	c.Conn.SetDeadline(past)
 }
 
 func withChannel(err error, m *spice.LinkMess) error {

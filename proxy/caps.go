@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"net"
 	"strconv"
 	"sync"
@@ -157,7 +158,7 @@ func (cc *capsCache) probe(t store.Target, k probeKey) *probeResult {
 // any ticket: spice-server tolerates that on every channel type.
 func probeCaps(t store.Target, k probeKey) (spice.Caps, bool) {
 	deadline := time.Now().Add(probeTimeout)
-	conn, err := dialBackend(t, k.secure, deadline)
+	conn, err := dialBackend(context.Background(), t, k.secure, deadline)
 	if err != nil {
 		return nil, false
 	}

@@ -132,7 +132,7 @@ func (p *Proxy) handshake(raw net.Conn, secure bool, start time.Time) (*channel,
 	}
 	log = log.With("session", lease.SessionID, "console", lease.Target.Key.String())
 
-	bconn, breply, err := p.linkBackend(lease.Target, m, time.Now().Add(p.backendTimeout()))
+	bconn, breply, err := p.linkBackend(p.stop, lease.Target, m, time.Now().Add(p.backendTimeout()))
 	if err != nil {
 		code := backendCode(err)
 		p.metrics.backendDials.WithLabelValues(codeName(code)).Inc()

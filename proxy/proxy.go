@@ -87,6 +87,11 @@ type Proxy struct {
 	host     string // host subject of the TLS certificate
 	caps     capsCache
 
+	// stop is cancelled when the proxy starts shutting down: backend
+	// links of handshakes in progress are cut (their clients are gone).
+	stop       context.Context
+	stopCancel context.CancelFunc
+
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{} // accepted, not yet relaying
@@ -118,6 +123,7 @@ func (p *Proxy) init() {
 		p.listeners = map[net.Listener]struct{}{}
 		p.conns = map[net.Conn]struct{}{}
 		p.channels = map[*channel]struct{}{}
+		p.stop, p.stopCancel = context.WithCancel(context.Background())
 		p.initErr = p.initTLS()
 	})
 }
@@ -254,10 +260,13 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		ln.Close()
 	}
 	// Connections still in their handshake are cut now: nothing to drain.
+	// Their backend links are cut too, unless a ticket is already on its
+	// way (see linkConn).
 	for c := range p.conns {
 		c.Close()
 	}
 	p.mu.Unlock()
+	p.stopCancel()
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultDrainTimeout)
