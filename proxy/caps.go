@@ -62,11 +62,17 @@ type probeResult struct {
 	ok   bool // the console answered with a link reply
 	at   time.Time
 	done chan struct{} // closed when the probe finished
+	// prev is what the previous probe of the console found, when this
+	// one refreshes it: clients use prev while the refresh runs.
+	prev *probeResult
 }
 
 type capsCache struct {
 	mu      sync.Mutex
 	results map[probeKey]*probeResult
+	// retry and timeout replace probeRetry and probeTimeout when set
+	// (tests).
+	retry, timeout time.Duration
 }
 
 func backendKey(t store.Target, typ spice.ChannelType) probeKey {
@@ -99,13 +105,30 @@ func (cc *capsCache) get(p *Proxy, typ spice.ChannelType, deadline time.Time) sp
 	wait := time.NewTimer(min(time.Until(deadline)/2, probeWait))
 	defer wait.Stop()
 	var out spice.Caps
-	found := false
+	found, waited := false, false
 	for _, r := range results {
+		if r.prev != nil {
+			// A refresh is under way: answer with what the console
+			// answered last (nothing, if it was down) rather than wait.
+			// A console that stopped answering would otherwise delay
+			// every client's link by probeWait while it is re-probed.
+			select {
+			case <-r.done:
+			default:
+				r = r.prev
+			}
+		} else if !waited {
+			// A console's first probe is worth waiting for, briefly.
+			select {
+			case <-r.done:
+			case <-wait.C:
+				waited = true // late probes still fill the cache
+			}
+		}
 		select {
 		case <-r.done:
-		case <-wait.C:
-			// Late probes still fill the cache for the next client.
-			return orFallback(out, found, typ)
+		default:
+			continue
 		}
 		if !r.ok {
 			continue
@@ -134,30 +157,40 @@ func (cc *capsCache) probe(t store.Target, k probeKey) *probeResult {
 	if cc.results == nil {
 		cc.results = map[probeKey]*probeResult{}
 	}
+	var prev *probeResult
 	if r, ok := cc.results[k]; ok {
 		select {
 		case <-r.done:
-			if (r.ok && time.Since(r.at) < probeTTL) || (!r.ok && time.Since(r.at) < probeRetry) {
+			if (r.ok && time.Since(r.at) < probeTTL) || (!r.ok && time.Since(r.at) < or(cc.retry, probeRetry)) {
 				return r
 			}
+			prev = &probeResult{caps: r.caps, ok: r.ok, at: r.at, done: r.done}
 		default:
 			return r // in flight
 		}
 	}
-	r := &probeResult{done: make(chan struct{})}
+	r := &probeResult{done: make(chan struct{}), prev: prev}
 	cc.results[k] = r
+	timeout := or(cc.timeout, probeTimeout)
 	go func() {
 		defer close(r.done)
-		r.caps, r.ok = probeCaps(t, k)
+		r.caps, r.ok = probeCaps(t, k, timeout)
 		r.at = time.Now()
 	}()
 	return r
 }
 
+func or(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
 // probeCaps links typ on the console and closes after the reply, before
 // any ticket: spice-server tolerates that on every channel type.
-func probeCaps(t store.Target, k probeKey) (spice.Caps, bool) {
-	deadline := time.Now().Add(probeTimeout)
+func probeCaps(t store.Target, k probeKey, timeout time.Duration) (spice.Caps, bool) {
+	deadline := time.Now().Add(timeout)
 	conn, err := dialBackend(context.Background(), t, k.secure, deadline)
 	if err != nil {
 		return nil, false
