@@ -70,6 +70,10 @@ type probeResult struct {
 type capsCache struct {
 	mu      sync.Mutex
 	results map[probeKey]*probeResult
+	// stop cuts probes in flight (the proxy's stop context); wg waits
+	// for them.
+	stop context.Context
+	wg   sync.WaitGroup
 	// retry and timeout replace probeRetry and probeTimeout when set
 	// (tests).
 	retry, timeout time.Duration
@@ -172,9 +176,11 @@ func (cc *capsCache) probe(t store.Target, k probeKey) *probeResult {
 	r := &probeResult{done: make(chan struct{}), prev: prev}
 	cc.results[k] = r
 	timeout := or(cc.timeout, probeTimeout)
+	cc.wg.Add(1)
 	go func() {
+		defer cc.wg.Done()
 		defer close(r.done)
-		r.caps, r.ok = probeCaps(t, k, timeout)
+		r.caps, r.ok = probeCaps(cc.stop, t, k, timeout)
 		r.at = time.Now()
 	}()
 	return r
@@ -188,15 +194,17 @@ func or(d, def time.Duration) time.Duration {
 }
 
 // probeCaps links typ on the console and closes after the reply, before
-// any ticket: spice-server tolerates that on every channel type.
-func probeCaps(t store.Target, k probeKey, timeout time.Duration) (spice.Caps, bool) {
+// any ticket: spice-server tolerates that on every channel type, so stop
+// may cut it at any point.
+func probeCaps(stop context.Context, t store.Target, k probeKey, timeout time.Duration) (spice.Caps, bool) {
 	deadline := time.Now().Add(timeout)
-	conn, err := dialBackend(context.Background(), t, k.secure, deadline)
+	conn, err := dialBackend(stop, t, k.secure, deadline)
 	if err != nil {
 		return nil, false
 	}
 	defer conn.Close()
 	conn.SetDeadline(deadline)
+	defer context.AfterFunc(stop, func() { conn.SetDeadline(past) })()
 	m := &spice.LinkMess{ChannelType: k.typ, CommonCaps: spice.DefaultCommonCaps, ChannelCaps: spice.ClientChannelCaps(k.typ)}
 	if _, err := conn.Write(m.Marshal()); err != nil {
 		return nil, false

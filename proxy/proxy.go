@@ -124,6 +124,7 @@ func (p *Proxy) init() {
 		p.conns = map[net.Conn]struct{}{}
 		p.channels = map[*channel]struct{}{}
 		p.stop, p.stopCancel = context.WithCancel(context.Background())
+		p.caps.stop = p.stop
 		p.initErr = p.initTLS()
 	})
 }
@@ -203,7 +204,9 @@ func (p *Proxy) Start(plainAddr, tlsAddr string) error {
 		p.wg.Add(1)
 		go func() { defer p.wg.Done(); p.acceptLoop(l.ln, l.secure) }()
 	}
-	go p.caps.warm(p) // probe backends' caps ahead of the first client
+	// Probe backends' caps ahead of the first client.
+	p.wg.Add(1)
+	go func() { defer p.wg.Done(); p.caps.warm(p) }()
 	return nil
 }
 
@@ -286,6 +289,9 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		break
 	}
 	p.wg.Wait()
+	// Nothing starts probes any more (handshakes and warm-up are over);
+	// those in flight were cut by stop.
+	p.caps.wg.Wait()
 	p.keys.Close()
 	return err
 }
