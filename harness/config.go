@@ -40,6 +40,8 @@ type config struct {
 	source      string
 	apiKey      string
 	firewall    proxy.FirewallMode
+	backendTO   time.Duration
+	handshakeTO time.Duration
 	qemuOpts    []qemu.Option
 	logger      *slog.Logger
 	proxyLog    *slog.Logger
@@ -121,6 +123,30 @@ func APIKey(key string) Option {
 // Firewall sets the proxy's firewall mode.
 func Firewall(m proxy.FirewallMode) Option {
 	return func(c *config) error { c.firewall = m; return nil }
+}
+
+// BackendTimeout sets the proxy's bound on dialing and linking qemu
+// (default proxy.DefaultBackendTimeout).
+func BackendTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("harness: BackendTimeout(%v): want > 0", d)
+		}
+		c.backendTO = d
+		return nil
+	}
+}
+
+// HandshakeTimeout sets the proxy's bound on a client's TLS handshake and
+// link stage (default proxy.DefaultHandshakeTimeout).
+func HandshakeTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("harness: HandshakeTimeout(%v): want > 0", d)
+		}
+		c.handshakeTO = d
+		return nil
+	}
 }
 
 // QemuOptions passes options to every qemu.Start.

@@ -37,7 +37,8 @@ func Serve(ctx context.Context, path string, opts ...Option) (*Env, error) {
 			return nil, err // unreadable: nothing to serve
 		}
 	}
-	e.Proxy = &proxy.Proxy{Store: e.Store, AllowPlain: c.allowPlain, Firewall: c.firewall, Logger: c.proxyLog}
+	e.Proxy = &proxy.Proxy{Store: e.Store, AllowPlain: c.allowPlain, Firewall: c.firewall, BackendTimeout: c.backendTO,
+		HandshakeTimeout: c.handshakeTO, Logger: c.proxyLog}
 	if err := e.Proxy.Start(c.plainAddr, c.tlsAddr); err != nil {
 		return nil, errors.Join(err, e.Close())
 	}
