@@ -1,0 +1,87 @@
+package scenarios
+
+import (
+	"context"
+	"time"
+
+	"github.com/spiceharness/spiceharness/harness"
+	"github.com/spiceharness/spiceharness/proxy/spice"
+	"github.com/spiceharness/spiceharness/proxy/store"
+)
+
+// Helpers of the fault_* and hostile_* scenarios.
+
+// proxyMetric sums the in-process proxy's series name whose labels
+// (name, value pairs) match.
+func proxyMetric(t harness.T, env *harness.Env, name string, labels ...string) float64 {
+	t.Helper()
+	fams, err := env.Proxy.Gatherer().Gather()
+	check(t, err, "gather the proxy's metrics")
+	var sum float64
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					found = found || (lp.GetName() == labels[i] && lp.GetValue() == labels[i+1])
+				}
+				if !found {
+					continue next
+				}
+			}
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return sum
+}
+
+// proxyIdle waits until the in-process proxy holds no channel and no
+// handshake, and its channel and connection gauges agree.
+func proxyIdle(ctx context.Context, t harness.T, env *harness.Env, within time.Duration) {
+	t.Helper()
+	end := time.Now().Add(within)
+	for {
+		st := env.Proxy.Stats()
+		if st.Channels == 0 && st.Handshaking == 0 &&
+			proxyMetric(t, env, "spice_proxy_channels_active") == 0 &&
+			proxyMetric(t, env, "spice_proxy_connections_active") == 0 {
+			return
+		}
+		if time.Now().After(end) || ctx.Err() != nil {
+			t.Fatalf("the proxy still holds %+v after %v (channels_active %v, connections_active %v)", st, within,
+				proxyMetric(t, env, "spice_proxy_channels_active"), proxyMetric(t, env, "spice_proxy_connections_active"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitClosed waits until every channel has ended and returns how long
+// the slowest took from start.
+func waitClosed(t harness.T, start time.Time, within time.Duration, what string, chans ...*spice.Channel) time.Duration {
+	t.Helper()
+	var slowest time.Duration
+	for _, c := range chans {
+		select {
+		case <-c.Done():
+			slowest = max(slowest, time.Since(start))
+		case <-time.After(time.Until(start.Add(within))):
+			t.Fatalf("%s still open %v after %s", c.ID, within, what)
+		}
+	}
+	return slowest
+}
+
+// auditCount counts the store's events of kind for session id.
+func auditCount(env *harness.Env, id string, kind store.EventKind) int {
+	n := 0
+	for _, ev := range env.Audit() {
+		if ev.Session == id && ev.Kind == kind {
+			n++
+		}
+	}
+	return n
+}
