@@ -1122,3 +1122,52 @@ func metricSum(t *testing.T, e *env, name string, labels ...string) float64 {
 	}
 	return sum
 }
+
+// TestBatteryHardCap: in the firewall's warn and off modes a message over
+// its channel's cap is forwarded, but a header over HardMaxMessage still
+// closes the channel before anything is read or allocated.
+func TestBatteryHardCap(t *testing.T) {
+	for _, mode := range []proxy.FirewallMode{proxy.FirewallWarn, proxy.FirewallOff} {
+		t.Run(mode.String(), func(t *testing.T) {
+			e := newEnv(t, func(p *proxy.Proxy) { p.Firewall = mode })
+			ctx := ctxT(t)
+			s, err := e.dialer(e.mint(0).Token).Connect(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			in, err := s.Open(ctx, spice.ChannelInputs, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Over the 4 KiB inputs cap, under the hard cap: forwarded.
+			before := e.server(0).Received.Load()
+			if err := in.Send(spice.MsgcInputsKeyDown, make([]byte, 5000)); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 3*time.Second, "the 5000-byte message at the backend", func() bool {
+				return e.server(0).Received.Load() >= before+5000
+			})
+			in.Conn.Write(spice.AppendHeader(nil, spice.Header{Type: spice.MsgcInputsKeyDown, Size: proxy.HardMaxMessage + 1}, true))
+			select {
+			case <-in.Done():
+			case <-time.After(3 * time.Second):
+				t.Fatal("a header over the hard cap did not close the channel")
+			}
+			wantWarned := 0.0
+			if mode == proxy.FirewallWarn {
+				wantWarned = 1
+			}
+			for verdict, want := range map[string]float64{"blocked": 1, "warned": wantWarned} {
+				if got := metric(t, e, "spice_proxy_firewall_verdicts_total", "channel", "inputs", "direction", "to_server", "verdict", verdict); got != want {
+					t.Errorf("unexpected %s verdicts (-want +got):\n-%v\n+%v", verdict, want, got)
+				}
+			}
+			select {
+			case <-s.Main.Done():
+				t.Error("the session's main channel closed with its inputs channel")
+			default:
+			}
+		})
+	}
+}
