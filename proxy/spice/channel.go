@@ -249,9 +249,19 @@ func (c *Channel) KeyPress(sc uint16) error {
 	return c.Send(MsgcInputsKeyUp, MarshalKey(ScancodeUp(sc)))
 }
 
-// Type presses the keys for s (characters in Scancodes only).
+// TypeKeyDelay paces Type. qemu's PS/2 keyboard queue holds 16
+// scancodes (8 key presses): a burst longer than that loses its tail
+// (measured: " survived" arrived as " surviv" in 5 of 6 runs, straight
+// to qemu as well as through the proxy).
+const TypeKeyDelay = 15 * time.Millisecond
+
+// Type presses the keys for s (characters in Scancodes only), one every
+// TypeKeyDelay.
 func (c *Channel) Type(s string) error {
-	for _, r := range s {
+	for i, r := range s {
+		if i > 0 {
+			time.Sleep(TypeKeyDelay)
+		}
 		sc, ok := Scancodes[r]
 		if !ok {
 			return fmt.Errorf("spice: no scancode for %q", r)
