@@ -75,6 +75,9 @@ func (e *Env) Reload() (*static.File, error) {
 		}
 	}
 	e.Store.Load(f.Sources...)
+	if e.Proxy != nil {
+		e.Proxy.WarmCaps() // new consoles: probe now, not on their first client
+	}
 	n := 0
 	for _, s := range f.Sources {
 		n += len(s.Consoles)

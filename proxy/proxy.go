@@ -204,10 +204,23 @@ func (p *Proxy) Start(plainAddr, tlsAddr string) error {
 		p.wg.Add(1)
 		go func() { defer p.wg.Done(); p.acceptLoop(l.ln, l.secure) }()
 	}
-	// Probe backends' caps ahead of the first client.
+	p.WarmCaps()
+	return nil
+}
+
+// WarmCaps starts, in the background, the caps probes of every console
+// for the usual channel types (main, display, inputs, cursor), so the
+// first client of a console does not wait for them. Start calls it;
+// call it again after loading new consoles into the store.
+func (p *Proxy) WarmCaps() {
+	p.init()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing {
+		return
+	}
 	p.wg.Add(1)
 	go func() { defer p.wg.Done(); p.caps.warm(p) }()
-	return nil
 }
 
 // Serve accepts on ln until it is closed; secure says whether clients
