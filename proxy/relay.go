@@ -20,6 +20,10 @@ import (
 // held only while a message crosses, so an idle channel holds none.
 const chunkSize = 64 << 10
 
+// idleReadSize is the on-stack buffer a streaming pump waits on between
+// messages, so that a quiet channel holds no pooled chunk.
+const idleReadSize = 512
+
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
 
 // channel is one linked client channel and its backend, relaying.
@@ -245,11 +249,17 @@ func (ch *channel) relayBackendToClient(l *leg) error { return ch.pump(l) }
 var errFirewall = errors.New("firewall")
 
 // pump relays framed messages from l.src to l.dst until EOF (nil) or an
-// error. Headers are validated before anything is allocated.
+// error. Headers are validated before anything is allocated. The first
+// message goes message by message (it is main's MAIN_INIT, or qemu's
+// answer to DISPLAY_INIT); after it, legs that need no per-message
+// rewriting stream (see stream).
 func (ch *channel) pump(l *leg) error {
 	var hdr [spice.FullHeaderSize]byte
 	hsz := spice.HeaderSize(l.srcMini)
 	for n := 0; ; n++ {
+		if n > 0 && ch.canStream(l) {
+			return ch.stream(l)
+		}
 		if err := ch.readFull(l.src, hdr[:hsz]); err != nil {
 			if err == io.EOF {
 				return nil
@@ -281,6 +291,120 @@ func (ch *channel) pump(l *leg) error {
 			return err
 		}
 		ch.lastActive.Store(time.Now().UnixNano())
+	}
+}
+
+// canStream reports whether l can be relayed by chunks: both legs frame
+// alike (no header to rewrite), and it is not the client→qemu side of a
+// display channel, whose messages must stay whole so that the display
+// guard can inject a DISPLAY_INIT between two of them.
+func (ch *channel) canStream(l *leg) bool {
+	return l.srcMini == l.dstMini && !(l.dir == ToServer && ch.typ == spice.ChannelDisplay)
+}
+
+// stream relays l.src to l.dst by chunks rather than message by message:
+// it reads whatever has arrived (up to a chunk), walks the message
+// headers inside it, each checked by the firewall before any byte of it
+// is written, and writes everything up to the last complete header in
+// one Write. A header split across reads is held back and completed by
+// the next read; a blocked message is never written, the messages before
+// it are. So a stream of 64 KiB messages costs about one read and one
+// write per 64 KiB, and small messages that arrive together go out
+// together.
+//
+// A pooled chunk is held only while a message crosses: when a read ends
+// on a message boundary and did not fill its buffer (the source is
+// drained), the chunk goes back to the pool and the pump waits on a
+// small buffer on its stack.
+func (ch *channel) stream(l *leg) error {
+	hsz := spice.HeaderSize(l.srcMini)
+	var idle [idleReadSize]byte
+	var bp *[]byte
+	defer func() {
+		if bp != nil {
+			chunkPool.Put(bp)
+		}
+	}()
+	buf := idle[:]
+	pend := 0 // bytes of a split header at the start of buf
+	left := 0 // body bytes of the current message still to come
+	for {
+		n, rerr := ch.readSome(l.src, buf[pend:])
+		end := pend + n
+		i, msgs := 0, 0
+		var ferr error
+		for i < end {
+			if left > 0 {
+				k := min(left, end-i)
+				i, left = i+k, left-k
+				continue
+			}
+			if end-i < hsz {
+				break // a split header: held back
+			}
+			h := spice.DecodeHeader(buf[i:i+hsz], l.srcMini)
+			if ferr = ch.check(l, h); ferr != nil {
+				break
+			}
+			i, left = i+hsz, int(h.Size)
+			msgs++
+		}
+		if i > 0 {
+			if _, err := l.dst.Write(buf[:i]); err != nil {
+				return err
+			}
+			l.bytes.Add(float64(i))
+			l.msgs.Add(float64(msgs))
+			ch.sent[l.dir].Add(int64(i))
+			ch.lastActive.Store(time.Now().UnixNano())
+		}
+		if ferr != nil {
+			return ferr
+		}
+		filled := end == len(buf)
+		pend = end - i
+		if rerr != nil {
+			if rerr == io.EOF {
+				if pend > 0 || left > 0 {
+					return io.ErrUnexpectedEOF
+				}
+				return nil
+			}
+			return rerr
+		}
+		switch {
+		case pend == 0 && left == 0 && !filled:
+			if bp != nil {
+				chunkPool.Put(bp)
+				bp = nil
+			}
+			buf = idle[:]
+		case bp == nil:
+			bp = chunkPool.Get().(*[]byte)
+			copy(*bp, buf[i:end])
+			buf = *bp
+		default:
+			copy(buf, buf[i:end])
+		}
+	}
+}
+
+// readSome reads what has arrived into b (at least one byte, unless
+// an error), waking up every IdleTimeout like readFull.
+func (ch *channel) readSome(c net.Conn, b []byte) (int, error) {
+	idle := ch.p.IdleTimeout
+	for {
+		if idle > 0 {
+			c.SetReadDeadline(time.Now().Add(idle))
+		}
+		n, err := c.Read(b)
+		if n > 0 || err == nil {
+			return n, err
+		}
+		if idle > 0 && errors.Is(err, os.ErrDeadlineExceeded) && time.Since(time.Unix(0, ch.lastActive.Load())) < idle {
+			continue
+		}
+		return 0, err
 	}
 }
 
