@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -87,14 +88,20 @@ func GenerateLinkKey() (*LinkKey, error) {
 
 // KeyPool hands out fresh link keys generated ahead of time by a
 // background goroutine, so a link reply never waits on RSA key
-// generation. Each key is handed out once. When the pool is empty, Get
-// generates inline (counted in Misses). The zero KeyPool is not usable;
-// make one with NewKeyPool and stop it with Close.
+// generation. Each key is handed out once. When the pool is empty (a
+// burst of links), Get waits for the first of two: the background
+// goroutine's next key, or a turn to generate one inline (counted in
+// Misses either way). At most GOMAXPROCS keys are generated inline at a
+// time and turns are taken in arrival order, so in a burst the first
+// links get their keys first instead of all of them sharing the CPU and
+// finishing late together. The zero KeyPool is not usable; make one
+// with NewKeyPool and stop it with Close.
 type KeyPool struct {
-	keys chan *LinkKey
-	done chan struct{}
-	wg   sync.WaitGroup
-	once sync.Once
+	keys   chan *LinkKey
+	inline chan struct{} // turns to generate inline
+	done   chan struct{}
+	wg     sync.WaitGroup
+	once   sync.Once
 
 	hits, misses atomic.Uint64
 }
@@ -105,7 +112,7 @@ func NewKeyPool(size int) *KeyPool {
 	if size <= 0 {
 		size = 16
 	}
-	p := &KeyPool{keys: make(chan *LinkKey, size), done: make(chan struct{})}
+	p := &KeyPool{keys: make(chan *LinkKey, size), inline: make(chan struct{}, runtime.GOMAXPROCS(0)), done: make(chan struct{})}
 	p.wg.Add(1)
 	go p.fillKeyPool()
 	return p
@@ -133,12 +140,18 @@ func (p *KeyPool) Get() (*LinkKey, error) {
 		p.hits.Add(1)
 		return k, nil
 	default:
-		p.misses.Add(1)
+	}
+	p.misses.Add(1)
+	select {
+	case k := <-p.keys:
+		return k, nil
+	case p.inline <- struct{}{}:
+		defer func() { <-p.inline }()
 		return GenerateLinkKey()
 	}
 }
 
-// Stats reports keys served from the pool and keys generated inline.
+// Stats reports keys served from the pool and keys Get had to wait for.
 func (p *KeyPool) Stats() (hits, misses uint64) { return p.hits.Load(), p.misses.Load() }
 
 // Close stops the background generator and waits for it.
