@@ -38,8 +38,10 @@ type synthetic struct {
 }
 
 // startSynthetic writes a sources.yaml with one console at srv (already
-// started, with its Password) and starts a proxy-helper serving it.
-func startSynthetic(ctx context.Context, srv *spicetest.Server) (*synthetic, error) {
+// started, with its Password) and starts a proxy-helper serving it: this
+// binary, or helperBin (another build of it, for A/B comparisons), with
+// extra args.
+func startSynthetic(ctx context.Context, srv *spicetest.Server, helperBin string, args ...string) (*synthetic, error) {
 	dir, err := os.MkdirTemp("", "spice-bench-")
 	if err != nil {
 		return nil, err
@@ -59,7 +61,7 @@ func startSynthetic(ctx context.Context, srv *spicetest.Server) (*synthetic, err
 		s.Close()
 		return nil, err
 	}
-	if s.helper, err = startHelper(ctx, sources); err != nil {
+	if s.helper, err = startHelper(ctx, sources, helperBin, args...); err != nil {
 		s.Close()
 		return nil, err
 	}

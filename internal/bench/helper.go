@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -31,6 +32,8 @@ type helperReady struct {
 	TLSPort     int    `json:"tls_port"`
 	CAFile      string `json:"ca_file"`
 	HostSubject string `json:"host_subject"`
+	// ForwardPort is the plain TCP forwarder's port (--forward).
+	ForwardPort int `json:"forward_port,omitempty"`
 }
 
 // helperMem answers the "gc" and "mem" commands.
@@ -58,6 +61,7 @@ type helperMem struct {
 func runHelper(args []string) error {
 	fs := flag.NewFlagSet("proxy-helper", flag.ContinueOnError)
 	sources := fs.String("sources", "", "sources.yaml to serve")
+	forward := fs.String("forward", "", "also forward raw TCP to this HOST:PORT (a reference relay)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -80,9 +84,19 @@ func runHelper(args []string) error {
 	if err := os.WriteFile(ca, env.Proxy.CAPEM(), 0o644); err != nil {
 		return err
 	}
+	ready := helperReady{API: env.APIURL, Port: env.Proxy.PlainAddr().Port, TLSPort: env.Proxy.TLSAddr().Port,
+		CAFile: ca, HostSubject: env.Proxy.HostSubject()}
+	if *forward != "" {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		go forwardTCP(ln, *forward)
+		ready.ForwardPort = ln.Addr().(*net.TCPAddr).Port
+	}
 	out := json.NewEncoder(os.Stdout)
-	out.Encode(helperReady{API: env.APIURL, Port: env.Proxy.PlainAddr().Port, TLSPort: env.Proxy.TLSAddr().Port,
-		CAFile: ca, HostSubject: env.Proxy.HostSubject()})
+	out.Encode(ready)
 
 	cmds := make(chan string)
 	go func() {
@@ -117,6 +131,35 @@ func runHelper(args []string) error {
 	}
 }
 
+// forwardTCP is the least a relay can do: each connection accepted on ln
+// is copied both ways to target with io.Copy (splice(2) on Linux), with
+// no framing, checks or TLS. It runs until ln is closed.
+func forwardTCP(ln net.Listener, target string) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			b, err := net.Dial("tcp", target)
+			if err != nil {
+				return
+			}
+			defer b.Close()
+			done := make(chan struct{})
+			go func() {
+				io.Copy(b, c)
+				b.(*net.TCPConn).CloseWrite()
+				close(done)
+			}()
+			io.Copy(c, b)
+			c.(*net.TCPConn).CloseWrite()
+			<-done
+		}()
+	}
+}
+
 // helper is a running proxy-helper process.
 type helper struct {
 	helperReady
@@ -125,11 +168,15 @@ type helper struct {
 	out   *bufio.Reader
 }
 
-// startHelper runs this binary as a proxy-helper serving sources.
-func startHelper(ctx context.Context, sources string) (*helper, error) {
+// startHelper runs this binary (or bin, another build of it) as a
+// proxy-helper serving sources.
+func startHelper(ctx context.Context, sources, bin string, args ...string) (*helper, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
+	}
+	if bin != "" {
+		self = bin
 	}
 	inR, inW, err := os.Pipe()
 	if err != nil {
@@ -141,7 +188,7 @@ func startHelper(ctx context.Context, sources string) (*helper, error) {
 		inW.Close()
 		return nil, err
 	}
-	cmd := exec.Command(self, "proxy-helper", "--sources", sources)
+	cmd := exec.Command(self, append([]string{"proxy-helper", "--sources", sources}, args...)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, os.Stderr
 	// Go's defaults, whatever the bench itself runs with.
 	cmd.Env = slicesWithout(os.Environ(), "GOGC=", "GOMEMLIMIT=", "GODEBUG=")
@@ -234,6 +281,35 @@ func (h *helper) rss() (int64, error) {
 	}
 	return 0, errors.New("no VmRSS in /proc/PID/status")
 }
+
+// cpu is the helper's CPU time so far (user + system).
+func (h *helper) cpu() time.Duration { return procCPU(h.child.Pid()) }
+
+// cpuSelf is this process's CPU time so far.
+func cpuSelf() time.Duration { return procCPU(os.Getpid()) }
+
+// procCPU reads utime + stime from /proc/PID/stat (0 when unreadable).
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / clockTicks
+}
+
+// clockTicks is USER_HZ, 100 on Linux.
+const clockTicks = 100
 
 // Close stops the helper: stdin closed (a clean exit), then signals.
 func (h *helper) Close() error {

@@ -42,19 +42,22 @@ import (
 )
 
 type options struct {
-	sections      []string
-	shots         int
-	handshakes    int
-	relayBytes    int64
-	relayRuns     int
-	relayMsgSize  int
-	sessions      int
-	sessionPar    int
-	upRuns        int
-	harnessBin    string
-	verbose       bool
-	sessionsModes []string
-	relayModes    []string
+	sections        []string
+	shots           int
+	handshakes      int
+	relayBytes      int64
+	relayRuns       int
+	relayMsgSize    int
+	relaySmallMsg   int
+	relaySmallBytes int64
+	sessions        int
+	sessionPar      int
+	upRuns          int
+	harnessBin      string
+	verbose         bool
+	sessionsModes   []string
+	relayModes      []string
+	abHelper        string
 }
 
 var allSections = []string{"screenshot", "handshake", "relay", "sessions", "up"}
@@ -75,11 +78,14 @@ func main() {
 	flag.Int64Var(&o.relayBytes, "relay-bytes", 1<<30, "bytes of display messages streamed per relay run")
 	flag.IntVar(&o.relayRuns, "relay-runs", 3, "relay runs per mode (interleaved)")
 	flag.IntVar(&o.relayMsgSize, "relay-msg", 64<<10, "display message body size of the relay stream")
+	flag.IntVar(&o.relaySmallMsg, "relay-small-msg", 4<<10, "message size of a second relay stream (0: none)")
+	flag.Int64Var(&o.relaySmallBytes, "relay-small-bytes", 256<<20, "bytes per run of the second relay stream")
 	flag.IntVar(&o.sessions, "sessions", 250, "concurrent sessions (x4 channels) for the sessions section")
 	flag.IntVar(&o.sessionPar, "sessions-parallel", 0, "sessions opened at once (0: all of them)")
 	flag.StringVar(&modes, "sessions-modes", "plain,tls", "client legs for the sessions section")
 	relayModes := flag.String("relay-modes", "", "relay modes to run (default all: direct_plain,proxy_plain,direct_tls,proxy_tls)")
-	flag.IntVar(&o.upRuns, "up-runs", 3, "harness up runs")
+	flag.StringVar(&o.abHelper, "ab-helper", "", "another spice-bench build whose proxy-helper also runs in the relay section (proxy_*_b), for before/after comparisons")
+	flag.IntVar(&o.upRuns, "up-runs", 5, "harness up runs")
 	flag.StringVar(&o.harnessBin, "harness", "bin/harness", "the harness binary for the up section")
 	flag.BoolVar(&o.verbose, "v", false, "progress details on stderr")
 	cpuprofile := flag.String("cpuprofile", "", "write this process's CPU profile to FILE (the proxy helper's: BENCH_HELPER_CPUPROFILE=FILE)")

@@ -20,11 +20,14 @@ const (
 	relayProxyPlain
 	relayDirectTLS
 	relayProxyTLS
+	relayForward     // a bare TCP forwarder (io.Copy) in the proxy's process
+	relayProxyPlainB // the -ab-helper proxy, for before/after comparisons
+	relayProxyTLSB
 	nRelayModes
 )
 
 func (m relayMode) String() string {
-	return [...]string{"direct_plain", "proxy_plain", "direct_tls", "proxy_tls"}[m]
+	return [...]string{"direct_plain", "proxy_plain", "direct_tls", "proxy_tls", "tcp_forwarder", "proxy_plain_b", "proxy_tls_b"}[m]
 }
 
 // benchRelay streams o.relayBytes of display messages from a synthetic
@@ -33,8 +36,26 @@ func (m relayMode) String() string {
 // a proxy process, with the client leg plain and TLS. The proxy's
 // backend leg is plain TCP, as to qemu without tls-port. The direct TLS
 // run is a spicetest listening with TLS, so the TLS client leg can be
-// compared with what a client pays for TLS without the proxy too.
+// compared with what a client pays for TLS without the proxy too. The
+// tcp_forwarder run goes through a bare io.Copy forwarder (splice(2), no
+// framing, no checks) in the proxy's process: what one extra hop costs
+// on this machine whatever the relay does.
+//
+// It runs once with o.relayMsgSize messages (64 KiB: large draws) and,
+// when o.relaySmallMsg is set, again with small ones (4 KiB: small
+// draws, like the text-mode guest's 6.9 KB first DRAW_COPY, where
+// per-message costs dominate).
 func benchRelay(ctx context.Context, r *report, o *options) error {
+	if err := relaySize(ctx, r, o, "relay", o.relayBytes, o.relayMsgSize); err != nil {
+		return err
+	}
+	if o.relaySmallMsg > 0 {
+		return relaySize(ctx, r, o, fmt.Sprintf("relay_%dk", o.relaySmallMsg>>10), o.relaySmallBytes, o.relaySmallMsg)
+	}
+	return nil
+}
+
+func relaySize(ctx context.Context, r *report, o *options, prefix string, total int64, msgSize int) error {
 	key, err := spice.GenerateLinkKey()
 	if err != nil {
 		return err
@@ -49,7 +70,7 @@ func benchRelay(ctx context.Context, r *report, o *options) error {
 	}
 	newServer := func(tc *tls.Config) (*spicetest.Server, error) {
 		s := &spicetest.Server{Password: randomTicket(), TLS: tc, LinkKey: key,
-			StreamBytes: o.relayBytes, StreamMessageSize: o.relayMsgSize, DisplayInitDelay: time.Microsecond}
+			StreamBytes: total, StreamMessageSize: msgSize, DisplayInitDelay: time.Microsecond}
 		return s, s.Start()
 	}
 	plainSrv, err := newServer(nil)
@@ -62,11 +83,20 @@ func benchRelay(ctx context.Context, r *report, o *options) error {
 		return err
 	}
 	defer tlsSrv.Close()
-	syn, err := startSynthetic(ctx, plainSrv)
+	syn, err := startSynthetic(ctx, plainSrv, "", "--forward", plainSrv.Addr().String())
 	if err != nil {
 		return err
 	}
 	defer syn.Close()
+	modes := []relayMode{relayDirectPlain, relayProxyPlain, relayDirectTLS, relayProxyTLS, relayForward}
+	var synB *synthetic
+	if o.abHelper != "" {
+		if synB, err = startSynthetic(ctx, plainSrv, o.abHelper); err != nil {
+			return err
+		}
+		defer synB.Close()
+		modes = append(modes, relayProxyPlainB, relayProxyTLSB)
+	}
 
 	dialer := func(m relayMode) (*spice.Dialer, error) {
 		switch m {
@@ -74,13 +104,19 @@ func benchRelay(ctx context.Context, r *report, o *options) error {
 			return &spice.Dialer{Host: "127.0.0.1", Port: plainSrv.Port(), Password: plainSrv.Password}, nil
 		case relayDirectTLS:
 			return &spice.Dialer{Host: "127.0.0.1", TLSPort: tlsSrv.Port(), Password: tlsSrv.Password, CA: ca.Pool()}, nil
+		case relayForward:
+			return &spice.Dialer{Host: "127.0.0.1", Port: syn.helper.ForwardPort, Password: plainSrv.Password}, nil
+		}
+		if m == relayProxyPlainB || m == relayProxyTLSB {
+			return synB.dialer(ctx, m == relayProxyTLSB)
 		}
 		return syn.dialer(ctx, m == relayProxyTLS)
 	}
 	mbps := make([][]float64, nRelayModes)
+	proxyCPUs := make([][]float64, nRelayModes)
 	for round := range o.relayRuns {
-		for i := range nRelayModes {
-			m := relayMode((int(i) + round) % int(nRelayModes))
+		for i := range modes {
+			m := modes[(i+round)%len(modes)]
 			if len(o.relayModes) > 0 && !slices.Contains(o.relayModes, m.String()) {
 				continue
 			}
@@ -88,31 +124,51 @@ func benchRelay(ctx context.Context, r *report, o *options) error {
 			if err != nil {
 				return err
 			}
-			el, err := streamOnce(ctx, d, o.relayBytes, o.relayMsgSize)
+			h := syn.helper
+			if m == relayProxyPlainB || m == relayProxyTLSB {
+				h = synB.helper
+			}
+			self0, proxy0 := cpuSelf(), h.cpu()
+			el, err := streamOnce(ctx, d, total, msgSize)
 			if err != nil {
 				return fmt.Errorf("%s: %w", m, err)
 			}
-			v := float64(o.relayBytes) / el.Seconds() / 1e6
+			gib := float64(total) / (1 << 30)
+			selfCPU, proxyCPU := (cpuSelf()-self0).Seconds()/gib, (h.cpu()-proxy0).Seconds()/gib
+			v := float64(total) / el.Seconds() / 1e6
 			mbps[m] = append(mbps[m], v)
+			switch m {
+			case relayProxyPlain, relayProxyTLS, relayForward, relayProxyPlainB, relayProxyTLSB:
+				proxyCPUs[m] = append(proxyCPUs[m], proxyCPU)
+			}
 			if o.verbose {
-				progress("relay run %d %s: %.0f MB/s", round, m, v)
+				progress("%s run %d %s: %.0f MB/s; CPU per GiB: bench (backend+client) %.2f s, proxy %.2f s", prefix, round, m, v, selfCPU, proxyCPU)
 			}
 		}
 	}
-	if len(o.relayModes) > 0 {
+	if len(o.relayModes) > 0 || o.abHelper != "" {
 		for m := range nRelayModes {
 			if len(mbps[m]) > 0 {
-				r.line("relay."+m.String(), fmtMBps(median(mbps[m])))
+				v := fmtMBps(median(mbps[m]))
+				if len(proxyCPUs[m]) > 0 {
+					v += fmt.Sprintf(", proxy CPU %.2f s/GiB", median(proxyCPUs[m]))
+				}
+				r.line(prefix+"."+m.String(), v)
 			}
 		}
 		return nil
 	}
-	size := fmt.Sprintf(" (%d MiB in %d KiB messages, median of %d)", o.relayBytes>>20, o.relayMsgSize>>10, o.relayRuns)
-	r.line("relay.direct_plain", fmtMBps(median(mbps[relayDirectPlain]))+size)
-	r.ratio("relay.proxy_plain", fmtMBps(median(mbps[relayProxyPlain])), median(ratios(mbps[relayDirectPlain], mbps[relayProxyPlain])), "direct plain")
-	r.ratio("relay.direct_tls", fmtMBps(median(mbps[relayDirectTLS])), median(ratios(mbps[relayDirectPlain], mbps[relayDirectTLS])), "direct plain")
-	r.ratio("relay.proxy_tls", fmtMBps(median(mbps[relayProxyTLS])), median(ratios(mbps[relayDirectTLS], mbps[relayProxyTLS])), "direct tls")
-	r.ratio("relay.proxy_tls_vs_plain", fmtMBps(median(mbps[relayProxyTLS])), median(ratios(mbps[relayDirectPlain], mbps[relayProxyTLS])), "direct plain")
+	size := fmt.Sprintf(" (%d MiB in %d KiB messages, median of %d)", total>>20, msgSize>>10, o.relayRuns)
+	r.line(prefix+".direct_plain", fmtMBps(median(mbps[relayDirectPlain]))+size)
+	r.ratio(prefix+".proxy_plain", fmtMBps(median(mbps[relayProxyPlain])), median(ratios(mbps[relayDirectPlain], mbps[relayProxyPlain])), "direct plain")
+	r.ratio(prefix+".direct_tls", fmtMBps(median(mbps[relayDirectTLS])), median(ratios(mbps[relayDirectPlain], mbps[relayDirectTLS])), "direct plain")
+	r.ratio(prefix+".proxy_tls", fmtMBps(median(mbps[relayProxyTLS])), median(ratios(mbps[relayDirectTLS], mbps[relayProxyTLS])), "direct tls")
+	r.ratio(prefix+".proxy_tls_vs_plain", fmtMBps(median(mbps[relayProxyTLS])), median(ratios(mbps[relayDirectPlain], mbps[relayProxyTLS])), "direct plain")
+	r.ratio(prefix+".tcp_forwarder", fmtMBps(median(mbps[relayForward])), median(ratios(mbps[relayDirectPlain], mbps[relayForward])), "direct plain")
+	r.ratio(prefix+".proxy_plain_vs_forwarder", fmtMBps(median(mbps[relayProxyPlain])), median(ratios(mbps[relayForward], mbps[relayProxyPlain])), "tcp_forwarder")
+	r.line(prefix+".proxy_plain.cpu", fmt.Sprintf("%.2f s of proxy CPU per GiB relayed", median(proxyCPUs[relayProxyPlain])))
+	r.line(prefix+".proxy_tls.cpu", fmt.Sprintf("%.2f s of proxy CPU per GiB relayed", median(proxyCPUs[relayProxyTLS])))
+	r.line(prefix+".tcp_forwarder.cpu", fmt.Sprintf("%.2f s of CPU per GiB relayed", median(proxyCPUs[relayForward])))
 	return nil
 }
 

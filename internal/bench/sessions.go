@@ -61,7 +61,7 @@ func sessionsOnce(ctx context.Context, r *report, o *options, srv *spicetest.Ser
 	if secure {
 		leg = "tls"
 	}
-	syn, err := startSynthetic(ctx, srv)
+	syn, err := startSynthetic(ctx, srv, "")
 	if err != nil {
 		return err
 	}
