@@ -169,7 +169,10 @@ type Xvfb struct {
 }
 
 // StartXvfb starts Xvfb on a free display (-displayfd) with a 1024x768
-// screen and no TCP listener.
+// screen and no TCP listener. -noreset matters: by default an X server
+// resets when its last client disconnects, so the readiness probe's own
+// disconnect made the next client fail ("cannot open display") while the
+// server reset (4 of 15 runs on a loaded machine).
 func StartXvfb(ctx context.Context) (*Xvfb, error) {
 	bin, err := exec.LookPath("Xvfb")
 	if err != nil {
@@ -180,7 +183,7 @@ func StartXvfb(ctx context.Context) (*Xvfb, error) {
 		return nil, err
 	}
 	defer r.Close()
-	cmd := exec.Command(bin, "-displayfd", "3", "-screen", "0", "1024x768x24", "-nolisten", "tcp")
+	cmd := exec.Command(bin, "-displayfd", "3", "-screen", "0", "1024x768x24", "-nolisten", "tcp", "-noreset")
 	cmd.ExtraFiles = []*os.File{w}
 	var stderr bytes.Buffer
 	cmd.Stderr = &syncWriter{w: &stderr}
