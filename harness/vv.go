@@ -37,7 +37,20 @@ func (e *Env) FetchVV(ctx context.Context, kind Kind, vm *VM) (*VVResponse, erro
 
 // FetchVVFor is FetchVV for any (source, uuid), known to the lane or not.
 func (e *Env) FetchVVFor(ctx context.Context, kind Kind, source, uuid string) (*VVResponse, error) {
-	resp, err := e.apiGet(ctx, "/console/"+string(kind)+"/"+consolePath(source, uuid)+"/console.vv")
+	return FetchVV(ctx, e.http, e.APIURL, e.apiKey(), kind, source, uuid)
+}
+
+// FetchVV GETs /console/{kind}/{source}/{uuid}/console.vv from the
+// Kerbside-style API at apiURL (key: its bearer key, or "") and parses it.
+func FetchVV(ctx context.Context, client *http.Client, apiURL, key string, kind Kind, source, uuid string) (*VVResponse, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, apiURL+"/console/"+string(kind)+"/"+consolePath(source, uuid)+"/console.vv", nil)
+	if err != nil {
+		return nil, err
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err
 	}

@@ -108,31 +108,18 @@ func (c *linkConn) Write(b []byte) (int, error) {
 	return c.Conn.Write(b)
 }
 
-func (c *linkConn) SetDeadline(t time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cut {
-		t = past
-	}
-	return c.Conn.SetDeadline(t)
-}
+// SetDeadline and friends keep a cut link's deadline in the past.
+func (c *linkConn) SetDeadline(t time.Time) error      { return c.deadline(c.Conn.SetDeadline, t) }
+func (c *linkConn) SetReadDeadline(t time.Time) error  { return c.deadline(c.Conn.SetReadDeadline, t) }
+func (c *linkConn) SetWriteDeadline(t time.Time) error { return c.deadline(c.Conn.SetWriteDeadline, t) }
 
-func (c *linkConn) SetReadDeadline(t time.Time) error {
+func (c *linkConn) deadline(set func(time.Time) error, t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.cut {
 		t = past
 	}
-	return c.Conn.SetReadDeadline(t)
-}
-
-func (c *linkConn) SetWriteDeadline(t time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cut {
-		t = past
-	}
-	return c.Conn.SetWriteDeadline(t)
+	return set(t)
 }
 
 // interrupt cuts the link unless the ticket has been written.

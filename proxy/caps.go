@@ -31,26 +31,6 @@ const (
 	probeRetry = 5 * time.Second
 )
 
-// fallbackCaps are qemu 7.2's reply caps (SPICE-PROTOCOL.md §4), used
-// when no console can be probed.
-func fallbackCaps(t spice.ChannelType) spice.Caps {
-	switch t {
-	case spice.ChannelMain:
-		return spice.Caps{0xf}
-	case spice.ChannelDisplay:
-		return spice.Caps{0x1052}
-	case spice.ChannelInputs:
-		return spice.Caps{0x1}
-	case spice.ChannelPlayback:
-		return spice.Caps{0xa}
-	case spice.ChannelRecord:
-		return spice.Caps{0x6}
-	case spice.ChannelUsbredir, spice.ChannelPort, spice.ChannelWebdav:
-		return spice.Caps{0x1}
-	}
-	return nil
-}
-
 type probeKey struct {
 	addr   string
 	secure bool
@@ -148,7 +128,7 @@ func (cc *capsCache) get(p *Proxy, typ spice.ChannelType, deadline time.Time) sp
 
 func orFallback(c spice.Caps, found bool, typ spice.ChannelType) spice.Caps {
 	if !found {
-		return fallbackCaps(typ)
+		return spice.ServerChannelCaps(typ) // qemu 7.2's, when no console answered
 	}
 	return c
 }

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -141,21 +140,6 @@ func (s *started) stop(t *testing.T) int {
 	}
 }
 
-// argvHolding returns the pids whose command line contains secret.
-func argvHolding(secret string) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && bytes.Contains(b, []byte(secret)) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
 
 func TestIntegrationUp(t *testing.T) {
 	testenv.NeedCommand(t, "qemu-system-x86_64", "qemu-system-x86")
@@ -202,7 +186,7 @@ func TestIntegrationUp(t *testing.T) {
 		if strings.Contains(string(line), s) || strings.Contains(h.stderr.String(), s) {
 			t.Errorf("a ticket or token is in the ready line or the progress log")
 		}
-		if pids := argvHolding(s); len(pids) > 0 {
+		if pids := testenv.ArgvHolding(s); len(pids) > 0 {
 			t.Errorf("a ticket or token is on the command line of pids %v", pids)
 		}
 	}

@@ -5,8 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/x509"
-	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,7 +13,6 @@ import (
 	"github.com/spiceharness/spiceharness/harness"
 	"github.com/spiceharness/spiceharness/proxy/spice"
 	"github.com/spiceharness/spiceharness/proxy/spice/spicetest"
-	"github.com/spiceharness/spiceharness/proxy/vv"
 	"github.com/spiceharness/spiceharness/static"
 )
 
@@ -81,26 +78,11 @@ func startSynthetic(ctx context.Context, srv *spicetest.Server, helperBin string
 // dialer fetches a proxy `.vv` (a fresh one-session token) and returns a
 // Go client for the proxy's plain or TLS listener.
 func (s *synthetic) dialer(ctx context.Context, secure bool) (*spice.Dialer, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.helper.API+"/console/proxy/"+benchSource+"/"+benchUUID+"/console.vv", nil)
+	r, err := harness.FetchVV(ctx, s.http, s.helper.API, "", harness.Proxy, benchSource, benchUUID)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.http.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, vv.MaxSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET console.vv: %s", resp.Status)
-	}
-	f, err := vv.Parse(body)
-	if err != nil {
-		return nil, err
-	}
+	f := r.File
 	d := harness.Dialer(f)
 	if secure {
 		d.Port = 0

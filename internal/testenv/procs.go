@@ -34,15 +34,34 @@ func Alive(pid int) bool {
 	return ok && state != "Z"
 }
 
-// ChildrenOf lists the live (not zombie) children of pid.
-func ChildrenOf(pid int) []int {
+// pids lists every process id in /proc.
+func pids() []int {
 	var out []int
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
+		if p, err := strconv.Atoi(e.Name()); err == nil {
+			out = append(out, p)
 		}
+	}
+	return out
+}
+
+// ArgvHolding lists the processes whose command line contains secret
+// (tickets and tokens must never be there: every user can read argv).
+func ArgvHolding(secret string) []int {
+	var out []int
+	for _, p := range pids() {
+		if b, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/cmdline"); err == nil && bytes.Contains(b, []byte(secret)) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// ChildrenOf lists the live (not zombie) children of pid.
+func ChildrenOf(pid int) []int {
+	var out []int
+	for _, p := range pids() {
 		if state, ppid, ok := procStat(p); ok && ppid == pid && state != "Z" {
 			out = append(out, p)
 		}

@@ -39,6 +39,27 @@ func ClientChannelCaps(t ChannelType) Caps {
 	return nil
 }
 
+// ServerChannelCaps returns the channel caps qemu 7.2 (spice-server
+// 0.15.1) replies with for t, measured on the wire (SPICE-PROTOCOL.md
+// §4); nil for types it has no caps for.
+func ServerChannelCaps(t ChannelType) Caps {
+	switch t {
+	case ChannelMain:
+		return Caps{0xf}
+	case ChannelDisplay:
+		return Caps{0x1052}
+	case ChannelInputs:
+		return Caps{0x1}
+	case ChannelPlayback:
+		return Caps{0xa}
+	case ChannelRecord:
+		return Caps{0x6}
+	case ChannelUsbredir, ChannelPort, ChannelWebdav:
+		return Caps{0x1}
+	}
+	return nil
+}
+
 // Dialer opens SPICE sessions and channels. Host and Port (plain) or
 // TLSPort must be set; the other fields have working zero values.
 type Dialer struct {

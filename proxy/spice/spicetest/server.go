@@ -218,22 +218,9 @@ func (s *Server) acceptLoop() {
 // Server caps, as qemu 7.2 sends them.
 var serverCommon = spice.CapsOf(spice.CapAuthSelection, spice.CapAuthSpice, spice.CapMiniHeader)
 
-// ServerChannelCaps returns qemu 7.2's channel caps for t.
-func ServerChannelCaps(t spice.ChannelType) spice.Caps {
-	switch t {
-	case spice.ChannelMain:
-		return spice.Caps{0xf}
-	case spice.ChannelDisplay:
-		return spice.Caps{0x1052}
-	case spice.ChannelInputs:
-		return spice.Caps{0x1}
-	case spice.ChannelPlayback:
-		return spice.Caps{0xa}
-	case spice.ChannelRecord:
-		return spice.Caps{0x6}
-	}
-	return nil
-}
+// ServerChannelCaps returns qemu 7.2's channel caps for t (the server
+// replies with them).
+var ServerChannelCaps = spice.ServerChannelCaps
 
 func (s *Server) serveConn(c net.Conn) {
 	if s.Silent {
