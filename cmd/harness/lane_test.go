@@ -140,7 +140,6 @@ func (s *started) stop(t *testing.T) int {
 	}
 }
 
-
 func TestIntegrationUp(t *testing.T) {
 	testenv.NeedCommand(t, "qemu-system-x86_64", "qemu-system-x86")
 	for _, p := range []string{"remote-viewer:virt-viewer", "Xvfb:xvfb", "xdotool:xdotool", "import:imagemagick"} {
