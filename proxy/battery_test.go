@@ -1090,37 +1090,11 @@ func settleGoroutines() {
 // metricSum sums every series of name whose labels match.
 func metricSum(t *testing.T, e *env, name string, labels ...string) float64 {
 	t.Helper()
-	fams, err := e.proxy.Gatherer().Gather()
+	v, err := e.proxy.Metric(name, labels...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sum float64
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range f.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue next
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				sum += m.Counter.GetValue()
-			case m.Gauge != nil:
-				sum += m.Gauge.GetValue()
-			}
-		}
-	}
-	return sum
+	return v
 }
 
 // TestBatteryHardCap: in the firewall's warn and off modes a message over

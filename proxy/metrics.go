@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // metrics are the proxy's Prometheus series, on a registry of its own so
@@ -74,6 +75,41 @@ func newMetrics(p *Proxy) *metrics {
 func (p *Proxy) MetricsHandler() http.Handler {
 	p.init()
 	return promhttp.HandlerFor(p.metrics.reg, promhttp.HandlerOpts{})
+}
+
+// Metric sums the current values of the counters and gauges named name
+// whose labels include the given (name, value) pairs; 0 when none match.
+// Tests and scenarios read the proxy's state with it.
+func (p *Proxy) Metric(name string, labels ...string) (float64, error) {
+	fams, err := p.Gatherer().Gather()
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if hasLabels(m.GetLabel(), labels) {
+				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			}
+		}
+	}
+	return sum, nil
+}
+
+func hasLabels(have []*dto.LabelPair, want []string) bool {
+	for i := 0; i+1 < len(want); i += 2 {
+		found := false
+		for _, lp := range have {
+			found = found || (lp.GetName() == want[i] && lp.GetValue() == want[i+1])
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 // Gatherer exposes the registry (tests read counters from it).

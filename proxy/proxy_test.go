@@ -248,24 +248,9 @@ func TestAbusiveClientsDoNotDisturbASession(t *testing.T) {
 
 func TestDisplayDroppedBeforeInitIsGuarded(t *testing.T) {
 	e := newEnv(t, nil)
-	ctx := ctxT(t)
-	m := e.mint(0)
-	s, err := e.dialer(m.Token).Connect(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	// Link display through the proxy and drop the TCP connection at once,
 	// without the Go client's own guard.
-	d := e.dialer(m.Token)
-	raw, err := tls.Dial("tcp", e.proxy.TLSAddr().String(), spice.TLSConfig(d.CA, "127.0.0.1", d.HostSubject))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok := m.Token
-	if _, err := spice.Link(raw, &spice.LinkMess{ConnectionID: s.ID, ChannelType: spice.ChannelDisplay, CommonCaps: spice.DefaultCommonCaps}, tok, spice.LinkOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	raw := rawDisplay(t, e)
 	raw.Close()
 	waitChannelClosed(t, e, "display:0")
 	if e.server(0).Crashed.Load() {
@@ -280,21 +265,7 @@ func TestDisplayClosedRightAfterInitIsGuarded(t *testing.T) {
 	// DISPLAY_INIT followed at once by a close also crashes spice-server:
 	// the proxy must wait for qemu's answer before closing upstream.
 	e := newEnv(t, nil, &spicetest.Server{DisplayInitDelay: 200 * time.Millisecond})
-	ctx := ctxT(t)
-	m := e.mint(0)
-	s, err := e.dialer(m.Token).Connect(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	d := e.dialer(m.Token)
-	raw, err := tls.Dial("tcp", e.proxy.TLSAddr().String(), spice.TLSConfig(d.CA, "127.0.0.1", d.HostSubject))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := spice.Link(raw, &spice.LinkMess{ConnectionID: s.ID, ChannelType: spice.ChannelDisplay, CommonCaps: spice.DefaultCommonCaps}, m.Token, spice.LinkOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	raw := rawDisplay(t, e)
 	raw.Write(append(spice.AppendHeader(nil, spice.Header{Type: spice.MsgcDisplayInit, Size: 14}, true), spice.DefaultDisplayInit.Marshal()...))
 	raw.Close()
 	waitChannelClosed(t, e, "display:0")
@@ -304,6 +275,28 @@ func TestDisplayClosedRightAfterInitIsGuarded(t *testing.T) {
 	if got := metric(t, e, "spice_proxy_display_init_injected_total"); got != 0 {
 		t.Fatalf("display_init_injected = %v, want 0 (the client sent its own)", got)
 	}
+}
+
+// rawDisplay opens a session on console 0 and links its display channel
+// through the proxy on a bare TLS socket (no Go-client guard), returning
+// that socket.
+func rawDisplay(t *testing.T, e *env) net.Conn {
+	t.Helper()
+	m := e.mint(0)
+	s, err := e.dialer(m.Token).Connect(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	d := e.dialer(m.Token)
+	raw, err := tls.Dial("tcp", e.proxy.TLSAddr().String(), spice.TLSConfig(d.CA, "127.0.0.1", d.HostSubject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := spice.Link(raw, &spice.LinkMess{ConnectionID: s.ID, ChannelType: spice.ChannelDisplay, CommonCaps: spice.DefaultCommonCaps}, m.Token, spice.LinkOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return raw
 }
 
 func TestTerminateClosesEveryChannelFast(t *testing.T) {
@@ -489,39 +482,10 @@ func TestHostileLinkMessages(t *testing.T) {
 	}
 }
 
-// metric reads one series from the proxy's registry (0 when absent).
+// metric reads one series (labels narrow it down) from the proxy.
 func metric(t *testing.T, e *env, name string, labels ...string) float64 {
 	t.Helper()
-	fams, err := e.proxy.Gatherer().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range f.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue next
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				return m.Counter.GetValue()
-			case m.Gauge != nil:
-				return m.Gauge.GetValue()
-			}
-		}
-	}
-	return 0
+	return metricSum(t, e, name, labels...)
 }
 
 // waitChannelClosed waits for the store's channel_closed event of ch

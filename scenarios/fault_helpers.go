@@ -15,28 +15,9 @@ import (
 // (name, value pairs) match.
 func proxyMetric(t harness.T, env *harness.Env, name string, labels ...string) float64 {
 	t.Helper()
-	fams, err := env.Proxy.Gatherer().Gather()
+	v, err := env.Proxy.Metric(name, labels...)
 	check(t, err, "gather the proxy's metrics")
-	var sum float64
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range f.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					found = found || (lp.GetName() == labels[i] && lp.GetValue() == labels[i+1])
-				}
-				if !found {
-					continue next
-				}
-			}
-			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return sum
+	return v
 }
 
 // proxyIdle waits until the in-process proxy holds no channel and no
