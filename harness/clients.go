@@ -13,11 +13,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spiceharness/spiceharness/internal/proc"
+	"github.com/spiceharness/spiceharness/internal/syncbuf"
 )
 
 // Endpoint is what a real SPICE client needs to connect: the fields of a
@@ -185,8 +185,8 @@ func StartXvfb(ctx context.Context) (*Xvfb, error) {
 	defer r.Close()
 	cmd := exec.Command(bin, "-displayfd", "3", "-screen", "0", "1024x768x24", "-nolisten", "tcp", "-noreset")
 	cmd.ExtraFiles = []*os.File{w}
-	var stderr bytes.Buffer
-	cmd.Stderr = &syncWriter{w: &stderr}
+	var stderr syncbuf.Buffer // read here while the copier writes
+	cmd.Stderr = &stderr
 	child, err := proc.Start(cmd)
 	w.Close()
 	if err != nil {
@@ -274,23 +274,6 @@ func (x *Xvfb) CaptureRoot(ctx context.Context) (*Image, error) {
 		return nil, fmt.Errorf("harness: import -window root: %w", err)
 	}
 	return DecodePPM(out)
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
-}
-
-func (s *syncWriter) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.String()
 }
 
 // RemoteViewer is remote-viewer (virt-viewer) running a `.vv` file under

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiceharness/spiceharness/internal/syncbuf"
 	"github.com/spiceharness/spiceharness/proxy"
 	"github.com/spiceharness/spiceharness/proxy/spice"
 	"github.com/spiceharness/spiceharness/proxy/spice/spicetest"
@@ -97,7 +98,7 @@ type battery struct {
 	hostile      *spice.Session // on conHostile
 	hostileToken string
 
-	log syncBuffer // the proxy's log
+	log syncbuf.Buffer // the proxy's log
 
 	mu      sync.Mutex
 	rows    []string
@@ -245,24 +246,6 @@ func (b *battery) checkLogs(t *testing.T) {
 			t.Errorf("the proxy's log contains a secret (%d characters, starting %q)", len(s), s[:4])
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func (b *battery) runCase(t *testing.T, tc batteryCase) {

@@ -18,9 +18,9 @@ import (
 
 	"github.com/digitalocean/go-qemu/qmp"
 	"github.com/google/go-cmp/cmp"
-
 	"github.com/spiceharness/spiceharness/fixtures/guest"
 	"github.com/spiceharness/spiceharness/internal/pki"
+	"github.com/spiceharness/spiceharness/internal/syncbuf"
 	"github.com/spiceharness/spiceharness/proxy/spice"
 	"github.com/spiceharness/spiceharness/qemu"
 )
@@ -50,7 +50,7 @@ func TestIntegrationBootSerialAndKeys(t *testing.T) {
 }
 
 func TestIntegrationTickets(t *testing.T) {
-	var logBuf syncBuffer
+	var logBuf syncbuf.Buffer
 	vm := startVM(t, qemu.Logger(slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	ctx := ctxT(t, 60*time.Second)
 	con := vm.Console()

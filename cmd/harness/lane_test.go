@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/spiceharness/spiceharness/harness"
+	"github.com/spiceharness/spiceharness/internal/syncbuf"
 	"github.com/spiceharness/spiceharness/internal/testenv"
 	"github.com/spiceharness/spiceharness/proxy/vv"
 	"github.com/spiceharness/spiceharness/qemu"
@@ -56,7 +57,7 @@ func binary(t *testing.T) string {
 type started struct {
 	cmd    *exec.Cmd
 	ready  readyLine
-	stderr *lockedBuffer
+	stderr *syncbuf.Buffer
 	done   chan struct{} // closed when the process exited; err is then set
 	err    error
 }
@@ -69,7 +70,7 @@ func startHarness(t *testing.T, args ...string) *started {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &started{cmd: cmd, stderr: &lockedBuffer{b: &bytes.Buffer{}}, done: make(chan struct{})}
+	s := &started{cmd: cmd, stderr: &syncbuf.Buffer{}, done: make(chan struct{})}
 	cmd.Stderr = s.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -100,23 +101,6 @@ func startHarness(t *testing.T, args ...string) *started {
 		t.Fatalf("harness %s: no ready line in 90 s\nstderr:\n%s", args[0], s.stderr.String())
 	}
 	return s
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
 }
 
 // stop sends SIGINT and returns the exit code.

@@ -11,11 +11,11 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/spiceharness/spiceharness/internal/syncbuf"
 	"github.com/spiceharness/spiceharness/proxy"
 	"github.com/spiceharness/spiceharness/proxy/api"
 	"github.com/spiceharness/spiceharness/proxy/spice"
@@ -52,7 +52,7 @@ type env struct {
 	api     *api.Server
 	servers []*spicetest.Server
 	clock   *clock
-	logs    *syncBuffer
+	logs    *syncbuf.Buffer
 	client  *http.Client
 	key     string
 }
@@ -74,30 +74,12 @@ func keyOf(i int) static.Key                  { return static.Key{Source: "lab",
 func ticketOf(i int) string                   { return fmt.Sprintf("ticket-%d-Zq9", i) }
 func (e *env) server(i int) *spicetest.Server { return e.servers[i] }
 
-// syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
 	if o.consoles == 0 {
 		o.consoles = 1
 	}
-	e := &env{t: t, clock: &clock{}, logs: &syncBuffer{}, key: o.key}
+	e := &env{t: t, clock: &clock{}, logs: &syncbuf.Buffer{}, key: o.key}
 	e.store = store.New(store.Options{Now: e.clock.now, TokenTTL: time.Minute})
 	src := static.Source{Name: "lab", Type: static.TypeStatic}
 	for i := range o.consoles {
