@@ -1088,11 +1088,7 @@ func TestBatteryHardCap(t *testing.T) {
 		t.Run(mode.String(), func(t *testing.T) {
 			e := newEnv(t, func(p *proxy.Proxy) { p.Firewall = mode })
 			ctx := ctxT(t)
-			s, err := e.dialer(e.mint(0).Token).Connect(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			s, _ := e.session(t, ctx, 0)
 			in, err := s.Open(ctx, spice.ChannelInputs, 0)
 			if err != nil {
 				t.Fatal(err)

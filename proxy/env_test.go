@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiceharness/spiceharness/internal/testenv"
 	"github.com/spiceharness/spiceharness/proxy"
 	"github.com/spiceharness/spiceharness/proxy/spice"
 	"github.com/spiceharness/spiceharness/proxy/spice/spicetest"
 	"github.com/spiceharness/spiceharness/proxy/store"
 	"github.com/spiceharness/spiceharness/static"
-	"go.uber.org/goleak"
 )
 
 // backendKeys is shared by the synthetic servers so that each test does
@@ -23,15 +23,7 @@ var backendKeys *spice.KeyPool
 
 func TestMain(m *testing.M) {
 	backendKeys = spice.NewKeyPool(8)
-	code := m.Run()
-	backendKeys.Close()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	testenv.VerifyTestMain(m, testenv.Teardown(backendKeys.Close))
 }
 
 // env is a proxy in front of synthetic SPICE servers, over real loopback
@@ -98,6 +90,19 @@ func (e *env) mint(i int) store.Minted {
 		e.t.Fatal(err)
 	}
 	return m
+}
+
+// session mints a token for console i and links a session's main
+// channel with it over TLS; the session is closed by the test's cleanup.
+func (e *env) session(t *testing.T, ctx context.Context, i int) (*spice.Session, store.Minted) {
+	t.Helper()
+	m := e.mint(i)
+	s, err := e.dialer(m.Token).Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, m
 }
 
 // dialer is a TLS client of the proxy (plain port set too, so

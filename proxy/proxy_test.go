@@ -22,12 +22,7 @@ import (
 func TestSessionThroughProxy(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := ctxT(t)
-	m := e.mint(0)
-	s, err := e.dialer(m.Token).Connect(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, m := e.session(t, ctx, 0)
 	if s.ID != e.server(0).SessionID() {
 		t.Fatalf("client session %#x, backend session %#x: MAIN_INIT not forwarded verbatim", s.ID, e.server(0).SessionID())
 	}
@@ -282,12 +277,7 @@ func TestDisplayClosedRightAfterInitIsGuarded(t *testing.T) {
 // that socket.
 func rawDisplay(t *testing.T, e *env) net.Conn {
 	t.Helper()
-	m := e.mint(0)
-	s, err := e.dialer(m.Token).Connect(ctxT(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s, m := e.session(t, ctxT(t), 0)
 	d := e.dialer(m.Token)
 	raw, err := tls.Dial("tcp", e.proxy.TLSAddr().String(), spice.TLSConfig(d.CA, "127.0.0.1", d.HostSubject))
 	if err != nil {
@@ -302,12 +292,7 @@ func rawDisplay(t *testing.T, e *env) net.Conn {
 func TestTerminateClosesEveryChannelFast(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := ctxT(t)
-	m := e.mint(0)
-	s, err := e.dialer(m.Token).Connect(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, m := e.session(t, ctx, 0)
 	var chans []*spice.Channel
 	for _, typ := range []spice.ChannelType{spice.ChannelDisplay, spice.ChannelInputs, spice.ChannelCursor} {
 		c, err := s.Open(ctx, typ, 0)
@@ -377,11 +362,7 @@ func TestRelayStreamsAndReframes(t *testing.T) {
 			const n, size = 300, 32 << 10
 			e := newEnv(t, nil, &spicetest.Server{StreamBytes: n * size, StreamMessageSize: size, NoMiniHeader: noMini})
 			ctx := ctxT(t)
-			s, err := e.dialer(e.mint(0).Token).Connect(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			s, _ := e.session(t, ctx, 0)
 			disp, err := s.Open(ctx, spice.ChannelDisplay, 0)
 			if err != nil {
 				t.Fatal(err)
@@ -409,11 +390,7 @@ func TestFirewallModes(t *testing.T) {
 		t.Run(mode.String(), func(t *testing.T) {
 			e := newEnv(t, func(p *proxy.Proxy) { p.Firewall = mode })
 			ctx := ctxT(t)
-			s, err := e.dialer(e.mint(0).Token).Connect(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			s, _ := e.session(t, ctx, 0)
 			in, err := s.Open(ctx, spice.ChannelInputs, 0)
 			if err != nil {
 				t.Fatal(err)

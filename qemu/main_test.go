@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/spiceharness/spiceharness/internal/testenv"
 )
 
 // TestMain runs the child mode of TestIntegrationNoOrphansAfterSIGKILL,
@@ -19,22 +19,19 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		os.Exit(orphanChild())
 	}
-	code := m.Run()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
-			code = 1
-		}
-		if names := survivingDomains(); len(names) > 0 {
-			fmt.Fprintf(os.Stderr, "libvirt domains started by this test binary survived: %v\n", names)
-			code = 1
-		}
-		if pids := ownQemus(os.Getpid()); len(pids) > 0 {
-			fmt.Fprintf(os.Stderr, "qemu processes started by this test binary survived: %v\n", pids)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	testenv.VerifyTestMain(m,
+		testenv.Check(func() error {
+			if names := survivingDomains(); len(names) > 0 {
+				return fmt.Errorf("libvirt domains started by this test binary survived: %v", names)
+			}
+			return nil
+		}),
+		testenv.Check(func() error {
+			if pids := ownQemus(os.Getpid()); len(pids) > 0 {
+				return fmt.Errorf("qemu processes started by this test binary survived: %v", pids)
+			}
+			return nil
+		}))
 }
 
 // ownQemus scans /proc for qemu processes whose state dir (from -qmp on

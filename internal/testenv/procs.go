@@ -79,11 +79,39 @@ func Children() []string {
 	return out
 }
 
+// MainOption adds to what VerifyTestMain does around the tests.
+type MainOption func(*mainConfig)
+
+type mainConfig struct {
+	teardown []func()
+	checks   []func() error
+}
+
+// Teardown runs f after the tests and before the leak checks (to stop a
+// package-wide resource such as a shared key pool).
+func Teardown(f func()) MainOption {
+	return func(c *mainConfig) { c.teardown = append(c.teardown, f) }
+}
+
+// Check adds a leak check of the package's own (surviving libvirt
+// domains, …): a non-nil error fails the run.
+func Check(f func() error) MainOption {
+	return func(c *mainConfig) { c.checks = append(c.checks, f) }
+}
+
 // VerifyTestMain runs the tests, then fails the run if a goroutine leaked
-// (goleak) or a child process (qemu, Xvfb, remote-viewer, …) is still
-// alive: every VM and helper program must have an owner that stopped it.
-func VerifyTestMain(m *testing.M, opts ...goleak.Option) {
+// (goleak), a child process (qemu, Xvfb, remote-viewer, …) is still
+// alive, or a Check fails: every VM and helper program must have an
+// owner that stopped it.
+func VerifyTestMain(m *testing.M, opts ...MainOption) {
+	var c mainConfig
+	for _, o := range opts {
+		o(&c)
+	}
 	code := m.Run()
+	for _, f := range c.teardown {
+		f()
+	}
 	if code == 0 {
 		// Children being reaped right now get a moment.
 		var left []string
@@ -96,9 +124,15 @@ func VerifyTestMain(m *testing.M, opts ...goleak.Option) {
 			fmt.Fprintf(os.Stderr, "testenv: child processes left running after the tests:\n  %s\n", strings.Join(left, "\n  "))
 			code = 1
 		}
-		if err := goleak.Find(opts...); err != nil {
+		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
 			code = 1
+		}
+		for _, check := range c.checks {
+			if err := check(); err != nil {
+				fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
+				code = 1
+			}
 		}
 	}
 	os.Exit(code)

@@ -9,13 +9,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/spiceharness/spiceharness/internal/syncbuf"
+	"github.com/spiceharness/spiceharness/internal/testenv"
 	"github.com/spiceharness/spiceharness/proxy"
 	"github.com/spiceharness/spiceharness/proxy/api"
 	"github.com/spiceharness/spiceharness/proxy/spice"
@@ -23,7 +23,6 @@ import (
 	"github.com/spiceharness/spiceharness/proxy/store"
 	"github.com/spiceharness/spiceharness/proxy/vv"
 	"github.com/spiceharness/spiceharness/static"
-	"go.uber.org/goleak"
 )
 
 // backendKeys is shared by the synthetic SPICE servers so that each test
@@ -32,15 +31,7 @@ var backendKeys *spice.KeyPool
 
 func TestMain(m *testing.M) {
 	backendKeys = spice.NewKeyPool(8)
-	code := m.Run()
-	backendKeys.Close()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	testenv.VerifyTestMain(m, testenv.Teardown(backendKeys.Close))
 }
 
 // env is the API in front of a real store and a real proxy, with
