@@ -68,7 +68,7 @@ func (p *Proxy) handshake(raw net.Conn, secure bool, start time.Time) (*channel,
 		if code := spice.CodeOf(err); code != spice.LinkOK {
 			log.Info("link refused", "code", code.String(), "err", err)
 			c.Write(spice.MarshalLinkError(code))
-			return nil, codeName(code)
+			return nil, code.Name()
 		}
 		return nil, ioResult(err)
 	}
@@ -76,7 +76,7 @@ func (p *Proxy) handshake(raw net.Conn, secure bool, start time.Time) (*channel,
 	refuseLink := func(code spice.LinkErr, why string) (*channel, string) {
 		log.Info("link refused", "code", code.String(), "reason", why)
 		c.Write(spice.MarshalLinkError(code))
-		return nil, codeName(code)
+		return nil, code.Name()
 	}
 	if !secure && !p.AllowPlain {
 		return refuseLink(spice.ErrNeedSecured, "plain listener; clients must use TLS")
@@ -115,7 +115,7 @@ func (p *Proxy) handshake(raw net.Conn, secure bool, start time.Time) (*channel,
 	result := func(code spice.LinkErr, why string, args ...any) (*channel, string) {
 		log.Info("link refused", append([]any{"code", code.String(), "reason", why}, args...)...)
 		c.Write(binary.LittleEndian.AppendUint32(nil, uint32(code)))
-		return nil, codeName(code)
+		return nil, code.Name()
 	}
 	token, err := spice.DecryptTicket(key.Private, ticket)
 	if err != nil {
@@ -135,7 +135,7 @@ func (p *Proxy) handshake(raw net.Conn, secure bool, start time.Time) (*channel,
 	bconn, breply, err := p.linkBackend(p.stop, lease.Target, m, time.Now().Add(p.backendTimeout()))
 	if err != nil {
 		code := backendCode(err)
-		p.metrics.backendDials.WithLabelValues(codeName(code)).Inc()
+		p.metrics.backendDials.WithLabelValues(code.Name()).Inc()
 		lease.Failed(err.Error())
 		p.Logger.Warn("backend link failed", "session", lease.SessionID, "console", lease.Target.Key.String(),
 			"channel", fmt.Sprintf("%s:%d", m.ChannelType, m.ChannelID), "err", err)
@@ -157,11 +157,11 @@ func (p *Proxy) handshake(raw net.Conn, secure bool, start time.Time) (*channel,
 	}
 	if _, err := c.Write(binary.LittleEndian.AppendUint32(nil, uint32(spice.LinkOK))); err != nil {
 		lease.Failed("client left before its link result")
-		ch.abort("client left before its link result")
+		ch.close("client left before its link result")
 		return nil, ioResult(err)
 	}
 	if !p.register(ch) {
-		ch.abort("proxy shutting down")
+		ch.close("proxy shutting down")
 		return nil, "shutdown"
 	}
 	raw.SetDeadline(time.Time{})
@@ -211,16 +211,6 @@ func backendCode(err error) spice.LinkErr {
 		return spice.ErrChannelNotAvailable
 	}
 	return spice.ErrLinkGeneric
-}
-
-func codeName(code spice.LinkErr) string {
-	s := code.String()
-	for i := range s {
-		if s[i] == ' ' {
-			return s[:i]
-		}
-	}
-	return s
 }
 
 func isTimeout(err error) bool {

@@ -291,15 +291,15 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	var err error
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
+drain:
 	for p.activeChannels() > 0 {
 		select {
 		case <-ctx.Done():
 			err = ctx.Err()
 			p.closeChannels("shutdown")
+			break drain
 		case <-tick.C:
-			continue
 		}
-		break
 	}
 	p.wg.Wait()
 	// Nothing starts probes any more (handshakes and warm-up are over);

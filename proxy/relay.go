@@ -184,11 +184,6 @@ func (ch *channel) close(reason string) {
 	})
 }
 
-// abort closes a channel that never started relaying.
-func (ch *channel) abort(reason string) {
-	ch.close(reason)
-}
-
 // guardDisplay keeps qemu alive when a display channel closes: it sends
 // DISPLAY_INIT upstream if the client never did, then waits (up to
 // spice.DisplayCloseGuard) until qemu has answered it. Closing a display

@@ -29,6 +29,15 @@ var linkErrNames = [...]string{
 	"CHANNEL_NOT_AVAILABLE",
 }
 
+// Name is the bare SPICE_LINK_ERR_* suffix ("PERMISSION_DENIED"), or
+// "ERR_N" for a value spice-protocol does not define.
+func (e LinkErr) Name() string {
+	if int(e) < len(linkErrNames) {
+		return linkErrNames[e]
+	}
+	return fmt.Sprintf("ERR_%d", uint32(e))
+}
+
 func (e LinkErr) String() string {
 	if int(e) < len(linkErrNames) {
 		return fmt.Sprintf("%s (%d)", linkErrNames[e], uint32(e))

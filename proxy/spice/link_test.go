@@ -177,6 +177,9 @@ func TestLinkErrorWrapping(t *testing.T) {
 	if want := "spice: link display:0: link result: PERMISSION_DENIED (7)"; err.Error() != want {
 		t.Fatalf("unexpected message (-want +got):\n-%s\n+%s", want, err.Error())
 	}
+	if ErrPermissionDenied.Name() != "PERMISSION_DENIED" || LinkErr(42).Name() != "ERR_42" {
+		t.Fatalf("Name: %q %q", ErrPermissionDenied.Name(), LinkErr(42).Name())
+	}
 	if CodeOf(errors.New("x")) != LinkOK {
 		t.Fatal("CodeOf of a plain error must be OK")
 	}
