@@ -52,12 +52,13 @@ type Options struct {
 type Store struct {
 	opts Options
 
-	mu       sync.Mutex
-	sources  map[string]*sourceState
-	consoles map[static.Key]*consoleState
-	tokens   map[string]*session // token value → session
-	sessions map[string]*session // session id → session
-	audit    audit
+	mu        sync.Mutex
+	sources   map[string]*sourceState
+	consoles  map[static.Key]*consoleState
+	tokens    map[string]*session // token value → session
+	sessions  map[string]*session // session id → session
+	lastSweep time.Time           // of expireLocked
+	audit     audit
 }
 
 type sourceState struct {
@@ -260,9 +261,10 @@ func (s *Store) Consoles() []ConsoleInfo {
 	targets := s.Targets()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	live := s.liveSessionsLocked()
 	out := make([]ConsoleInfo, 0, len(targets))
 	for _, t := range targets {
-		out = append(out, s.consoleInfoLocked(t))
+		out = append(out, consoleInfo(t, live[t.Key]))
 	}
 	return out
 }
@@ -275,19 +277,24 @@ func (s *Store) ConsoleInfo(k static.Key) (ConsoleInfo, error) {
 	if err != nil {
 		return ConsoleInfo{}, err
 	}
-	return s.consoleInfoLocked(t), nil
+	return consoleInfo(t, s.liveSessionsLocked()[k]), nil
 }
 
-func (s *Store) consoleInfoLocked(t Target) ConsoleInfo {
-	n := 0
+// liveSessionsLocked counts the sessions not ended, per console.
+func (s *Store) liveSessionsLocked() map[static.Key]int {
+	n := map[static.Key]int{}
 	for _, ss := range s.sessions {
-		if ss.key == t.Key && ss.state != stateEnded {
-			n++
+		if ss.state != stateEnded {
+			n[ss.key]++
 		}
 	}
+	return n
+}
+
+func consoleInfo(t Target, sessions int) ConsoleInfo {
 	c := t.Console
 	return ConsoleInfo{Source: t.Key.Source, UUID: c.UUID, Name: c.Name, Hypervisor: c.Hypervisor, HypervisorIP: c.HypervisorIP,
-		InsecurePort: c.InsecurePort, SecurePort: c.SecurePort, HostSubject: c.HostSubject, Sessions: n}
+		InsecurePort: c.InsecurePort, SecurePort: c.SecurePort, HostSubject: c.HostSubject, Sessions: sessions}
 }
 
 const tokenAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
@@ -344,9 +351,18 @@ func (s *Store) Mint(k static.Key) (Minted, error) {
 	return Minted{Token: ss.token, SessionID: ss.id, Expires: ss.expires, Target: t}, nil
 }
 
+// sweepInterval bounds how often expireLocked walks every session: Mint
+// calls it, and a walk per mint made minting O(sessions).
+const sweepInterval = time.Second
+
 // expireLocked forgets sessions whose token expired unused, and ended
-// sessions older than the token TTL, so the maps stay bounded.
+// sessions older than the token TTL, so the maps stay bounded. It walks
+// the sessions at most once per sweepInterval.
 func (s *Store) expireLocked(now time.Time) {
+	if now.Sub(s.lastSweep) < sweepInterval && !now.Before(s.lastSweep) {
+		return
+	}
+	s.lastSweep = now
 	for id, ss := range s.sessions {
 		unused := ss.state == stateMinted && now.After(ss.expires.Add(s.opts.TokenTTL))
 		old := ss.state == stateEnded && now.After(ss.ended.Add(s.opts.TokenTTL))
