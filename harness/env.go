@@ -63,6 +63,16 @@ type VM struct {
 // start.
 func (e *Env) External() bool { return e.cfg.external != "" }
 
+// IsExternal reports whether a lane started with opts (and the HARNESS_*
+// environment) would target an external proxy, without starting it.
+func IsExternal(opts ...Option) (bool, error) {
+	c, err := newConfig(opts)
+	if err != nil {
+		return false, err
+	}
+	return c.external != "", nil
+}
+
 // Up boots the lane (for the CLI; tests use Start). On error it has
 // already cleaned up. Close tears everything down.
 func Up(ctx context.Context, opts ...Option) (*Env, error) {

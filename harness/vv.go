@@ -35,6 +35,15 @@ func (e *Env) FetchVV(ctx context.Context, kind Kind, vm *VM) (*VVResponse, erro
 	return e.FetchVVFor(ctx, kind, vm.Key.Source, vm.Key.UUID)
 }
 
+// VVURL is the API's URL of the kind `.vv` of (source, uuid).
+func (e *Env) VVURL(kind Kind, source, uuid string) string {
+	return vvURL(e.APIURL, kind, source, uuid)
+}
+
+func vvURL(apiURL string, kind Kind, source, uuid string) string {
+	return apiURL + "/console/" + string(kind) + "/" + consolePath(source, uuid) + "/console.vv"
+}
+
 // FetchVVFor is FetchVV for any (source, uuid), known to the lane or not.
 func (e *Env) FetchVVFor(ctx context.Context, kind Kind, source, uuid string) (*VVResponse, error) {
 	return FetchVV(ctx, e.http, e.APIURL, e.apiKey(), kind, source, uuid)
@@ -43,7 +52,7 @@ func (e *Env) FetchVVFor(ctx context.Context, kind Kind, source, uuid string) (*
 // FetchVV GETs /console/{kind}/{source}/{uuid}/console.vv from the
 // Kerbside-style API at apiURL (key: its bearer key, or "") and parses it.
 func FetchVV(ctx context.Context, client *http.Client, apiURL, key string, kind Kind, source, uuid string) (*VVResponse, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, apiURL+"/console/"+string(kind)+"/"+consolePath(source, uuid)+"/console.vv", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, vvURL(apiURL, kind, source, uuid), nil)
 	if err != nil {
 		return nil, err
 	}

@@ -54,19 +54,19 @@ func Missing(s Scenario) string {
 func Run(ctx context.Context, s Scenario, w io.Writer, opts ...harness.Option) Result {
 	start := time.Now()
 	t := &runT{name: "TestScenarios/" + s.Name, w: w}
-	if why := Missing(s); why != "" {
-		t.Errorf("%s", why)
-	} else {
+	opts = append(append([]harness.Option(nil), opts...), s.Options...)
+	external, err := harness.IsExternal(opts...)
+	switch {
+	case err != nil:
+		t.Errorf("%v", err)
+	case Applies(s, external) != "":
+		t.skip = Applies(s, external) // decided before booting anything
+	case Missing(s) != "":
+		t.Errorf("%s", Missing(s))
+	default:
 		ctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
 		defer cancel()
-		t.run(func() {
-			env := harness.Start(t, append(append([]harness.Option(nil), opts...), s.Options...)...)
-			if why := Applies(s, env.External()); why != "" {
-				t.skip = why
-				return
-			}
-			s.Run(ctx, t, env)
-		})
+		t.run(func() { s.Run(ctx, t, harness.Start(t, opts...)) })
 	}
 	return Result{Name: s.Name, Passed: !t.Failed(), Skipped: t.skip, Duration: time.Since(start), Log: t.log}
 }

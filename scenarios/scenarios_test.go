@@ -2,7 +2,6 @@ package scenarios_test
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -18,10 +17,13 @@ func TestMain(m *testing.M) { testenv.VerifyTestMain(m) }
 // runs one; `harness run --scenario NAME` runs the same code.
 func TestScenarios(t *testing.T) {
 	testenv.Short(t)
-	external := os.Getenv(harness.EnvExternalAPI) != ""
 	for _, s := range scenarios.All() {
 		t.Run(s.Name, func(t *testing.T) {
 			t.Parallel()
+			external, err := harness.IsExternal(s.Options...)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if why := scenarios.Applies(s, external); why != "" {
 				t.Skip(why)
 			}

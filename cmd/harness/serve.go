@@ -70,7 +70,7 @@ With --json, stdout gets one JSON line when ready (see harness up --help).`,
 			for _, c := range env.Store.Consoles() {
 				ready.Consoles = append(ready.Consoles, readyConsole{Source: c.Source, UUID: c.UUID, Name: c.Name,
 					Direct: readyDirect{Host: c.HypervisorIP, Port: c.InsecurePort},
-					VVURL:  env.APIURL + "/console/proxy/" + c.Source + "/" + c.UUID + "/console.vv"})
+					VVURL:  env.VVURL(harness.Proxy, c.Source, c.UUID)})
 			}
 			printReady(cmd, ready, asJSON)
 			for {

@@ -168,7 +168,7 @@ func writeReady(ctx context.Context, env *harness.Env) (readyLine, error) {
 		c := vm.Console()
 		rc := readyConsole{Source: vm.Key.Source, UUID: c.UUID, Name: c.Name,
 			Direct: readyDirect{Host: c.HypervisorIP, Port: c.InsecurePort},
-			VVURL:  env.APIURL + "/console/proxy/" + vm.Key.Source + "/" + c.UUID + "/console.vv"}
+			VVURL:  env.VVURL(harness.Proxy, vm.Key.Source, c.UUID)}
 		f, err := env.FetchVV(ctx, harness.Proxy, vm)
 		if err != nil {
 			return ready, err
