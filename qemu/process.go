@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -19,6 +18,7 @@ import (
 	"github.com/digitalocean/go-qemu/qmp/raw"
 
 	"github.com/spiceharness/spiceharness/internal/pki"
+	"github.com/spiceharness/spiceharness/internal/proc"
 )
 
 // Shutdown timing.
@@ -74,7 +74,7 @@ type Process struct {
 	closeOnce sync.Once
 	closeErr  error
 	killMu    sync.Mutex
-	pr        *proc // the running attempt
+	pr        *proc.Child // the running attempt
 }
 
 var _ VM = (*Process)(nil)
@@ -231,14 +231,6 @@ func (p *Process) writeX509() error {
 	return nil
 }
 
-// proc is one launch attempt.
-type proc struct {
-	cmd    *exec.Cmd
-	exited chan struct{}
-	state  *os.ProcessState
-	err    error // from Wait when state is nil
-}
-
 var bindFailedRE = regexp.MustCompile(`binding socket to .* failed|Failed to open SPICE sockets`)
 
 // launch runs qemu once and connects QMP. On failure the attempt is torn
@@ -269,29 +261,14 @@ func (p *Process) launch(ctx context.Context, spec launchSpec, attempt int) erro
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), p.cfg.env...)
 	cmd.Dir = p.stateDir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	pr := &proc{cmd: cmd, exited: make(chan struct{})}
-	started := make(chan error, 1)
-	// Pdeathsig fires when the *thread* that forked qemu exits, not the
-	// process. Go may end a thread whose goroutine exits while locked to
-	// it, so fork from a goroutine locked to its own thread for qemu's
-	// whole life: no other goroutine can run on (and end) that thread,
-	// and the thread only goes away when this process dies, taking qemu
-	// with it.
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread() // qemu is reaped by then
-		err := cmd.Start()
-		started <- err
-		if err == nil {
-			pr.state, pr.err = cmd.Process.Wait()
-		}
-		logf.Close()
-		close(pr.exited)
-	}()
-	if err := <-started; err != nil {
+	// proc.Start forks from a goroutine locked to its own thread for
+	// qemu's whole life, in qemu's own process group with SIGKILL as the
+	// parent-death signal: the signal follows the forking thread, so a
+	// dying harness always takes qemu with it.
+	pr, err := proc.Start(cmd)
+	logf.Close() // qemu has its own copy
+	if err != nil {
 		l.Close()
-		<-pr.exited
 		return fmt.Errorf("qemu: start %s: %w", argv[0], err)
 	}
 	p.argv, p.pid = argv, cmd.Process.Pid
@@ -314,7 +291,7 @@ func (p *Process) launch(ctx context.Context, spec launchSpec, attempt int) erro
 			a.c.Close()
 		}
 		syscall.Kill(-p.pid, syscall.SIGKILL)
-		<-pr.exited
+		<-pr.Exited()
 		if cause != nil {
 			return cause
 		}
@@ -328,7 +305,7 @@ func (p *Process) launch(ctx context.Context, spec launchSpec, attempt int) erro
 			return fail(fmt.Errorf("qemu: QMP accept: %w", a.err))
 		}
 		conn = a.c
-	case <-pr.exited:
+	case <-pr.Exited():
 		return fail(nil)
 	case <-ctx.Done():
 		return fail(fmt.Errorf("qemu: %s: start: %w", p, ctx.Err()))
@@ -346,13 +323,13 @@ func (p *Process) launch(ctx context.Context, spec launchSpec, attempt int) erro
 			// qemu dying mid-handshake is the usual cause: prefer its
 			// exit status to the I/O error.
 			select {
-			case <-pr.exited:
+			case <-pr.Exited():
 				return fail(nil)
 			case <-time.After(2 * time.Second):
 			}
 			return fail(fmt.Errorf("qemu: %s: %w", p, err))
 		}
-	case <-pr.exited:
+	case <-pr.Exited():
 		<-cerr
 		return fail(nil)
 	}
@@ -365,12 +342,12 @@ func (p *Process) launch(ctx context.Context, spec launchSpec, attempt int) erro
 }
 
 // exitError describes a finished attempt.
-func (p *Process) exitError(pr *proc) *ExitError {
+func (p *Process) exitError(pr *proc.Child) *ExitError {
 	e := &ExitError{VM: p.String(), Argv: p.argv, Code: -1, Status: "unknown"}
-	if pr.state != nil {
-		e.Status, e.Code = pr.state.String(), pr.state.ExitCode()
-	} else if pr.err != nil {
-		e.Status = pr.err.Error()
+	if st := pr.ProcessState(); st != nil {
+		e.Status, e.Code = st.String(), st.ExitCode()
+	} else if err := pr.WaitErr(); err != nil {
+		e.Status = err.Error()
 	}
 	e.Log = tailLines(p.logPath, 20)
 	e.Serial = tailLines(p.serialPath, 10)
@@ -380,9 +357,9 @@ func (p *Process) exitError(pr *proc) *ExitError {
 
 // watch waits for the running qemu to end, then records the exit and
 // releases QMP.
-func (p *Process) watch(pr *proc) {
+func (p *Process) watch(pr *proc.Child) {
 	defer close(p.watchDone)
-	<-pr.exited
+	<-pr.Exited()
 	e := p.exitError(pr)
 	p.mon.close()
 	p.core.exit(e)
@@ -400,7 +377,7 @@ func (p *Process) Kill() error {
 	p.killMu.Lock()
 	defer p.killMu.Unlock()
 	select {
-	case <-p.pr.exited:
+	case <-p.pr.Exited():
 		return nil
 	default:
 	}
@@ -409,7 +386,7 @@ func (p *Process) Kill() error {
 		return fmt.Errorf("qemu: %s: kill: %w", p, err)
 	}
 	select {
-	case <-p.pr.exited:
+	case <-p.pr.Exited():
 		<-p.watchDone
 		return nil
 	case <-time.After(killGrace):
@@ -441,7 +418,7 @@ func (p *Process) shutdown() error {
 	var errs []error
 	if p.pr != nil {
 		select {
-		case <-p.pr.exited:
+		case <-p.pr.Exited():
 		default:
 			ctx, cancel := context.WithTimeout(context.Background(), quitTimeout)
 			qerr := p.core.do(ctx, func(m *raw.Monitor) error { return m.Quit() })
@@ -450,7 +427,7 @@ func (p *Process) shutdown() error {
 				p.cfg.logger.Info("qemu: quit failed, killing", "vm", p.String(), "err", qerr)
 			}
 			select {
-			case <-p.pr.exited:
+			case <-p.pr.Exited():
 			case <-time.After(quitGrace):
 				p.cfg.logger.Info("qemu: no exit after quit, killing", "vm", p.String())
 			}

@@ -1,4 +1,4 @@
-// Package proc starts helper programs (Xvfb, remote-viewer,
+// Package proc starts child programs (qemu, Xvfb, remote-viewer,
 // spicy-screenshot) so that they never outlive the harness: each runs in
 // its own process group with a parent-death signal, forked from a
 // goroutine locked to its own OS thread for the child's whole life
@@ -89,6 +89,17 @@ func (c *Child) ProcessState() *os.ProcessState {
 	select {
 	case <-c.exited:
 		return c.state
+	default:
+		return nil
+	}
+}
+
+// WaitErr is the error waiting for the child failed with (not its exit
+// status), nil while it runs or after a normal wait.
+func (c *Child) WaitErr() error {
+	select {
+	case <-c.exited:
+		return c.err
 	default:
 		return nil
 	}
