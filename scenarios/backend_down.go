@@ -21,13 +21,7 @@ func init() {
 			f, err := env.FetchVV(ctx, harness.Proxy, vm)
 			check(t, err, "fetch a second .vv before the kill")
 			check(t, vm.Kill(), "kill qemu")
-			for _, c := range []*spice.Channel{s.Main, display, inputs, cursor} {
-				select {
-				case <-c.Done():
-				case <-time.After(5 * time.Second):
-					t.Fatalf("%s still open 5 s after qemu died", c.ID)
-				}
-			}
+			waitClosed(t, time.Now(), 5*time.Second, "qemu died", s.Main, display, inputs, cursor)
 			start := time.Now()
 			_, err = harness.Dialer(f.File).Connect(ctx)
 			wantLinkCode(t, err, spice.StepLinkResult, spice.ErrLinkGeneric)

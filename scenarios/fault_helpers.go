@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/spiceharness/spiceharness/harness"
-	"github.com/spiceharness/spiceharness/proxy/spice"
 	"github.com/spiceharness/spiceharness/proxy/store"
 )
 
@@ -38,22 +37,6 @@ func proxyIdle(ctx context.Context, t harness.T, env *harness.Env, within time.D
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// waitClosed waits until every channel has ended and returns how long
-// the slowest took from start.
-func waitClosed(t harness.T, start time.Time, within time.Duration, what string, chans ...*spice.Channel) time.Duration {
-	t.Helper()
-	var slowest time.Duration
-	for _, c := range chans {
-		select {
-		case <-c.Done():
-			slowest = max(slowest, time.Since(start))
-		case <-time.After(time.Until(start.Add(within))):
-			t.Fatalf("%s still open %v after %s", c.ID, within, what)
-		}
-	}
-	return slowest
 }
 
 // auditCount counts the store's events of kind for session id.

@@ -100,3 +100,31 @@ func openAll(ctx context.Context, t harness.T, s *spice.Session) (display, input
 	check(t, err, "CURSOR_INIT")
 	return display, inputs, cursor
 }
+
+// waitClosed waits until every channel has ended and returns how long
+// the slowest took from start.
+func waitClosed(t harness.T, start time.Time, within time.Duration, what string, chans ...*spice.Channel) time.Duration {
+	t.Helper()
+	var slowest time.Duration
+	for _, c := range chans {
+		select {
+		case <-c.Done():
+			slowest = max(slowest, time.Since(start))
+		case <-time.After(time.Until(start.Add(within))):
+			t.Fatalf("%s still open %v after %s", c.ID, within, what)
+		}
+	}
+	return slowest
+}
+
+// wantOpen fails t if any channel has already ended.
+func wantOpen(t harness.T, while string, chans ...*spice.Channel) {
+	t.Helper()
+	for _, c := range chans {
+		select {
+		case <-c.Done():
+			t.Fatalf("%s of the live session closed %s: %v", c.ID, while, c.Err())
+		default:
+		}
+	}
+}

@@ -99,13 +99,7 @@ func init() {
 			check(t, <-typed, "typing through the live session during the abuse")
 
 			// The live session is intact.
-			for _, c := range []*spice.Channel{s.Main, display, inputs, cursor} {
-				select {
-				case <-c.Done():
-					t.Fatalf("%s of the live session closed during the abuse: %v", c.ID, c.Err())
-				default:
-				}
-			}
+			wantOpen(t, "during the abuse", s.Main, display, inputs, cursor)
 			// (At most 8 keys at a time: qemu's PS/2 queue holds 16
 			// scancodes, and a slow TCG guest loses the rest of a burst.)
 			check(t, inputs.Type(" ok"), "type after the abuse")

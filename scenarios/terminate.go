@@ -24,14 +24,8 @@ func init() {
 			}
 			start := time.Now()
 			check(t, env.Terminate(ctx, id), "POST /session/{id}/terminate")
-			for _, c := range []*spice.Channel{s.Main, display, inputs, cursor} {
-				select {
-				case <-c.Done():
-				case <-time.After(time.Second):
-					t.Fatalf("%s still open 1 s after terminate", c.ID)
-				}
-			}
-			t.Logf("terminate → 4 channels closed in %v", time.Since(start))
+			took := waitClosed(t, start, time.Second, "terminate", s.Main, display, inputs, cursor)
+			t.Logf("terminate → 4 channels closed in %v", took)
 			alive(ctx, t, vm)
 			// The session cannot be rejoined.
 			_, err = harness.Dialer(f.File).DialChannel(ctx, s.ID, spice.ChannelCursor, 0)
