@@ -72,10 +72,7 @@ func backendKey(t store.Target, typ spice.ChannelType) probeKey {
 // of the probed consoles' reply caps, probing (in parallel, bounded by
 // deadline) those not cached yet.
 func (cc *capsCache) get(p *Proxy, typ spice.ChannelType, deadline time.Time) spice.Caps {
-	targets := p.Store.Targets()
-	if len(targets) > maxProbedBackends {
-		targets = targets[:maxProbedBackends]
-	}
+	targets := p.Store.Targets(maxProbedBackends)
 	seen := map[probeKey]bool{}
 	var results []*probeResult
 	for _, t := range targets {
@@ -196,10 +193,10 @@ func probeCaps(stop context.Context, t store.Target, k probeKey, timeout time.Du
 	return reply.ChannelCaps, true
 }
 
-// warm probes the usual channel types of every console in the
-// background, so the first client does not wait for probes.
+// warm probes the usual channel types of the consoles get intersects
+// over, in the background, so the first client does not wait for probes.
 func (cc *capsCache) warm(p *Proxy) {
-	for _, t := range p.Store.Targets() {
+	for _, t := range p.Store.Targets(maxProbedBackends) {
 		for _, typ := range []spice.ChannelType{spice.ChannelMain, spice.ChannelDisplay, spice.ChannelInputs, spice.ChannelCursor} {
 			cc.probe(t, backendKey(t, typ))
 		}

@@ -22,7 +22,7 @@ import (
 // implements it.
 type Store interface {
 	Authorize(token string, main bool, connID uint32) (*store.Lease, error)
-	Targets() []store.Target
+	Targets(limit int) []store.Target
 	Record(store.Event)
 }
 

@@ -55,6 +55,7 @@ type Store struct {
 	mu        sync.Mutex
 	sources   map[string]*sourceState
 	consoles  map[static.Key]*consoleState
+	order     []static.Key        // keys of consoles, sorted by (source, uuid)
 	tokens    map[string]*session // token value → session
 	sessions  map[string]*session // session id → session
 	lastSweep time.Time           // of expireLocked
@@ -122,6 +123,7 @@ func (s *Store) Load(sources ...static.Source) {
 		s.sources[src.Name] = st
 		s.audit.add(Event{Time: now, Kind: EventSourceLoaded, Source: src.Name, Detail: fmt.Sprintf("type %s, %d consoles", src.Type, len(consoles))})
 	}
+	s.reorderLocked()
 }
 
 // Remove drops a source and its consoles (live sessions keep running).
@@ -136,6 +138,7 @@ func (s *Store) Remove(name string) error {
 		delete(s.consoles, k)
 	}
 	delete(s.sources, name)
+	s.reorderLocked()
 	return nil
 }
 
@@ -228,19 +231,35 @@ func (s *Store) targetLocked(k static.Key) (Target, error) {
 	return Target{Key: k, Console: c.console, CACert: c.caCert}, nil
 }
 
-// Targets returns every console, sorted by key (for the proxy's caps
-// probes).
-func (s *Store) Targets() []Target {
+// Targets returns the first limit consoles sorted by key (all when
+// limit <= 0), tickets included. The proxy calls it on every link for
+// its caps probes, so Load and Remove keep the order up to date instead
+// of Targets sorting.
+func (s *Store) Targets(limit int) []Target {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]Target, 0, len(s.consoles))
-	for k, c := range s.consoles {
-		out = append(out, Target{Key: k, Console: c.console, CACert: c.caCert})
+	n := len(s.order)
+	if limit > 0 {
+		n = min(n, limit)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		return out[i].Key.Source < out[j].Key.Source || out[i].Key.Source == out[j].Key.Source && out[i].Key.UUID < out[j].Key.UUID
-	})
+	out := make([]Target, n)
+	for i, k := range s.order[:n] {
+		c := s.consoles[k]
+		out[i] = Target{Key: k, Console: c.console, CACert: c.caCert}
+	}
 	return out
+}
+
+// reorderLocked rebuilds the sorted console order after Load or Remove.
+func (s *Store) reorderLocked() {
+	s.order = s.order[:0]
+	for k := range s.consoles {
+		s.order = append(s.order, k)
+	}
+	sort.Slice(s.order, func(i, j int) bool {
+		a, b := s.order[i], s.order[j]
+		return a.Source < b.Source || a.Source == b.Source && a.UUID < b.UUID
+	})
 }
 
 // ConsoleInfo describes a console without its ticket.
@@ -258,7 +277,7 @@ type ConsoleInfo struct {
 
 // Consoles lists consoles without tickets, sorted by key.
 func (s *Store) Consoles() []ConsoleInfo {
-	targets := s.Targets()
+	targets := s.Targets(0)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	live := s.liveSessionsLocked()
@@ -375,7 +394,7 @@ func (s *Store) expireLocked(now time.Time) {
 
 // Keys lists the console keys, for completeness checks.
 func (s *Store) Keys() []static.Key {
-	ts := s.Targets()
+	ts := s.Targets(0)
 	out := make([]static.Key, len(ts))
 	for i, t := range ts {
 		out[i] = t.Key

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -215,5 +216,30 @@ func TestAuditIsBounded(t *testing.T) {
 		if ev[i].Seq != ev[i-1].Seq+1 {
 			t.Fatal("audit events out of order")
 		}
+	}
+}
+
+func TestTargetsSortedAndLimited(t *testing.T) {
+	s, _ := newTestStore(t)
+	s.Load(static.Source{Name: "a-first", Type: static.TypeStatic, Consoles: []static.Console{
+		{UUID: "z", Name: "z", Hypervisor: "h", HypervisorIP: "127.0.0.1", InsecurePort: 1, Ticket: "t"},
+		{UUID: "b", Name: "b", Hypervisor: "h", HypervisorIP: "127.0.0.1", InsecurePort: 2, Ticket: "t"}}})
+	keys := func(ts []Target) (out []string) {
+		for _, t := range ts {
+			out = append(out, t.Key.String())
+		}
+		return out
+	}
+	if got, want := keys(s.Targets(0)), []string{"a-first/b", "a-first/z", "lab/u1", "lab/u2"}; !slices.Equal(got, want) {
+		t.Fatalf("unexpected targets (-want +got):\n-%v\n+%v", want, got)
+	}
+	if got := keys(s.Targets(3)); len(got) != 3 || got[2] != "lab/u1" {
+		t.Fatalf("Targets(3) = %v", got)
+	}
+	if err := s.Remove("a-first"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := keys(s.Targets(0)), []string{"lab/u1", "lab/u2"}; !slices.Equal(got, want) {
+		t.Fatalf("after Remove (-want +got):\n-%v\n+%v", want, got)
 	}
 }
