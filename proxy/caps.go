@@ -197,7 +197,7 @@ func probeCaps(stop context.Context, t store.Target, k probeKey, timeout time.Du
 // over, in the background, so the first client does not wait for probes.
 func (cc *capsCache) warm(p *Proxy) {
 	for _, t := range p.Store.Targets(maxProbedBackends) {
-		for _, typ := range []spice.ChannelType{spice.ChannelMain, spice.ChannelDisplay, spice.ChannelInputs, spice.ChannelCursor} {
+		for _, typ := range warmTypes {
 			cc.probe(t, backendKey(t, typ))
 		}
 	}
