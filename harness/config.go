@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/spiceharness/spiceharness/proxy"
 	"github.com/spiceharness/spiceharness/qemu"
 )
 
@@ -15,44 +14,80 @@ import (
 // HARNESS_ACCEL, HARNESS_STATE_DIR and HARNESS_KEEP itself). Explicit
 // options beat them; they beat the defaults.
 const (
-	EnvVMs            = "HARNESS_VMS"              // number of VMs (default 1)
-	EnvLibvirt        = "HARNESS_LIBVIRT"          // libvirt URI: VMs become libvirt domains
-	EnvTLSBackends    = "HARNESS_TLS_BACKENDS"     // "1": qemu also serves SPICE over TLS
-	EnvTimeout        = "HARNESS_TIMEOUT"          // bound on Start/Up (default 2m)
-	EnvTokenTTL       = "HARNESS_TOKEN_TTL"        // token lifetime (default 60s)
-	EnvExternalAPI    = "HARNESS_EXTERNAL_API"     // base URL of an external Kerbside-style .vv API
-	EnvExternalToken  = "HARNESS_EXTERNAL_TOKEN"   // its bearer token
-	EnvExternalSource = "HARNESS_EXTERNAL_SOURCES" // where to write the sources.yaml it loads
-	EnvKeep           = "HARNESS_KEEP"             // "1": keep the state dir after Close
+	EnvVMs         = "HARNESS_VMS"          // number of VMs (default 1)
+	EnvLibvirt     = "HARNESS_LIBVIRT"      // libvirt URI: VMs become libvirt domains
+	EnvTLSBackends = "HARNESS_TLS_BACKENDS" // "1": qemu also serves SPICE over TLS
+	EnvTimeout     = "HARNESS_TIMEOUT"      // bound on Start/Up (default 2m)
+	EnvTokenTTL    = "HARNESS_TOKEN_TTL"    // token lifetime (default 60s)
+	EnvKeep        = "HARNESS_KEEP"         // "1": keep the state dir after Close
+
+	// The Kerbside target (a Kerbside-style `.vv` API the harness did not
+	// start). HARNESS_EXTERNAL_API selects it.
+	EnvExternalAPI      = "HARNESS_EXTERNAL_API"       // base URL of its API
+	EnvExternalSource   = "HARNESS_EXTERNAL_SOURCES"   // where to write the sources.yaml it loads
+	EnvExternalToken    = "HARNESS_EXTERNAL_TOKEN"     // a ready bearer token (JWT), or
+	EnvExternalUser     = "HARNESS_EXTERNAL_USER"      // a user and
+	EnvExternalPassword = "HARNESS_EXTERNAL_PASSWORD"  // password for POST /auth
+	EnvExternalReload   = "HARNESS_EXTERNAL_RELOAD"    // a command that makes it reload the file
+	EnvExternalTokenTTL = "HARNESS_EXTERNAL_TOKEN_TTL" // its token lifetime, when known
+
+	// The exec target (a proxy the harness starts per lane).
+	// HARNESS_EXEC selects it.
+	EnvExec        = "HARNESS_EXEC"         // command line with {placeholders}
+	EnvExecDialect = "HARNESS_EXEC_DIALECT" // reserved: "kerbside" (the default)
 )
 
-// DefaultSource is the name of the static source the harness writes.
+// DefaultSource is the name of the static source the harness writes for
+// a target of its own (in-process, exec); lanes that share a sources.yaml
+// with others (Kerbside) get a unique name.
 const DefaultSource = "harness"
+
+// Settings are what a lane asks of its target's proxy. A target honours
+// what it can; zero values mean the target's own default.
+type Settings struct {
+	// AllowPlain: serve sessions on the plain port instead of answering
+	// NEED_SECURED.
+	AllowPlain bool
+	// TokenTTL is how long a minted credential may open its session.
+	TokenTTL time.Duration
+	// BackendTimeout bounds dialing and linking qemu; HandshakeTimeout a
+	// client's TLS handshake and link.
+	BackendTimeout, HandshakeTimeout time.Duration
+	// APIKey protects the `.vv` API of a target the harness starts.
+	APIKey string
+	// PlainAddr, TLSAddr and APIAddr are listen addresses for a target
+	// the harness starts ("": 127.0.0.1 on a free port).
+	PlainAddr, TLSAddr, APIAddr string
+	// Logger receives the proxy's own log and audit lines (never nil).
+	Logger *slog.Logger
+}
+
+// NewTarget makes the Target of one lane. Each lane calls it once: a
+// target serves one lane.
+type NewTarget func(Settings) (Target, error)
+
+var defaultTarget NewTarget
+
+// RegisterDefaultTarget sets the target lanes use when no WithTarget
+// option and no HARNESS_EXTERNAL_API or HARNESS_EXEC variable picks one.
+// Package harness/inproc registers this repository's proxy in its init,
+// so `import _ "github.com/spiceharness/spiceharness/harness/inproc"`
+// makes it the default; this package itself does not import the proxy.
+func RegisterDefaultTarget(nt NewTarget) { defaultTarget = nt }
 
 type config struct {
 	vms         int
 	accel       qemu.Accelerator
 	libvirt     string
 	tlsBackends bool
-	allowPlain  bool
-	tokenTTL    time.Duration
 	timeout     time.Duration
 	source      string
-	apiKey      string
-	firewall    proxy.FirewallMode
-	backendTO   time.Duration
-	handshakeTO time.Duration
 	qemuOpts    []qemu.Option
 	logger      *slog.Logger
-	proxyLog    *slog.Logger
 	keep        bool
-	plainAddr   string
-	tlsAddr     string
-	apiAddr     string
-
-	external        string // external API base URL
-	externalToken   string
-	externalSources string
+	settings    Settings
+	target      NewTarget
+	targetFrom  string // "option", a variable name, or "default"
 }
 
 // Option configures Start and Up. Options that can be wrong return an
@@ -76,7 +111,8 @@ func Accel(a qemu.Accelerator) Option {
 }
 
 // Libvirt boots the VMs as transient domains on the libvirtd at uri
-// ("qemu:///system", "qemu+tcp://127.0.0.1/system", …).
+// ("qemu:///system", "qemu+tcp://127.0.0.1/system", …); "" boots qemu
+// child processes even when HARNESS_LIBVIRT is set.
 func Libvirt(uri string) Option {
 	return func(c *config) error { c.libvirt = uri; return nil }
 }
@@ -88,26 +124,33 @@ func TLSBackends() Option {
 	return func(c *config) error { c.tlsBackends = true; return nil }
 }
 
-// AllowPlain makes the proxy serve sessions on its plain listener
+// AllowPlain asks the proxy to serve sessions on its plain listener
 // instead of answering NEED_SECURED.
 func AllowPlain() Option {
-	return func(c *config) error { c.allowPlain = true; return nil }
+	return func(c *config) error { c.settings.AllowPlain = true; return nil }
 }
 
-// TokenTTL sets how long minted tokens may open their session.
+// TokenTTL sets how long minted tokens may open their session (for
+// targets the harness configures; see the token-ttl capability).
 func TokenTTL(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
 			return fmt.Errorf("harness: TokenTTL(%v): want > 0", d)
 		}
-		c.tokenTTL = d
+		c.settings.TokenTTL = d
 		return nil
 	}
 }
 
 // Timeout bounds Start/Up.
 func Timeout(d time.Duration) Option {
-	return func(c *config) error { c.timeout = d; return nil }
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("harness: Timeout(%v): want > 0", d)
+		}
+		c.timeout = d
+		return nil
+	}
 }
 
 // Source names the static source (default "harness").
@@ -115,36 +158,31 @@ func Source(name string) Option {
 	return func(c *config) error { c.source = name; return nil }
 }
 
-// APIKey protects the `.vv` API with a bearer key.
+// APIKey protects the `.vv` API of a target the harness starts with a
+// bearer key.
 func APIKey(key string) Option {
-	return func(c *config) error { c.apiKey = key; return nil }
+	return func(c *config) error { c.settings.APIKey = key; return nil }
 }
 
-// Firewall sets the proxy's firewall mode.
-func Firewall(m proxy.FirewallMode) Option {
-	return func(c *config) error { c.firewall = m; return nil }
-}
-
-// BackendTimeout sets the proxy's bound on dialing and linking qemu
-// (default proxy.DefaultBackendTimeout).
+// BackendTimeout sets the proxy's bound on dialing and linking qemu.
 func BackendTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
 			return fmt.Errorf("harness: BackendTimeout(%v): want > 0", d)
 		}
-		c.backendTO = d
+		c.settings.BackendTimeout = d
 		return nil
 	}
 }
 
-// HandshakeTimeout sets the proxy's bound on a client's TLS handshake and
-// link stage (default proxy.DefaultHandshakeTimeout).
+// HandshakeTimeout sets the proxy's bound on a client's TLS handshake
+// and link stage.
 func HandshakeTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
 			return fmt.Errorf("harness: HandshakeTimeout(%v): want > 0", d)
 		}
-		c.handshakeTO = d
+		c.settings.HandshakeTimeout = d
 		return nil
 	}
 }
@@ -159,9 +197,9 @@ func Logger(l *slog.Logger) Option {
 	return func(c *config) error { c.logger = l; return nil }
 }
 
-// ProxyLogger receives the proxy's structured audit events.
+// ProxyLogger receives the proxy's own log and audit lines.
 func ProxyLogger(l *slog.Logger) Option {
-	return func(c *config) error { c.proxyLog = l; return nil }
+	return func(c *config) error { c.settings.Logger = l; return nil }
 }
 
 // Keep keeps the state dir after Close.
@@ -169,30 +207,38 @@ func Keep() Option {
 	return func(c *config) error { c.keep = true; return nil }
 }
 
-// Listen sets the proxy's plain and TLS listen addresses and the API's
-// (default 127.0.0.1:0 each).
+// Listen sets the listen addresses of a target the harness starts: the
+// proxy's plain and TLS listeners and the API's (default 127.0.0.1:0
+// each).
 func Listen(plain, tls, api string) Option {
-	return func(c *config) error { c.plainAddr, c.tlsAddr, c.apiAddr = plain, tls, api; return nil }
-}
-
-// External targets a proxy the harness did not start: apiURL is the base
-// URL of its Kerbside-style `.vv` API (token: its bearer key, may be
-// empty). The harness then only boots VMs and writes sourcesPath, the
-// sources.yaml that proxy should load, and waits until the API lists the
-// consoles.
-func External(apiURL, token, sourcesPath string) Option {
 	return func(c *config) error {
-		if apiURL == "" || sourcesPath == "" {
-			return fmt.Errorf("harness: External needs the API URL and the sources.yaml path")
-		}
-		c.external, c.externalToken, c.externalSources = apiURL, token, sourcesPath
+		c.settings.PlainAddr, c.settings.TLSAddr, c.settings.APIAddr = plain, tls, api
 		return nil
 	}
 }
 
+// WithTarget sets the proxy under test (default: the registered default
+// target, normally this repository's in-process proxy).
+func WithTarget(nt NewTarget) Option {
+	return func(c *config) error {
+		if nt == nil {
+			return fmt.Errorf("harness: WithTarget(nil)")
+		}
+		c.target, c.targetFrom = nt, "option"
+		return nil
+	}
+}
+
+// External targets a Kerbside-style proxy the harness did not start:
+// apiURL is the base URL of its `.vv` API, token its bearer token (may be
+// empty), sourcesPath the sources.yaml it loads. It is
+// WithTarget(Kerbside(KerbsideConfig{…})) with the defaults for the rest.
+func External(apiURL, token, sourcesPath string) Option {
+	return WithTarget(Kerbside(KerbsideConfig{API: apiURL, Token: token, SourcesPath: sourcesPath}))
+}
+
 func newConfig(opts []Option) (*config, error) {
-	c := &config{vms: 1, tokenTTL: 60 * time.Second, timeout: 2 * time.Minute, source: DefaultSource,
-		plainAddr: "127.0.0.1:0", tlsAddr: "127.0.0.1:0", apiAddr: "127.0.0.1:0"}
+	c := &config{vms: 1, timeout: 2 * time.Minute, settings: Settings{TokenTTL: 60 * time.Second}}
 	if err := c.fromEnv(); err != nil {
 		return nil, err
 	}
@@ -203,6 +249,16 @@ func newConfig(opts []Option) (*config, error) {
 	}
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
+	}
+	if c.settings.Logger == nil {
+		c.settings.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.target == nil {
+		if defaultTarget == nil {
+			return nil, fmt.Errorf("harness: no proxy under test: pass harness.WithTarget(harness.Exec(…)) or harness.WithTarget(harness.Kerbside(…)), " +
+				"set HARNESS_EXEC or HARNESS_EXTERNAL_API, or import _ \"github.com/spiceharness/spiceharness/harness/inproc\" for this repository's proxy")
+		}
+		c.target, c.targetFrom = defaultTarget, "default"
 	}
 	return c, nil
 }
@@ -221,7 +277,7 @@ func (c *config) fromEnv() error {
 	for _, d := range []struct {
 		name string
 		dst  *time.Duration
-	}{{EnvTimeout, &c.timeout}, {EnvTokenTTL, &c.tokenTTL}} {
+	}{{EnvTimeout, &c.timeout}, {EnvTokenTTL, &c.settings.TokenTTL}} {
 		if v := os.Getenv(d.name); v != "" {
 			x, err := time.ParseDuration(v)
 			if err != nil || x <= 0 {
@@ -230,11 +286,26 @@ func (c *config) fromEnv() error {
 			*d.dst = x
 		}
 	}
-	if v := os.Getenv(EnvExternalAPI); v != "" {
-		c.external, c.externalToken, c.externalSources = v, os.Getenv(EnvExternalToken), os.Getenv(EnvExternalSource)
-		if c.externalSources == "" {
-			return fmt.Errorf("harness: %s is set but %s (where to write sources.yaml for it) is not", EnvExternalAPI, EnvExternalSource)
+	switch {
+	case os.Getenv(EnvExternalAPI) != "" && os.Getenv(EnvExec) != "":
+		return fmt.Errorf("harness: both %s and %s are set: pick one proxy under test", EnvExternalAPI, EnvExec)
+	case os.Getenv(EnvExternalAPI) != "":
+		kc, err := KerbsideConfigFromEnv()
+		if err != nil {
+			return err
 		}
+		c.target, c.targetFrom = Kerbside(kc), EnvExternalAPI
+	case os.Getenv(EnvExec) != "":
+		c.target, c.targetFrom = Exec(ExecConfig{Command: os.Getenv(EnvExec)}), EnvExec
 	}
 	return nil
+}
+
+// newTarget makes the lane's target (without starting it).
+func (c *config) newTarget() (Target, error) {
+	t, err := c.target(c.settings)
+	if err != nil {
+		return nil, fmt.Errorf("harness: the proxy under test (from %s): %w", c.targetFrom, err)
+	}
+	return t, nil
 }

@@ -3,26 +3,23 @@ package harness
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/spiceharness/spiceharness/internal/pki"
-	"github.com/spiceharness/spiceharness/proxy"
-	"github.com/spiceharness/spiceharness/proxy/store"
 	"github.com/spiceharness/spiceharness/qemu"
 	"github.com/spiceharness/spiceharness/static"
 )
 
-// Env is a running lane: VMs with fresh tickets, their static source
-// (in the store and on disk as sources.yaml), the SPICE proxy and the
-// `.vv` API — or, with External, VMs and a sources.yaml for a proxy the
-// harness did not start.
+// Env is a running lane: VMs with fresh tickets, their static source (on
+// disk as sources.yaml) and the proxy under test (the Target) serving it.
 type Env struct {
 	// Dir is the lane's state directory (sources.yaml, .vv files,
 	// client logs); removed by Close unless Keep.
@@ -31,24 +28,22 @@ type Env struct {
 	Source string
 	// VMs are the booted VMs, in order.
 	VMs []*VM
-	// Store and Proxy are nil when targeting an external proxy.
-	Store *store.Store
-	Proxy *proxy.Proxy
-	// APIURL is the base URL of the `.vv` API (ours or the external one).
+	// APIURL is the base URL of the target's `.vv` API ("" for a target
+	// without one). Targets set it in Start.
 	APIURL string
 	// SourcesYAML is the path of the sources.yaml describing the VMs.
 	SourcesYAML string
 	// BackendCA signed the VMs' TLS certificates (TLSBackends only).
 	BackendCA *pki.CA
 
-	cfg       *config
-	log       *slog.Logger
-	http      *http.Client
-	stopAPI   func(context.Context) error
-	stopWatch func()
-	mu        sync.Mutex // serialises ticket changes and sources.yaml writes
-	closeErr  error
-	once      sync.Once
+	cfg    *config
+	log    *slog.Logger
+	target Target
+
+	mu       sync.Mutex // serialises ticket changes and sources.yaml writes
+	closeErr error
+	once     sync.Once
+	closed   chan struct{}
 }
 
 // VM is one booted VM and its console's key.
@@ -59,34 +54,47 @@ type VM struct {
 	Index int
 }
 
-// External reports whether the lane targets a proxy the harness did not
-// start.
-func (e *Env) External() bool { return e.cfg.external != "" }
-
-// IsExternal reports whether a lane started with opts (and the HARNESS_*
-// environment) would target an external proxy, without starting it.
-func IsExternal(opts ...Option) (bool, error) {
-	c, err := newConfig(opts)
-	if err != nil {
-		return false, err
-	}
-	return c.external != "", nil
-}
-
-// Up boots the lane (for the CLI; tests use Start). On error it has
-// already cleaned up. Close tears everything down.
+// Up boots the lane (for the CLI and programs; tests use Start): the
+// VMs, their sources.yaml, then the target. On error it has already
+// cleaned up. Close tears everything down.
 func Up(ctx context.Context, opts ...Option) (*Env, error) {
 	c, err := newConfig(opts)
 	if err != nil {
 		return nil, err
 	}
+	t, err := c.newTarget()
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	e := &Env{Source: c.source, cfg: c, log: c.logger, http: &http.Client{Timeout: 30 * time.Second}}
+	e := &Env{Source: c.source, cfg: c, log: c.logger, target: t, closed: make(chan struct{})}
+	if e.Source == "" {
+		e.Source = DefaultSource
+		if n, ok := t.(SourceNamer); ok {
+			e.Source = n.SourceName()
+		}
+	}
 	if err := e.up(ctx); err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) && context.Cause(ctx) != nil {
+			err = fmt.Errorf("%w (bound: %s=%v or harness.Timeout)", err, EnvTimeout, c.timeout)
+		}
 		return nil, errors.Join(err, e.Close())
 	}
 	return e, nil
+}
+
+// SourceNamer is a target that wants its own source name for the lane
+// (a sources.yaml shared by lanes needs one name per lane).
+type SourceNamer interface {
+	SourceName() string
+}
+
+// UniqueSourceName returns "harness-" and 8 random hex digits.
+func UniqueSourceName() string {
+	var b [4]byte
+	rand.Read(b[:])
+	return DefaultSource + "-" + hex.EncodeToString(b[:])
 }
 
 func (e *Env) up(ctx context.Context) error {
@@ -105,30 +113,28 @@ func (e *Env) up(ctx context.Context) error {
 		return err
 	}
 	e.SourcesYAML = filepath.Join(dir, "sources.yaml")
-	if c.external != "" {
-		e.SourcesYAML = c.externalSources
+	if p, ok := e.target.(SourcesPather); ok && p.SourcesPath() != "" {
+		e.SourcesYAML = p.SourcesPath()
 	}
 	if err := e.writeSources(); err != nil {
 		return err
 	}
 	e.log.Info("sources.yaml written", "path", e.SourcesYAML, "source", e.Source, "consoles", len(e.VMs))
-	if c.external != "" {
-		e.APIURL = c.external
-		return e.waitExternal(ctx)
+	e.log.Info("starting the proxy under test", "target", e.target.Name())
+	if err := e.target.Start(ctx, e); err != nil {
+		return fmt.Errorf("harness: starting the proxy under test (%s): %w", e.target.Name(), err)
 	}
-	e.Store = store.New(store.Options{TokenTTL: c.tokenTTL})
-	e.Store.Load(e.source())
-	e.Proxy = &proxy.Proxy{Store: e.Store, AllowPlain: c.allowPlain, Firewall: c.firewall, BackendTimeout: c.backendTO,
-		HandshakeTimeout: c.handshakeTO, Logger: c.proxyLog}
-	if err := e.Proxy.Start(c.plainAddr, c.tlsAddr); err != nil {
-		return err
+	if err := e.target.Load(ctx, e.Sources()); err != nil {
+		return fmt.Errorf("harness: the proxy under test (%s) did not load the lane's consoles: %w", e.target.Name(), err)
 	}
-	e.log.Info("proxy listening", "plain", e.Proxy.PlainAddr().String(), "tls", e.Proxy.TLSAddr().String(), "allow_plain", c.allowPlain)
-	if err := e.startAPI(ctx); err != nil {
-		return err
-	}
-	e.log.Info("API listening", "url", e.APIURL)
+	e.log.Info("proxy under test ready", "target", e.target.Name(), "api", e.APIURL)
 	return nil
+}
+
+// SourcesPather is a target that loads its consoles from a sources.yaml
+// at a path of its own (the lane writes it there).
+type SourcesPather interface {
+	SourcesPath() string
 }
 
 // bootVMs starts the VMs in parallel, sets fresh tickets and waits for
@@ -170,7 +176,7 @@ func (e *Env) bootVMs(ctx context.Context) error {
 				errs[i] = err
 				return
 			}
-			e.VMs[i].Key = static.Key{Source: e.Source, UUID: vm.Console().UUID}
+			e.VMs[i].Key = static.Key{Source: e.Source, UUID: e.VMs[i].Console().UUID}
 			e.log.Info("guest ready", "vm", vm.String())
 		}()
 	}
@@ -178,8 +184,9 @@ func (e *Env) bootVMs(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// source is the static source describing the VMs (tickets included).
-func (e *Env) source() static.Source {
+// Sources is the lane's static source, tickets included, as the target
+// must serve it.
+func (e *Env) Sources() []static.Source {
 	src := static.Source{Name: e.Source, Type: static.TypeStatic}
 	if e.BackendCA != nil {
 		src.CACert = string(e.BackendCA.CertPEM)
@@ -187,29 +194,58 @@ func (e *Env) source() static.Source {
 	for _, vm := range e.VMs {
 		src.Consoles = append(src.Consoles, vm.Console())
 	}
-	return src
+	return []static.Source{src}
 }
 
 // writeSources writes sources.yaml (mode 0600: it holds the tickets)
-// atomically, so a proxy watching it never reads half a file.
+// atomically, so a proxy watching it never reads half a file. A target
+// sharing the file with other lanes merges it instead (SourcesWriter).
 func (e *Env) writeSources() error {
+	if w, ok := e.target.(SourcesWriter); ok {
+		return w.WriteSources(e.Sources())
+	}
 	var buf bytes.Buffer
-	if err := static.Emit(&buf, []static.Source{e.source()}); err != nil {
+	if err := static.Emit(&buf, e.Sources()); err != nil {
 		return err
 	}
-	tmp := e.SourcesYAML + ".tmp"
-	if err := os.WriteFile(tmp, buf.Bytes(), 0o600); err != nil {
+	return writeFileAtomic(e.SourcesYAML, buf.Bytes())
+}
+
+// SourcesWriter is a target that writes the lane's sources into its
+// sources.yaml itself (merging them with other lanes').
+type SourcesWriter interface {
+	WriteSources(srcs []static.Source) error
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, e.SourcesYAML)
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 // VM returns the i-th VM (0-based).
 func (e *Env) VM(i int) *VM { return e.VMs[i] }
 
-// SetTicket gives vm a fresh ticket (connected clients stay), and
-// updates the store and sources.yaml. With an external proxy it waits
-// until that proxy serves the new ticket in its direct `.vv`.
+// Target is the proxy under test.
+func (e *Env) Target() Target { return e.target }
+
+// SetTicket gives vm a fresh ticket (connected clients stay), writes
+// sources.yaml and has the target load it: it returns once the target
+// uses the new ticket.
 func (e *Env) SetTicket(ctx context.Context, vm *VM) (string, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -217,44 +253,79 @@ func (e *Env) SetTicket(ctx context.Context, vm *VM) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if e.Store != nil {
-		if err := e.Store.SetTicket(vm.Key, t); err != nil {
-			return "", err
-		}
-	}
 	if err := e.writeSources(); err != nil {
 		return "", err
 	}
-	if e.External() {
-		if err := e.waitExternalTicket(ctx, vm, t); err != nil {
-			return "", err
-		}
+	if err := e.target.Load(ctx, e.Sources()); err != nil {
+		return "", fmt.Errorf("harness: the proxy under test did not take the new ticket of %s: %w", vm.Key, err)
 	}
 	return t, nil
 }
 
-// Close tears the lane down: API, proxy (short drain), VMs, state dir.
-// Idempotent; safe on a partly started Env.
+// Context returns a context derived from parent that is also cancelled
+// when the lane closes or the target dies (a Watcher target): its Cause
+// then says why ("proxy under test exited (status 2)" and the log tail).
+// Scenarios run under it, so a dead proxy fails the running scenario at
+// once instead of at its deadline.
+func (e *Env) Context(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(parent)
+	var died <-chan struct{}
+	w, _ := e.target.(Watcher)
+	if w != nil {
+		died = w.Died()
+	}
+	stop := make(chan struct{})
+	go func() {
+		select {
+		case <-died:
+			cancel(w.Err())
+		case <-e.closed:
+			cancel(errors.New("harness: the lane was closed"))
+		case <-ctx.Done():
+		case <-stop:
+		}
+	}()
+	var once sync.Once
+	return ctx, func() { once.Do(func() { close(stop); cancel(context.Canceled) }) }
+}
+
+// Watcher is a target that can die on its own (a process, a remote
+// service): Died is closed when it did, and Err says how.
+type Watcher interface {
+	Died() <-chan struct{}
+	Err() error
+}
+
+// TargetErr is the reason the target died, or nil while it lives (or for
+// a target that cannot die on its own).
+func (e *Env) TargetErr() error {
+	w, ok := e.target.(Watcher)
+	if !ok {
+		return nil
+	}
+	select {
+	case <-w.Died():
+		return w.Err()
+	default:
+		return nil
+	}
+}
+
+// Close tears the lane down: the target, then the VMs, then the state
+// dir. Idempotent; safe on a partly started Env.
 func (e *Env) Close() error {
 	if e == nil {
 		return nil
 	}
 	e.once.Do(func() {
+		if e.closed != nil {
+			close(e.closed)
+		}
 		var errs []error
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if e.stopWatch != nil {
-			e.stopWatch()
-		}
-		if e.stopAPI != nil {
-			errs = append(errs, e.stopAPI(ctx))
-		}
-		if e.Proxy != nil {
-			dctx, dcancel := context.WithTimeout(ctx, time.Second)
-			if err := e.Proxy.Shutdown(dctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-				errs = append(errs, err)
+		if e.target != nil {
+			if err := e.target.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("harness: closing the proxy under test: %w", err))
 			}
-			dcancel()
 		}
 		var wg sync.WaitGroup
 		vmErrs := make([]error, len(e.VMs))
@@ -275,14 +346,41 @@ func (e *Env) Close() error {
 	return e.closeErr
 }
 
-// Audit returns the store's audit log (nil with an external proxy).
-func (e *Env) Audit() []store.Event {
-	if e.Store == nil {
-		return nil
-	}
-	return e.Store.Audit()
+func (e *Env) String() string {
+	return fmt.Sprintf("harness lane %s: %d VMs, proxy under test %s", e.Dir, len(e.VMs), e.target.Name())
 }
 
-func (e *Env) String() string {
-	return fmt.Sprintf("harness env %s: %d VMs, API %s", e.Dir, len(e.VMs), e.APIURL)
+// wait polls cond every interval until it reports done, fails, or ctx
+// ends; on ctx's end it returns ctx's error joined with the last error
+// cond reported (so a timeout says what was still wrong).
+func wait(ctx context.Context, interval time.Duration, what string, cond func() (bool, error)) error {
+	var last error
+	for {
+		done, err := cond()
+		if done {
+			return nil
+		}
+		var perm *permanentError
+		if errors.As(err, &perm) {
+			return perm.err
+		}
+		if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			if last != nil {
+				return fmt.Errorf("%s: %w (last: %w)", what, context.Cause(ctx), last)
+			}
+			return fmt.Errorf("%s: %w", what, context.Cause(ctx))
+		case <-time.After(interval):
+		}
+	}
 }
+
+// permanentError ends a wait at once.
+type permanentError struct{ err error }
+
+func (p *permanentError) Error() string { return p.err.Error() }
+
+func permanent(err error) error { return &permanentError{err} }

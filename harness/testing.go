@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -9,42 +10,60 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
-	"github.com/spiceharness/spiceharness/internal/testenv"
+	"github.com/spiceharness/spiceharness/qemu"
 )
 
 // T is the part of testing.TB the harness uses. *testing.T satisfies it,
-// and so does the scenario runner of `harness run`.
+// and so does the scenario runner of `harness run`; it also satisfies
+// testify's require.TestingT (Errorf and FailNow).
 type T interface {
 	Helper()
 	Name() string
 	Logf(format string, args ...any)
 	Errorf(format string, args ...any)
 	Fatalf(format string, args ...any)
+	FailNow()
+	Skipf(format string, args ...any)
 	Failed() bool
 	Cleanup(func())
 }
 
 // Start boots a lane for a test: like Up, bounded by HARNESS_TIMEOUT,
-// with progress and the VMs' serial output routed to t.Logf, and Close
-// registered as cleanup. When the test fails, cleanup first logs each
-// VM's serial and qemu log tails, the proxy's audit log and a
-// copy-pasteable command that reruns just this test.
+// with progress, the proxy's log and the VMs' serial output routed to
+// t.Logf, and Close registered as cleanup. When the test fails, cleanup
+// first logs each VM's serial and qemu log tails, the proxy's audit log
+// or log tail (what the target offers) and a copy-pasteable command that
+// reruns just this test against the same target.
 //
-// Under CI=true a missing qemu fails the test; elsewhere it skips.
+// Under `go test -short` it skips (a lane boots qemu). A missing qemu
+// fails the test under CI=true and skips it elsewhere.
 func Start(t T, opts ...Option) *Env {
 	t.Helper()
-	needQemu(t)
+	if testShort() {
+		t.Skipf("harness.Start boots qemu and the proxy under test: skipped by -short")
+	}
+	c, err := newConfig(opts)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	needQemu(t, c)
 	logger := slog.New(newTLogHandler(t, "harness"))
 	opts = append([]Option{Logger(logger), ProxyLogger(slog.New(newTLogHandler(t, "proxy")))}, opts...)
-	e, err := Up(context.Background(), opts...)
+	ctx := context.Background()
+	if c, ok := t.(interface{ Context() context.Context }); ok {
+		ctx = c.Context() // testing.T's ends with the test; harness run's on Ctrl-C
+	}
+	e, err := Up(ctx, opts...)
 	if err != nil {
-		t.Fatalf("harness: %v\nrepro: %s", err, Repro(t.Name()))
+		t.Fatalf("harness: %v\nrepro: %s", err, reproOf(t))
 	}
 	stop := e.followSerial(t)
 	t.Cleanup(func() {
+		if err := e.TargetErr(); err != nil {
+			t.Errorf("%v", err)
+		}
 		if t.Failed() {
 			e.logFailure(t)
 		}
@@ -56,39 +75,80 @@ func Start(t T, opts ...Option) *Env {
 	return e
 }
 
-// needQemu fails (CI) or skips when qemu is not installed. Only testing
-// types can skip; other T implementations fail.
-func needQemu(t T) {
-	bin := os.Getenv("HARNESS_QEMU")
-	if bin == "" {
-		bin = "qemu-system-x86_64"
+// testShort reports whether `go test -short` is in force, without
+// linking package testing into programs that use this package.
+func testShort() bool {
+	f := flag.Lookup("test.short")
+	return f != nil && f.Value.String() == "true"
+}
+
+// needQemu fails (CI=true) or skips t when the qemu binary the lane would
+// run is missing.
+func needQemu(t T, c *config) {
+	t.Helper()
+	qopts := c.qemuOpts
+	if c.libvirt != "" {
+		qopts = append(qopts, qemu.Libvirt(c.libvirt))
 	}
-	if tb, ok := t.(testing.TB); ok {
-		testenv.NeedCommand(tb, bin, "qemu-system-x86")
+	if _, err := qemu.FindBinary(qopts...); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("qemu is required in CI: %v", err)
+		}
+		t.Skipf("qemu not available: %v (run make deps; CI=true turns this skip into a failure)", err)
 	}
 }
 
-// Repro is a shell command that reruns the named test, with the
-// HARNESS_* and CI variables of this run.
+// secretVars are never printed with their values: a repro line names
+// them so the shell fills them in.
+var secretVars = map[string]bool{
+	EnvExternalToken: true, EnvExternalPassword: true, "HARNESS_API_KEY": true, "HARNESS_EXEC_TOKEN": true,
+}
+
+// reproOf is the command that reruns t: its own (`harness run` sets one)
+// or Repro.
+func reproOf(t T) string {
+	if r, ok := t.(interface{ Repro() string }); ok {
+		return r.Repro()
+	}
+	return Repro(t.Name())
+}
+
+// Repro is a shell command that reruns the named test from its
+// package's directory, with the HARNESS_* and CI variables of this run
+// (secrets by name only: HARNESS_EXTERNAL_TOKEN="$HARNESS_EXTERNAL_TOKEN").
 func Repro(testName string) string {
+	env := ReproEnv()
+	pkg, dir := "./...", ""
+	if wd, err := os.Getwd(); err == nil {
+		dir = wd
+		if root := moduleRoot(wd); root != "" {
+			if rel, err := filepath.Rel(root, wd); err == nil {
+				pkg, dir = "./"+filepath.ToSlash(rel), root
+			}
+		}
+	}
+	cmd := fmt.Sprintf("%sgo test %s -run %s -count=1 -v", strings.Join(append(env, ""), " "), pkg, ShellQuote("^"+runPattern(testName)+"$"))
+	if dir == "" {
+		return cmd
+	}
+	return "cd " + ShellQuote(dir) + " && " + cmd
+}
+
+// ReproEnv lists the HARNESS_* and CI variables of this process as
+// shell assignments, secrets by reference.
+func ReproEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "HARNESS_") || strings.HasPrefix(kv, "CI=") {
-			env = append(env, shellQuote(kv))
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case secretVars[k]:
+			env = append(env, k+`="$`+k+`"`)
+		case strings.HasPrefix(k, "HARNESS_") || k == "CI":
+			env = append(env, ShellQuote(kv))
 		}
 	}
 	sort.Strings(env)
-	pkg := "./..."
-	if wd, err := os.Getwd(); err == nil {
-		if root := moduleRoot(wd); root != "" {
-			if rel, err := filepath.Rel(root, wd); err == nil {
-				pkg = "./" + filepath.ToSlash(rel)
-				wd = root
-			}
-		}
-		return fmt.Sprintf("cd %s && %sgo test %s -run %s -count=1 -v", shellQuote(wd), strings.Join(append(env, ""), " "), pkg, shellQuote("^"+runPattern(testName)+"$"))
-	}
-	return fmt.Sprintf("go test %s -run %s -v", pkg, shellQuote("^"+runPattern(testName)+"$"))
+	return env
 }
 
 // runPattern anchors each subtest level: "TestScenarios/a/b" becomes
@@ -106,9 +166,10 @@ func moduleRoot(dir string) string {
 	}
 }
 
-func shellQuote(s string) string {
+// ShellQuote quotes s for a POSIX shell when it needs it.
+func ShellQuote(s string) string {
 	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r == '-' || r == '_' || r == '.' || r == '/' || r == '=' || r == ':' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+		return !(r == '-' || r == '_' || r == '.' || r == '/' || r == '=' || r == ':' || r == ',' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
 	}) < 0 {
 		return s
 	}
@@ -128,14 +189,25 @@ func (e *Env) logFailure(t T) {
 			}
 		}
 	}
-	if ev := e.Audit(); len(ev) > 0 {
-		var b strings.Builder
-		for _, x := range ev[max(0, len(ev)-40):] {
-			fmt.Fprintf(&b, "%s %-16s %s/%s session=%s %s\n", x.Time.Format("15:04:05.000"), x.Kind, x.Source, x.UUID, x.Session, x.Detail)
+	if a, ok := e.target.(Auditor); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ev, err := a.Audit(ctx)
+		cancel()
+		if err == nil && len(ev) > 0 {
+			var b strings.Builder
+			for _, x := range ev[max(0, len(ev)-40):] {
+				fmt.Fprintf(&b, "%s %-16s %s/%s session=%s %s\n", x.Time.Format("15:04:05.000"), x.Kind, x.Source, x.UUID, x.Session, x.Detail)
+			}
+			t.Logf("--- proxy audit (last %d of %d):\n%s", min(40, len(ev)), len(ev), b.String())
 		}
-		t.Logf("--- proxy audit (last %d of %d):\n%s", min(40, len(ev)), len(ev), b.String())
 	}
-	t.Logf("--- repro: %s", Repro(t.Name()))
+	if f, ok := e.target.(FailureLogger); ok {
+		if s := f.FailureLog(); s != "" {
+			t.Logf("%s", s)
+		}
+	}
+	t.Logf("--- proxy under test: %s", e.target.Name())
+	t.Logf("--- repro: %s", reproOf(t))
 }
 
 // followSerial routes each VM's new serial output to t.Logf until stop.

@@ -4,12 +4,11 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 
 	"github.com/spiceharness/spiceharness/proxy/spice"
 	"github.com/spiceharness/spiceharness/proxy/vv"
+	"github.com/spiceharness/spiceharness/static"
 )
 
 // Kind selects a `.vv` flavour.
@@ -22,73 +21,36 @@ const (
 	Direct Kind = "direct"
 )
 
-// VVResponse is a fetched console.vv with its HTTP metadata.
+// VVResponse is a fetched console.vv with its HTTP metadata (Header is
+// nil for a `.vv` the harness wrote itself).
 type VVResponse struct {
 	*vv.File
 	Raw    []byte
 	Header http.Header
 }
 
-// FetchVV GETs /console/{kind}/{source}/{uuid}/console.vv from the
-// lane's API and parses it.
+// FetchVV gets the kind `.vv` of vm from the target: Proxy from
+// Target.ProxyVV, Direct from its DirectVVer capability.
 func (e *Env) FetchVV(ctx context.Context, kind Kind, vm *VM) (*VVResponse, error) {
-	return e.FetchVVFor(ctx, kind, vm.Key.Source, vm.Key.UUID)
+	return e.FetchVVFor(ctx, kind, vm.Key)
 }
 
-// VVURL is the API's URL of the kind `.vv` of (source, uuid).
-func (e *Env) VVURL(kind Kind, source, uuid string) string {
-	return vvURL(e.APIURL, kind, source, uuid)
-}
-
-func vvURL(apiURL string, kind Kind, source, uuid string) string {
-	return apiURL + "/console/" + string(kind) + "/" + consolePath(source, uuid) + "/console.vv"
-}
-
-// FetchVVFor is FetchVV for any (source, uuid), known to the lane or not.
-func (e *Env) FetchVVFor(ctx context.Context, kind Kind, source, uuid string) (*VVResponse, error) {
-	return FetchVV(ctx, e.http, e.APIURL, e.apiKey(), kind, source, uuid)
-}
-
-// FetchVV GETs /console/{kind}/{source}/{uuid}/console.vv from the
-// Kerbside-style API at apiURL (key: its bearer key, or "") and parses it.
-func FetchVV(ctx context.Context, client *http.Client, apiURL, key string, kind Kind, source, uuid string) (*VVResponse, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, vvURL(apiURL, kind, source, uuid), nil)
-	if err != nil {
-		return nil, err
+// FetchVVFor is FetchVV for any console key, known to the lane or not.
+func (e *Env) FetchVVFor(ctx context.Context, kind Kind, k static.Key) (*VVResponse, error) {
+	switch kind {
+	case Proxy:
+		return e.target.ProxyVV(ctx, k)
+	case Direct:
+		d, ok := e.target.(DirectVVer)
+		if !ok {
+			return nil, &CapabilityError{Target: e.target.Name(), Cap: CapDirectVV}
+		}
+		return d.DirectVV(ctx, k)
 	}
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, vv.MaxSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, &HTTPError{Status: resp.StatusCode, Body: strings.TrimSpace(string(body))}
-	}
-	f, err := vv.Parse(body)
-	if err != nil {
-		return nil, fmt.Errorf("harness: %s .vv for %s/%s: %w", kind, source, uuid, err)
-	}
-	return &VVResponse{File: f, Raw: body, Header: resp.Header}, nil
+	return nil, fmt.Errorf("harness: unknown .vv kind %q", kind)
 }
 
-// HTTPError is a non-200 answer of the API.
-type HTTPError struct {
-	Status int
-	Body   string
-}
-
-func (e *HTTPError) Error() string {
-	return fmt.Sprintf("harness: API answered %d: %s", e.Status, e.Body)
-}
-
-// Endpoint converts a `.vv` to what real clients take.
+// EndpointOf converts a `.vv` to what real clients take.
 func EndpointOf(f *vv.File) Endpoint {
 	return Endpoint{Host: f.Host, Port: f.Port, TLSPort: f.TLSPort, Password: f.Password, CAPEM: []byte(f.CA)}
 }
@@ -130,21 +92,25 @@ func (e *Env) ScreenshotVV(ctx context.Context, f *vv.File) (*Image, error) {
 }
 
 // ScreenshotProxy captures vm through the proxy with spicy-screenshot,
-// over TLS only (the .vv's tls-port, CA; the token is single-use).
+// over TLS when the `.vv` has a tls-port (its CA; the token is
+// single-use), else over its plain port.
 func (e *Env) ScreenshotProxy(ctx context.Context, vm *VM) (*Image, error) {
 	f, err := e.FetchVV(ctx, Proxy, vm)
 	if err != nil {
 		return nil, err
 	}
 	ep := EndpointOf(f.File)
-	ep.Port = 0
+	if ep.TLSPort != 0 {
+		ep.Port = 0
+	}
 	return Screenshot(ctx, ep, e.Dir)
 }
 
 // ScreenshotDirect captures vm straight from qemu with spicy-screenshot.
 // Because spicy-screenshot only takes a password on its command line, it
 // gets a temporary ticket that is replaced by a fresh one right after
-// the capture (Env.SetTicket both times: store and sources.yaml follow).
+// the capture (Env.SetTicket both times: sources.yaml and the target
+// follow).
 func (e *Env) ScreenshotDirect(ctx context.Context, vm *VM) (*Image, error) {
 	tmp, err := e.SetTicket(ctx, vm)
 	if err != nil {
@@ -169,33 +135,16 @@ func (e *Env) RemoteViewer(ctx context.Context, kind Kind, vm *VM) (*RemoteViewe
 	if err != nil {
 		return nil, err
 	}
+	return e.RemoteViewerVV(ctx, f)
+}
+
+// RemoteViewerVV opens a fetched `.vv` with remote-viewer under a
+// private Xvfb. The window is found by the `.vv`'s title (remote-viewer
+// names it "<title> (1)"), or by "console.vv" when it has none.
+func (e *Env) RemoteViewerVV(ctx context.Context, f *VVResponse) (*RemoteViewer, error) {
 	title := f.Title
 	if title == "" {
 		title = "console.vv"
 	}
 	return StartRemoteViewer(ctx, f.Raw, title, e.Dir)
-}
-
-// Terminate ends a session through the API (POST
-// /session/{id}/terminate).
-func (e *Env) Terminate(ctx context.Context, sessionID string) error {
-	return e.post(ctx, "/session/"+sessionID+"/terminate")
-}
-
-// TerminateConsole ends every session of vm's console through the API.
-func (e *Env) TerminateConsole(ctx context.Context, vm *VM) error {
-	return e.post(ctx, "/console/"+consolePath(vm.Key.Source, vm.Key.UUID)+"/terminate")
-}
-
-func (e *Env) post(ctx context.Context, path string) error {
-	resp, err := e.apiDo(ctx, http.MethodPost, path)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode != http.StatusOK {
-		return &HTTPError{Status: resp.StatusCode, Body: strings.TrimSpace(string(body))}
-	}
-	return nil
 }

@@ -7,6 +7,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/stretchr/testify/require"
+
 	"github.com/spiceharness/spiceharness/harness"
 	"github.com/spiceharness/spiceharness/proxy/spice"
 )
@@ -14,9 +17,10 @@ import (
 func init() {
 	Register(Scenario{
 		Name: "fault-shutdown-under-load",
+		Tier: Hardening,
 		Description: "proxy Shutdown while two sessions type and draw: the one that ends during the drain finishes, the other is cut at the deadline, " +
 			"the proxy holds nothing, and both qemus stay alive and serve a new session",
-		Internal: true,
+		Requires: []harness.Capability{harness.CapShutdown, harness.CapSessionState, harness.CapIdle, harness.CapSPICEListener, harness.CapTerminate},
 		Options:  []harness.Option{harness.VMs(2)},
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {
 			type sess struct {
@@ -27,10 +31,12 @@ func init() {
 			var all []sess
 			for _, vm := range env.VMs {
 				s, f, err := env.Connect(ctx, harness.Proxy, vm)
-				check(t, err, "session on "+vm.String())
+				require.NoError(t, err, "session on %s", vm)
 				defer s.Close()
 				d, i, c := openAll(ctx, t, s)
-				all = append(all, sess{s, sessionIDFromTitle(f.Title), []*spice.Channel{s.Main, d, i, c}})
+				id, err := env.SessionID(ctx, f)
+				require.NoError(t, err, "session id")
+				all = append(all, sess{s, id, []*spice.Channel{s.Main, d, i, c}})
 			}
 			// Load: both sessions type into their guests (which echo on
 			// screen and serial, so displays redraw) until the end.
@@ -53,16 +59,22 @@ func init() {
 				}()
 			}
 			defer func() { close(stop); wg.Wait() }()
-			time.Sleep(300 * time.Millisecond)
+			// The load is on once both guests echo the typing.
+			for _, vm := range env.VMs {
+				waitSerial(ctx, t, vm, `xxx`)
+			}
 
 			const drain = time.Second
 			sctx, cancel := context.WithTimeout(ctx, drain)
 			defer cancel()
 			done := make(chan error, 1)
 			start := time.Now()
-			go func() { done <- env.Proxy.Shutdown(sctx) }()
-			time.Sleep(200 * time.Millisecond)
-			all[0].s.Close() // ends by itself during the drain
+			go func() { done <- env.ShutdownProxy(sctx) }()
+			// The drain has begun once the listener refuses new clients;
+			// then session 0 ends by itself.
+			_, tlsAddr := env.Target().(harness.SPICEListener).SPICEAddrs()
+			require.NoError(t, refusing(ctx, tlsAddr), "the TLS listener after Shutdown began")
+			all[0].s.Close()
 			var err error
 			select {
 			case err = <-done:
@@ -73,31 +85,44 @@ func init() {
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("unexpected Shutdown result (-want +got):\n-%v (a session had to be cut)\n+%v", context.DeadlineExceeded, err)
 			}
-			cut := waitClosed(t, start, drain+time.Second, "Shutdown", all[1].chans...)
+			cut := waitClosed(t, start, drain+5*time.Second, "Shutdown", all[1].chans...)
 			for i, want := range []string{"main channel closed: closed", "main channel closed: shutdown"} {
-				info, err := env.Store.Session(all[i].id)
-				check(t, err, "session in the store")
-				if info.State != "ended" || info.Reason != want {
-					t.Errorf("session %d: unexpected end (-want +got):\n-ended: %s\n+%s: %s", i, want, info.State, info.Reason)
+				st, err := env.Session(ctx, all[i].id)
+				require.NoError(t, err, "session in the store")
+				if d := cmp.Diff(harness.SessionState{State: "ended", Reason: want}, st); d != "" {
+					t.Errorf("session %d: unexpected end (-want +got):\n%s", i, d)
 				}
 			}
-			proxyIdle(ctx, t, env, time.Second)
-			if c, err := net.DialTimeout("tcp", env.Proxy.TLSAddr().String(), time.Second); err == nil {
-				c.Close()
-				t.Errorf("the proxy's TLS listener still accepts after Shutdown")
-			}
+			ictx, icancel := context.WithTimeout(ctx, 10*time.Second)
+			defer icancel()
+			require.NoError(t, env.WaitIdle(ictx), "the proxy after Shutdown")
 			t.Logf("Shutdown (%v drain) returned after %v; the live session was cut %v after it began", drain, took.Round(time.Millisecond), cut.Round(time.Millisecond))
 
-			// spice-server crashed 1 s after a bad display close; then
-			// each qemu must still serve a full session.
-			time.Sleep(1500 * time.Millisecond)
+			// spice-server crashed up to a second after a bad display
+			// close; then each qemu must still serve a full session.
 			for _, vm := range env.VMs {
-				alive(ctx, t, vm)
-				s, _, err := env.Connect(ctx, harness.Direct, vm)
-				check(t, err, "a direct session after the proxy's shutdown")
+				survives(ctx, t, vm, 1500*time.Millisecond)
+				s, err := directDialer(vm).Connect(ctx)
+				require.NoError(t, err, "a direct session after the proxy's shutdown")
 				openAll(ctx, t, s)
 				s.Close()
 			}
 		},
 	})
+}
+
+// refusing waits until nothing accepts connections at addr.
+func refusing(ctx context.Context, addr string) error {
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return nil
+		}
+		c.Close()
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }

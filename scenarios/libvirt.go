@@ -3,6 +3,8 @@ package scenarios
 import (
 	"context"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/spiceharness/spiceharness/harness"
 	"github.com/spiceharness/spiceharness/proxy/spice"
 )
@@ -16,26 +18,25 @@ func init() {
 	} {
 		Register(Scenario{
 			Name:        "libvirt-" + tr.name + "-ticket-and-keys",
+			Tier:        Core,
 			Description: "on a libvirt domain (" + tr.uri + "): fresh ticket links, wrong ticket refused, keys through the proxy reach the serial log",
 			Options:     []harness.Option{harness.Libvirt(tr.uri)},
 			Needs:       []string{"libvirtd:libvirt-daemon", "virsh:libvirt-clients"},
 			Run: func(ctx context.Context, t harness.T, env *harness.Env) {
 				vm := env.VM(0)
-				f, err := env.FetchVV(ctx, harness.Direct, vm)
-				check(t, err, "fetch direct .vv")
-				bad := harness.Dialer(f.File)
+				bad := directDialer(vm)
 				bad.Password = "wrong"
-				_, err = bad.Connect(ctx)
+				_, err := bad.Connect(ctx)
 				wantLinkCode(t, err, spice.StepLinkResult, spice.ErrPermissionDenied)
-				s, err := harness.Dialer(f.File).Connect(ctx)
-				check(t, err, "direct link with the fresh ticket")
+				s, err := directDialer(vm).Connect(ctx)
+				require.NoError(t, err, "direct link with the fresh ticket")
 				s.Close()
 
 				p, _, err := env.Connect(ctx, harness.Proxy, vm)
-				check(t, err, "proxy session")
+				require.NoError(t, err, "proxy session")
 				defer p.Close()
 				_, in, _ := openAll(ctx, t, p)
-				check(t, in.Type("virt"), "type")
+				require.NoError(t, in.Type("virt"), "type")
 				waitSerial(ctx, t, vm, `READY> virt`)
 			},
 		})

@@ -3,6 +3,9 @@ package scenarios
 import (
 	"context"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/spiceharness/spiceharness/harness"
 	"github.com/spiceharness/spiceharness/proxy/spice"
 )
@@ -10,11 +13,12 @@ import (
 func init() {
 	Register(Scenario{
 		Name:        "multi-channel",
+		Tier:        Hardening,
 		Description: "main, display (first draw), inputs and cursor of one session through the proxy, with qemu's real caps",
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {
 			vm := env.VM(0)
 			s, _, err := env.Connect(ctx, harness.Proxy, vm)
-			check(t, err, "main")
+			require.NoError(t, err, "main")
 			defer s.Close()
 			display, inputs, cursor := openAll(ctx, t, s)
 			// Each channel's reply caps are qemu's own (probed), as a
@@ -26,18 +30,16 @@ func init() {
 				spice.ChannelInputs: inputs.Reply.ChannelCaps, spice.ChannelCursor: cursor.Reply.ChannelCaps,
 			}
 			info, err := vm.QuerySpice(ctx)
-			check(t, err, "query-spice")
-			if len(info.Channels) < 4 {
-				t.Errorf("qemu lists %d connected channels, want 4", len(info.Channels))
-			}
+			require.NoError(t, err, "query-spice")
+			assert.GreaterOrEqual(t, len(info.Channels), 4, "qemu's connected channels")
 			s.Close()
-			d, _, err := env.Connect(ctx, harness.Direct, vm)
-			check(t, err, "direct main")
+			d, err := directDialer(vm).Connect(ctx)
+			require.NoError(t, err, "direct main")
 			defer d.Close()
 			want := map[spice.ChannelType]spice.Caps{spice.ChannelMain: d.Main.Reply.ChannelCaps}
 			for _, typ := range []spice.ChannelType{spice.ChannelDisplay, spice.ChannelInputs, spice.ChannelCursor} {
 				c, err := d.Open(ctx, typ, 0)
-				check(t, err, "direct "+typ.String())
+				require.NoError(t, err, "direct "+typ.String())
 				want[typ] = c.Reply.ChannelCaps
 				if typ == spice.ChannelDisplay {
 					c.InitDisplay()

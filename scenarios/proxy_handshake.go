@@ -3,34 +3,37 @@ package scenarios
 import (
 	"context"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/spiceharness/spiceharness/harness"
 )
 
 func init() {
 	Register(Scenario{
 		Name:        "proxy-handshake",
-		Description: "a token from the proxy .vv links main through the proxy to qemu's session",
+		Tier:        Core,
+		Description: "a proxy .vv's credential links main through the proxy to qemu's session; the .vv never carries qemu's ticket",
+		Requires:    []harness.Capability{harness.CapTerminatesSPICE},
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {
 			vm := env.VM(0)
-			before := spiceConnections(vm)
+			w := vm.WatchConnections()
+			defer w.Close()
 			s, f, err := env.Connect(ctx, harness.Proxy, vm)
-			check(t, err, "link main through the proxy")
+			require.NoError(t, err, "link main through the proxy")
 			defer s.Close()
-			if !s.Main.Secure {
-				t.Errorf("main channel not on TLS")
+			if f.TLSPort != 0 {
+				assert.True(t, s.Main.Secure, "the .vv has a tls-port, but main did not end up on TLS")
 			}
-			if spiceConnections(vm) <= before {
-				t.Errorf("qemu reported no SPICE connection for the proxied session")
-			}
+			reached, err := w.Barrier(ctx)
+			require.NoError(t, err, "barrier")
+			assert.NotEmpty(t, reached, "qemu reported no SPICE connection for the proxied session")
 			info, err := vm.QuerySpice(ctx)
-			check(t, err, "query-spice")
-			if len(info.Channels) == 0 {
-				t.Errorf("qemu lists no connected channel")
-			}
-			// The ticket never reaches the client: only the token does.
-			if f.Password == vm.Console().Ticket {
-				t.Errorf("proxy .vv carries qemu's ticket")
-			}
+			require.NoError(t, err, "query-spice")
+			assert.NotEmpty(t, info.Channels, "qemu lists no connected channel")
+			// The ticket never reaches the client: only the proxy's own
+			// credential does.
+			assert.NotEqual(t, vm.Console().Ticket, f.Password, "the proxy .vv carries qemu's ticket")
 		},
 	})
 }

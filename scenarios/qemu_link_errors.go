@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/spiceharness/spiceharness/harness"
 	"github.com/spiceharness/spiceharness/proxy/spice"
 )
@@ -15,6 +17,7 @@ import (
 func init() {
 	Register(Scenario{
 		Name:        "qemu-link-errors",
+		Tier:        Core,
 		Description: "qemu itself answers bad magic 2, major 3 VERSION_MISMATCH 4, wrong ticket 7, foreign connection id 8",
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {
 			vm := env.VM(0)
@@ -34,12 +37,12 @@ func init() {
 				b := bytes.Clone(good)
 				binary.LittleEndian.PutUint32(b[tc.off:], tc.val)
 				conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-				check(t, err, "dial qemu")
+				require.NoError(t, err, "dial qemu")
 				conn.SetDeadline(time.Now().Add(5 * time.Second))
 				conn.Write(b)
 				r, err := spice.ReadLinkReply(conn, spice.DefaultMaxLinkSize)
 				conn.Close()
-				check(t, err, tc.name+": read qemu's reply")
+				require.NoError(t, err, tc.name+": read qemu's reply")
 				if r.Error != tc.want {
 					t.Errorf("%s: qemu answered %v, want %v", tc.name, r.Error, tc.want)
 				}
@@ -50,7 +53,7 @@ func init() {
 
 			d.Password = c.Ticket
 			s, err := d.Connect(ctx)
-			check(t, err, "link with the ticket")
+			require.NoError(t, err, "link with the ticket")
 			defer s.Close()
 			_, err = d.DialChannel(ctx, s.ID^0x0f0f0f0f, spice.ChannelDisplay, 0)
 			wantLinkCode(t, err, spice.StepLinkResult, spice.ErrBadConnectionID)

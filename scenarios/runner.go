@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os/exec"
@@ -16,22 +17,48 @@ import (
 // DefaultTimeout bounds one scenario, lane boot included.
 const DefaultTimeout = 3 * time.Minute
 
-// Result is the outcome of one scenario run by Run.
+// Status is a scenario's outcome.
+type Status string
+
+const (
+	Passed  Status = "pass"
+	Failed  Status = "fail"
+	Skipped Status = "skip"
+	NotRun  Status = "notrun" // interrupted before it ran (Ctrl-C, the run's deadline)
+)
+
+// Result is the outcome of one scenario.
 type Result struct {
-	Name     string
-	Passed   bool
-	Skipped  string // why, when the scenario did not apply
-	Duration time.Duration
-	Log      []string
+	Name     string        `json:"name"`
+	Tier     Tier          `json:"tier"`
+	Status   Status        `json:"status"`
+	Reason   string        `json:"reason,omitempty"` // why it was skipped or not run; its first failure
+	Target   string        `json:"target,omitempty"` // the proxy under test
+	Duration time.Duration `json:"-"`
+	Seconds  float64       `json:"seconds"`
+	Repro    string        `json:"repro,omitempty"` // reruns it (failures only); no secrets
+	Log      []string      `json:"-"`
 }
 
-// Applies reports why s cannot run in a lane (empty when it can):
-// Internal scenarios need the in-process proxy.
-func Applies(s Scenario, external bool) string {
-	if external && s.Internal {
-		return "needs the in-process proxy (store, audit or metrics); not applicable to an external proxy"
+// Skip reports why s cannot run in a lane built from opts (and the
+// HARNESS_* environment), without booting anything: a capability the
+// target lacks. "" when it can run.
+func Skip(s Scenario, opts ...harness.Option) (string, error) {
+	missing, target, err := harness.Missing(s.Requires, append(append([]harness.Option(nil), opts...), s.Options...)...)
+	if err != nil {
+		return "", err
 	}
-	return ""
+	if len(missing) > 0 {
+		return fmt.Sprintf("needs %s, which the proxy under test (%s) lacks", capPhrase(missing), target), nil
+	}
+	return "", nil
+}
+
+func capPhrase(cs []harness.Capability) string {
+	if len(cs) == 1 {
+		return "the " + string(cs[0]) + " capability"
+	}
+	return "the capabilities " + harness.CapList(cs)
 }
 
 // Missing reports the first program in s.Needs that is not installed.
@@ -48,43 +75,96 @@ func Missing(s Scenario) string {
 	return ""
 }
 
-// Run runs s outside `go test` (for `harness run`): it boots the lane
-// with opts then s.Options, runs the scenario, and tears down. Log lines
-// are also written to w when it is not nil.
-func Run(ctx context.Context, s Scenario, w io.Writer, opts ...harness.Option) Result {
-	start := time.Now()
-	t := &runT{name: "TestScenarios/" + s.Name, w: w}
-	opts = append(append([]harness.Option(nil), opts...), s.Options...)
-	external, err := harness.IsExternal(opts...)
-	switch {
-	case err != nil:
-		t.Errorf("%v", err)
-	case Applies(s, external) != "":
-		t.skip = Applies(s, external) // decided before booting anything
-	case Missing(s) != "":
-		t.Errorf("%s", Missing(s))
-	default:
-		ctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
-		defer cancel()
-		t.run(func() { s.Run(ctx, t, harness.Start(t, opts...)) })
-	}
-	return Result{Name: s.Name, Passed: !t.Failed(), Skipped: t.skip, Duration: time.Since(start), Log: t.log}
+// RunOptions configure Run.
+type RunOptions struct {
+	// Log gets each log line as the scenario runs (nil: kept only).
+	Log io.Writer
+	// Repro is the command that reruns this scenario (`harness run`
+	// passes its own); "" means the `go test` form.
+	Repro string
+	// Timeout bounds the scenario, boot included (0: DefaultTimeout).
+	Timeout time.Duration
 }
 
-// runT implements harness.T like testing.T does: Fatalf ends the
-// scenario's goroutine, cleanups run last-in first-out.
+// Run runs s outside `go test` (for `harness run` and for tests that
+// check a scenario's verdict): it boots the lane with opts then
+// s.Options, runs the scenario under the lane's context (ended at once
+// if the proxy under test dies) and tears down. Cancelling ctx (Ctrl-C)
+// stops it.
+func Run(ctx context.Context, s Scenario, ro RunOptions, opts ...harness.Option) Result {
+	start := time.Now()
+	r := Result{Name: s.Name, Tier: s.Tier}
+	if ctx.Err() != nil {
+		r.Status, r.Reason = NotRun, "interrupted before it started: "+context.Cause(ctx).Error()
+		return r
+	}
+	timeout := ro.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t := &runT{name: "TestScenarios/" + s.Name, w: ro.Log, ctx: ctx, repro: ro.Repro}
+	opts = append(append([]harness.Option(nil), opts...), s.Options...)
+	if _, target, err := harness.Missing(nil, opts...); err == nil {
+		r.Target = target
+	}
+	if why, err := Skip(s, opts...); err != nil {
+		t.Errorf("%v", err)
+	} else if why != "" {
+		t.skip = why
+	} else if why := Missing(s); why != "" {
+		t.Errorf("%s", why)
+	} else {
+		t.run(func() {
+			env := harness.Start(t, opts...)
+			sctx, stop := env.Context(ctx)
+			defer stop()
+			s.Run(sctx, t, env)
+		})
+	}
+	r.Duration = time.Since(start)
+	r.Seconds = r.Duration.Round(time.Millisecond).Seconds()
+	r.Log = t.lines()
+	switch {
+	case errors.Is(context.Cause(ctx), context.Canceled) && t.skip == "":
+		r.Status, r.Reason = NotRun, "interrupted: "+context.Cause(ctx).Error()
+	case t.Failed():
+		r.Status, r.Reason, r.Repro = Failed, t.firstFailure(), t.Repro()
+	case t.skip != "":
+		r.Status, r.Reason = Skipped, t.skip
+	default:
+		r.Status = Passed
+	}
+	return r
+}
+
+// runT implements harness.T like testing.T does: Fatalf, FailNow and
+// Skipf end the scenario's goroutine; cleanups run last-in first-out.
 type runT struct {
 	name     string
 	w        io.Writer
+	ctx      context.Context
+	repro    string
 	mu       sync.Mutex
 	failed   bool
+	failure  string
 	skip     string
 	log      []string
 	cleanups []func()
 }
 
-func (t *runT) Helper()      {}
-func (t *runT) Name() string { return t.name }
+func (t *runT) Helper()                  {}
+func (t *runT) Name() string             { return t.name }
+func (t *runT) Context() context.Context { return t.ctx }
+
+// Repro reruns this scenario: the runner's command, or the go test form.
+func (t *runT) Repro() string {
+	if t.repro != "" {
+		return t.repro
+	}
+	return harness.Repro(t.name)
+}
 
 func (t *runT) Logf(format string, args ...any) {
 	line := fmt.Sprintf(format, args...)
@@ -99,8 +179,19 @@ func (t *runT) Logf(format string, args ...any) {
 func (t *runT) Errorf(format string, args ...any) {
 	t.Logf(format, args...)
 	t.mu.Lock()
+	if !t.failed {
+		t.failure = firstLine(fmt.Sprintf(format, args...))
+	}
 	t.failed = true
 	t.mu.Unlock()
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
 }
 
 func (t *runT) Fatalf(format string, args ...any) {
@@ -108,7 +199,33 @@ func (t *runT) Fatalf(format string, args ...any) {
 	runtime.Goexit()
 }
 
+func (t *runT) FailNow() {
+	t.mu.Lock()
+	if !t.failed {
+		t.failure = "FailNow"
+	}
+	t.failed = true
+	t.mu.Unlock()
+	runtime.Goexit()
+}
+
+func (t *runT) Skipf(format string, args ...any) {
+	t.Logf(format, args...)
+	t.mu.Lock()
+	t.skip = fmt.Sprintf(format, args...)
+	t.mu.Unlock()
+	runtime.Goexit()
+}
+
 func (t *runT) Failed() bool { t.mu.Lock(); defer t.mu.Unlock(); return t.failed }
+
+func (t *runT) firstFailure() string { t.mu.Lock(); defer t.mu.Unlock(); return t.failure }
+
+func (t *runT) lines() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]string(nil), t.log...)
+}
 
 func (t *runT) Cleanup(f func()) {
 	t.mu.Lock()
@@ -117,7 +234,8 @@ func (t *runT) Cleanup(f func()) {
 }
 
 // run calls f on its own goroutine (so Fatalf can end it), then the
-// cleanups; a panic fails the scenario instead of the process.
+// cleanups; a panic fails the scenario instead of the process. When the
+// context ends while f is stuck, the failure says why.
 func (t *runT) run(f func()) {
 	done := make(chan struct{})
 	go func() {
@@ -130,6 +248,9 @@ func (t *runT) run(f func()) {
 		f()
 	}()
 	<-done
+	if err := context.Cause(t.ctx); err != nil && !t.Failed() && t.skip == "" && !errors.Is(err, context.Canceled) {
+		t.Errorf("scenario deadline: %v", err)
+	}
 	for {
 		t.mu.Lock()
 		n := len(t.cleanups)

@@ -10,12 +10,29 @@ import (
 	"github.com/spiceharness/spiceharness/harness"
 )
 
+// Tier says what a scenario's failure means.
+type Tier string
+
+const (
+	// Core: SPICE correctness every proxy must have (sessions open,
+	// pixels, keys, NEED_SECURED, TLS backends, ticket rotation).
+	Core Tier = "core"
+	// Hardening: what a trustworthy proxy also does (single-use tokens,
+	// connection-id binding, qemu crash guard, real caps, terminate,
+	// hostile inputs, faults).
+	Hardening Tier = "hardening"
+)
+
+// Tiers in report order.
+var Tiers = []Tier{Core, Hardening}
+
 // Scenario is one regression case. Register it from an init func in its
 // own file:
 //
 //	func init() {
 //		Register(Scenario{
 //			Name:        "wrong-ticket",
+//			Tier:        Core,
 //			Description: "a direct link with a wrong ticket gets PERMISSION_DENIED",
 //			Run: func(ctx context.Context, t harness.T, env *harness.Env) { … },
 //		})
@@ -23,18 +40,23 @@ import (
 type Scenario struct {
 	// Name is unique, lower-case words joined by '-'.
 	Name string
+	// Tier is Core or Hardening.
+	Tier Tier
 	// Description is one line.
 	Description string
 	// Options configure the lane the scenario gets (harness.VMs(2),
 	// harness.TokenTTL(time.Second), …).
 	Options []harness.Option
-	// Internal marks a scenario that needs the in-process proxy (its
-	// store, audit or metrics): it does not apply to an external proxy.
-	Internal bool
+	// Requires lists the capabilities of the proxy under test the
+	// scenario needs (harness.CapTerminate, …). Against a target that
+	// lacks one, the scenario is skipped with the capability named.
+	// Checks that only need what a SPICE client sees need none.
+	Requires []harness.Capability
 	// Needs lists external programs beyond qemu (e.g. "spicy-screenshot",
 	// "remote-viewer"), each with its Debian package after a colon.
 	Needs []string
-	// Run is the scenario. ctx ends at the scenario's deadline.
+	// Run is the scenario. ctx ends at the scenario's deadline, or at
+	// once when the proxy under test dies (context.Cause says how).
 	Run func(ctx context.Context, t harness.T, env *harness.Env)
 }
 
@@ -44,8 +66,9 @@ var (
 	nameRE   = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
 )
 
-// Register adds s; it panics on a duplicate or malformed name, or a
-// missing Run (a programming error caught by any test run).
+// Register adds s; it panics on a duplicate or malformed name, a missing
+// Run or Tier, or an unknown capability (programming errors caught by
+// any test run).
 func Register(s Scenario) {
 	mu.Lock()
 	defer mu.Unlock()
@@ -54,6 +77,13 @@ func Register(s Scenario) {
 		panic(fmt.Sprintf("scenarios: bad name %q (want lower-case words joined by '-')", s.Name))
 	case s.Description == "" || s.Run == nil:
 		panic(fmt.Sprintf("scenarios: %s needs a Description and a Run", s.Name))
+	case s.Tier != Core && s.Tier != Hardening:
+		panic(fmt.Sprintf("scenarios: %s has tier %q; want scenarios.Core or scenarios.Hardening", s.Name, s.Tier))
+	}
+	for _, c := range s.Requires {
+		if !harness.KnownCapability(c) {
+			panic(fmt.Sprintf("scenarios: %s requires unknown capability %q", s.Name, c))
+		}
 	}
 	if _, dup := registry[s.Name]; dup {
 		panic(fmt.Sprintf("scenarios: %s registered twice", s.Name))

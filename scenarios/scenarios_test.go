@@ -5,7 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/spiceharness/spiceharness/harness"
+	_ "github.com/spiceharness/spiceharness/harness/inproc" // the default target
 	"github.com/spiceharness/spiceharness/internal/testenv"
 	"github.com/spiceharness/spiceharness/scenarios"
 )
@@ -13,41 +16,84 @@ import (
 func TestMain(m *testing.M) { testenv.VerifyTestMain(m) }
 
 // TestScenarios runs every registered scenario against real qemu, each on
-// a lane of its own. `go test ./scenarios -run 'TestScenarios/NAME'`
-// runs one; `harness run --scenario NAME` runs the same code.
+// a lane of its own, against the default target (this repository's
+// in-process proxy) or the one HARNESS_EXTERNAL_API / HARNESS_EXEC name.
+// `go test ./scenarios -run 'TestScenarios/NAME'` runs one;
+// `harness run --scenario NAME` runs the same code.
 func TestScenarios(t *testing.T) {
 	testenv.Short(t)
 	for _, s := range scenarios.All() {
 		t.Run(s.Name, func(t *testing.T) {
 			t.Parallel()
-			external, err := harness.IsExternal(s.Options...)
+			why, err := scenarios.Skip(s)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if why := scenarios.Applies(s, external); why != "" {
+			if why != "" {
 				t.Skip(why)
 			}
 			if why := scenarios.Missing(s); why != "" {
 				testenv.Missing(t, why, "run make deps")
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), scenarios.DefaultTimeout)
+			ctx, cancel := context.WithTimeout(t.Context(), scenarios.DefaultTimeout)
 			defer cancel()
 			env := harness.Start(t, s.Options...)
+			sctx, stop := env.Context(ctx)
+			defer stop()
 			start := time.Now()
-			s.Run(ctx, t, env)
+			t.Logf("tier %s, proxy under test %s", s.Tier, env.Target().Name())
+			s.Run(sctx, t, env)
 			t.Logf("%s: %v", s.Name, time.Since(start))
 		})
 	}
 }
 
+// The registry holds exactly these scenarios, in these tiers: a scenario
+// that disappears or changes tier is a decision, not an accident.
 func TestRegistry(t *testing.T) {
-	all := scenarios.All()
-	if len(all) < 19 {
-		t.Fatalf("%d scenarios registered, the first set has at least 19", len(all))
+	want := map[string]scenarios.Tier{
+		"backend-down":                 scenarios.Hardening,
+		"banner-through-proxy":         scenarios.Core,
+		"direct-handshake":             scenarios.Core,
+		"direct-multi-channel":         scenarios.Core,
+		"display-drop-before-init":     scenarios.Hardening,
+		"fault-api-restart":            scenarios.Hardening,
+		"fault-qemu-killed":            scenarios.Hardening,
+		"fault-qemu-stopped":           scenarios.Hardening,
+		"fault-shutdown-under-load":    scenarios.Hardening,
+		"fault-stale-ticket":           scenarios.Hardening,
+		"foreign-session":              scenarios.Hardening,
+		"hostile-clients":              scenarios.Hardening,
+		"key-through-proxy":            scenarios.Core,
+		"libvirt-tcp-ticket-and-keys":  scenarios.Core,
+		"libvirt-unix-ticket-and-keys": scenarios.Core,
+		"long-typing":                  scenarios.Core,
+		"multi-channel":                scenarios.Hardening,
+		"need-secured":                 scenarios.Core,
+		"pixels-proxy-equal-direct":    scenarios.Core,
+		"proxy-handshake":              scenarios.Core,
+		"qemu-link-errors":             scenarios.Core,
+		"remote-viewer-proxy":          scenarios.Core,
+		"sources-roundtrip":            scenarios.Core,
+		"terminate":                    scenarios.Hardening,
+		"ticket-rotation":              scenarios.Core,
+		"tls-backend":                  scenarios.Core,
+		"token-expired":                scenarios.Hardening,
+		"token-replay":                 scenarios.Hardening,
+		"two-vms-isolated":             scenarios.Hardening,
+		"vv-direct-fields":             scenarios.Core,
+		"vv-proxy-conventions":         scenarios.Core,
+		"vv-proxy-fields":              scenarios.Core,
+		"wrong-ticket":                 scenarios.Core,
 	}
-	for _, s := range all {
-		if got, ok := scenarios.Lookup(s.Name); !ok || got.Name != s.Name {
+	got := map[string]scenarios.Tier{}
+	for _, s := range scenarios.All() {
+		got[s.Name] = s.Tier
+		if l, ok := scenarios.Lookup(s.Name); !ok || l.Name != s.Name {
 			t.Errorf("Lookup(%q) failed", s.Name)
 		}
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("unexpected registry (-want +got):\n%s", d)
 	}
 }

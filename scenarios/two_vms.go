@@ -4,6 +4,9 @@ import (
 	"context"
 	"strings"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/spiceharness/spiceharness/harness"
 	"github.com/spiceharness/spiceharness/proxy/spice"
 )
@@ -11,30 +14,37 @@ import (
 func init() {
 	Register(Scenario{
 		Name:        "two-vms-isolated",
-		Description: "a token for one VM reaches that VM only; its session id opens nothing on the other",
+		Tier:        Hardening,
+		Description: "a token for one VM reaches that VM only; the other VM's token cannot join its session, and nothing reaches qemu",
 		Options:     []harness.Option{harness.VMs(2)},
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {
 			a, b := env.VM(0), env.VM(1)
 			sa, fa, err := env.Connect(ctx, harness.Proxy, a)
-			check(t, err, "session on vm 1")
+			require.NoError(t, err, "session on vm 1")
 			defer sa.Close()
 			_, in, _ := openAll(ctx, t, sa)
-			check(t, in.Type("only-a"), "type")
+			require.NoError(t, in.Type("only-a"), "type")
 			waitSerial(ctx, t, a, `only-a`)
-			if strings.Contains(b.SerialTail(5), "only-a") {
-				t.Errorf("keys for vm 1 reached vm 2")
-			}
+			// vm 2's serial is current once a key sent to it now shows.
+			require.NoError(t, b.SendKeys(ctx, "z"), "a key into vm 2 over QMP")
+			waitSerial(ctx, t, b, `READY> z`)
+			assert.False(t, strings.Contains(b.SerialTail(5), "only-a"), "keys for vm 1 reached vm 2")
 			infoB, err := b.QuerySpice(ctx)
-			check(t, err, "query-spice vm 2")
-			if len(infoB.Channels) != 0 {
-				t.Errorf("vm 2 has %d SPICE channels though only vm 1 was opened", len(infoB.Channels))
-			}
+			require.NoError(t, err, "query-spice vm 2")
+			assert.Empty(t, infoB.Channels, "vm 2 has SPICE channels though only vm 1 was opened")
 			// vm 2's token cannot join vm 1's session.
 			fb, err := env.FetchVV(ctx, harness.Proxy, b)
-			check(t, err, "fetch vm 2 .vv")
+			require.NoError(t, err, "fetch vm 2 .vv")
+			wa, wb := a.WatchConnections(), b.WatchConnections()
+			defer wa.Close()
+			defer wb.Close()
 			_, err = harness.Dialer(fb.File).DialChannel(ctx, sa.ID, spice.ChannelDisplay, 0)
 			wantLinkCode(t, err, spice.StepLinkResult, spice.ErrBadConnectionID)
-			_ = fa
+			nothingReached(ctx, t, "vm 2's token naming vm 1's session", wa, wb)
+			// vm 1's own token still joins vm 1's session.
+			c, err := harness.Dialer(fa.File).DialChannel(ctx, sa.ID, spice.ChannelCursor, 0)
+			require.NoError(t, err, "vm 1's token joining its own session after the refusal")
+			c.Close()
 		},
 	})
 }

@@ -2,6 +2,11 @@ package scenarios
 
 import (
 	"context"
+	"net"
+	"slices"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/spiceharness/spiceharness/harness"
 )
@@ -9,23 +14,29 @@ import (
 func init() {
 	Register(Scenario{
 		Name:        "vv-direct-fields",
-		Description: "the direct console.vv carries qemu's own host, port and live ticket",
+		Tier:        Core,
+		Description: "the direct console.vv carries qemu's own endpoint (its hypervisor's name or address), port and live ticket",
+		Requires:    []harness.Capability{harness.CapDirectVV},
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {
 			vm := env.VM(0)
 			f, err := env.FetchVV(ctx, harness.Direct, vm)
-			check(t, err, "fetch direct .vv")
+			require.NoError(t, err, "fetch direct .vv")
 			info, err := vm.QuerySpice(ctx)
-			check(t, err, "query-spice")
+			require.NoError(t, err, "query-spice")
 			c := vm.Console()
-			if f.Type != "spice" || f.Host != c.HypervisorIP || f.Port != info.Port || f.TLSPort != info.TLSPort {
-				t.Errorf("direct .vv has %s:%d/%d (type %q); qemu serves %s:%d/%d", f.Host, f.Port, f.TLSPort, f.Type, info.Host, info.Port, info.TLSPort)
+			assert.Equal(t, "spice", f.Type, "type=")
+			// Kerbside writes the hypervisor's name and falls back to its
+			// address; either is right when it leads clients to qemu.
+			if f.Host != c.HypervisorIP {
+				addrs, err := net.DefaultResolver.LookupHost(ctx, f.Host)
+				require.NoError(t, err, "resolve host=%s", f.Host)
+				assert.True(t, slices.Contains(addrs, c.HypervisorIP), "host=%s resolves to %v, not to the hypervisor's %s", f.Host, addrs, c.HypervisorIP)
 			}
-			if f.Password != c.Ticket || f.Password == "" {
-				t.Errorf("direct .vv password is not the console's live ticket")
-			}
-			if info.Auth != "spice" {
-				t.Errorf("query-spice auth %q, want spice (ticketing on)", info.Auth)
-			}
+			assert.Equal(t, info.Port, f.Port, "port= is qemu's plain SPICE port")
+			assert.Equal(t, info.TLSPort, f.TLSPort, "tls-port= is qemu's TLS port")
+			assert.NotEmpty(t, f.Password, "password=")
+			assert.Equal(t, c.Ticket, f.Password, "password= is the console's live ticket")
+			assert.Equal(t, "spice", info.Auth, "query-spice auth (ticketing on)")
 		},
 	})
 }

@@ -6,11 +6,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spiceharness/spiceharness/internal/testenv"
 )
 
 // TestBinary builds the real harness binary once and checks the exit codes
 // and streams a script sees.
 func TestBinary(t *testing.T) {
+	testenv.Short(t)
 	bin := filepath.Join(t.TempDir(), "harness")
 	build := exec.Command("go", "build", "-o", bin, ".")
 	if out, err := build.CombinedOutput(); err != nil {

@@ -11,11 +11,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/spiceharness/spiceharness/harness"
 	"github.com/spiceharness/spiceharness/internal/syncbuf"
@@ -27,20 +30,22 @@ import (
 
 var (
 	buildOnce sync.Once
+	builtDir  string // removed by TestMain after the tests
 	builtBin  string
 	buildErr  error
 )
 
-// binary builds the harness command once per test process.
+// binary builds the harness command once per test process (skipped
+// under -short: a build is no unit test).
 func binary(t *testing.T) string {
 	t.Helper()
+	testenv.Short(t)
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "harness-bin-")
-		if err != nil {
-			buildErr = err
+		builtDir, buildErr = os.MkdirTemp("", "harness-bin-")
+		if buildErr != nil {
 			return
 		}
-		builtBin = filepath.Join(dir, "harness")
+		builtBin = filepath.Join(builtDir, "harness")
 		if out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput(); err != nil {
 			buildErr = errors.New(string(out))
 		}
@@ -48,8 +53,14 @@ func binary(t *testing.T) string {
 	if buildErr != nil {
 		t.Fatalf("go build: %v", buildErr)
 	}
-	t.Cleanup(func() {}) // the binary dir is removed by TestMain's caller; it is tiny
 	return builtBin
+}
+
+// removeBinary removes what binary built (TestMain's teardown).
+func removeBinary() {
+	if builtDir != "" {
+		os.RemoveAll(builtDir)
+	}
 }
 
 // started is a harness process whose stdout's first line is its ready
@@ -125,6 +136,7 @@ func (s *started) stop(t *testing.T) int {
 }
 
 func TestIntegrationUp(t *testing.T) {
+	testenv.Short(t)
 	testenv.NeedCommand(t, "qemu-system-x86_64", "qemu-system-x86")
 	for _, p := range []string{"remote-viewer:virt-viewer", "Xvfb:xvfb", "xdotool:xdotool", "import:imagemagick"} {
 		prog, pkg, _ := strings.Cut(p, ":")
@@ -249,6 +261,7 @@ func twoQemus(t *testing.T) (string, []qemu.VM) {
 }
 
 func TestIntegrationServeTwoHandLaunchedQemus(t *testing.T) {
+	testenv.Short(t)
 	testenv.NeedCommand(t, "qemu-system-x86_64", "qemu-system-x86")
 	testenv.NeedCommand(t, "spicy-screenshot", "spice-client-gtk")
 	path, vms := twoQemus(t)
@@ -279,23 +292,34 @@ func TestIntegrationServeTwoHandLaunchedQemus(t *testing.T) {
 			t.Errorf("console %d: blank capture", i)
 		}
 	}
-	for _, vm := range vms {
+	// Both qemus still run with ticketing on, on the ports serve used.
+	for i, vm := range vms {
 		info, err := vm.QuerySpice(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_ = info
+		want := qemu.SpiceInfo{Enabled: true, Auth: "spice", Port: h.ready.Consoles[i].Direct.Port}
+		got := qemu.SpiceInfo{Enabled: info.Enabled, Auth: info.Auth, Port: info.Port}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Errorf("unexpected query-spice of qemu %d (-want +got):\n%s", i, d)
+		}
 	}
 	if code := h.stop(t); code != 0 {
 		t.Fatalf("serve exited %d after SIGINT", code)
 	}
 }
 
+// TestIntegrationRunAgainstExternalServe drives `harness serve` as a
+// Kerbside-style deployment the harness did not start: every scenario
+// whose capabilities it has must pass, the rest must be skipped with the
+// capability named, and JUnit and JSON reports must agree.
 func TestIntegrationRunAgainstExternalServe(t *testing.T) {
+	testenv.Short(t)
 	testenv.NeedCommand(t, "qemu-system-x86_64", "qemu-system-x86")
 	testenv.NeedCommand(t, "spicy-screenshot", "spice-client-gtk")
 	// serve starts on an empty lab; run writes the sources it must load.
-	path := filepath.Join(t.TempDir(), "sources.yaml")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sources.yaml")
 	var b bytes.Buffer
 	if err := static.Emit(&b, []static.Source{{Name: harness.DefaultSource, Type: static.TypeStatic}}); err != nil {
 		t.Fatal(err)
@@ -304,25 +328,64 @@ func TestIntegrationRunAgainstExternalServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := startHarness(t, "serve", "--sources", path, "--json")
-	scenarios := []string{"vv-proxy-fields", "vv-direct-fields", "proxy-handshake", "token-replay", "foreign-session",
+	pass := []string{"vv-proxy-fields", "vv-direct-fields", "proxy-handshake", "token-replay", "foreign-session",
 		"multi-channel", "need-secured", "ticket-rotation", "terminate", "pixels-proxy-equal-direct",
-		"key-through-proxy", "two-vms-isolated", "display-drop-before-init", "token-expired"}
-	args := []string{"run", "--external-api", h.ready.API, "--external-sources", path}
-	for _, s := range scenarios {
+		"key-through-proxy", "two-vms-isolated", "display-drop-before-init"}
+	skip := map[string]string{
+		"token-expired":        "needs the token-ttl capability",
+		"vv-proxy-conventions": "needs the capabilities in-process, spice-listener",
+	}
+	junit := filepath.Join(dir, "report.xml")
+	args := []string{"run", "--external-api", h.ready.API, "--external-sources", path, "--json", "--junit", junit,
+		"--external-reload", "kill -HUP " + strconv.Itoa(h.cmd.Process.Pid)}
+	for _, s := range pass {
+		args = append(args, "--scenario", s)
+	}
+	for s := range skip {
 		args = append(args, "--scenario", s)
 	}
 	cmd := exec.Command(binary(t), args...)
-	out, err := cmd.CombinedOutput()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("harness run against serve: %v\nstdout:\n%s\nstderr:\n%s\nserve stderr:\n%s", err, stdout.String(), stderr.String(), h.stderr.String())
+	}
+	got := map[string]string{}
+	sc := bufio.NewScanner(&stdout)
+	for sc.Scan() {
+		var r struct{ Name, Status, Reason, Tier string }
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("--json line %q: %v", sc.Text(), err)
+		}
+		if r.Tier == "" {
+			t.Errorf("%s: no tier in its JSON result", r.Name)
+		}
+		got[r.Name] = r.Status
+		if why, ok := skip[r.Name]; ok && !strings.Contains(r.Reason, why) {
+			t.Errorf("%s skipped because %q, want it to say %q", r.Name, r.Reason, why)
+		}
+	}
+	want := map[string]string{}
+	for _, s := range pass {
+		want[s] = "pass"
+	}
+	for s := range skip {
+		want[s] = "skip"
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("unexpected results (-want +got):\n%s\nstderr:\n%s", d, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "--- PASS: terminate [hardening]") {
+		t.Errorf("no go-test style line with the tier on stderr:\n%s", stderr.String())
+	}
+	x, err := os.ReadFile(junit)
 	if err != nil {
-		t.Fatalf("harness run against serve: %v\n%s\nserve stderr:\n%s", err, out, h.stderr.String())
+		t.Fatal(err)
 	}
-	// token-expired needs this harness's own token lifetime: it must be
-	// skipped as not applicable, the rest must pass.
-	if !strings.Contains(string(out), "--- SKIP: token-expired") {
-		t.Errorf("token-expired was not skipped against an external proxy:\n%s", out)
-	}
-	if n := strings.Count(string(out), "--- PASS: "); n != len(scenarios)-1 {
-		t.Errorf("%d scenarios passed, want %d:\n%s", n, len(scenarios)-1, out)
+	for _, want := range []string{`<testsuite name="spice-harness.core"`, `<testcase name="terminate" classname="scenarios.hardening"`, `<skipped message="needs the token-ttl capability`} {
+		if !strings.Contains(string(x), want) {
+			t.Errorf("JUnit report lacks %s:\n%s", want, x)
+		}
 	}
 	if code := h.stop(t); code != 0 {
 		t.Fatalf("serve exited %d", code)

@@ -8,6 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spiceharness/spiceharness/harness"
+	"github.com/spiceharness/spiceharness/harness/inproc"
+	"github.com/spiceharness/spiceharness/static"
 )
 
 func init() { register(newServeCmd) }
@@ -40,18 +42,13 @@ With --json, stdout gets one JSON line when ready (see harness up --help).`,
 				return usageError(errString("--sources FILE is required"))
 			}
 			log := progressLogger(cmd, verbose)
-			opts := []harness.Option{harness.Logger(log), harness.Listen(plain, tls, apiAddr), harness.TokenTTL(tokenTTL)}
+			settings := harness.Settings{PlainAddr: plain, TLSAddr: tls, APIAddr: apiAddr, TokenTTL: tokenTTL,
+				AllowPlain: allowPlain, APIKey: os.Getenv("HARNESS_API_KEY")}
 			if verbose {
-				opts = append(opts, harness.ProxyLogger(log))
-			}
-			if allowPlain {
-				opts = append(opts, harness.AllowPlain())
-			}
-			if key := os.Getenv("HARNESS_API_KEY"); key != "" {
-				opts = append(opts, harness.APIKey(key))
+				settings.Logger = log
 			}
 			ctx := cmd.Context()
-			env, err := harness.Serve(ctx, sources, opts...)
+			env, err := inproc.Serve(ctx, sources, inproc.ServeConfig{Settings: settings, Logger: log})
 			if err != nil {
 				return &exitError{Code: exitFailure, Err: err}
 			}
@@ -70,7 +67,7 @@ With --json, stdout gets one JSON line when ready (see harness up --help).`,
 			for _, c := range env.Store.Consoles() {
 				ready.Consoles = append(ready.Consoles, readyConsole{Source: c.Source, UUID: c.UUID, Name: c.Name,
 					Direct: readyDirect{Host: c.HypervisorIP, Port: c.InsecurePort},
-					VVURL:  env.VVURL(harness.Proxy, c.Source, c.UUID)})
+					VVURL:  harness.VVURL(env.APIURL, harness.Proxy, static.Key{Source: c.Source, UUID: c.UUID})})
 			}
 			printReady(cmd, ready, asJSON)
 			for {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spiceharness/spiceharness/harness"
+	"github.com/spiceharness/spiceharness/harness/inproc"
 	"github.com/spiceharness/spiceharness/qemu"
 )
 
@@ -49,8 +50,12 @@ type readyDirect struct {
 	Port int    `json:"port"`
 }
 
-// laneFlags are shared by up and run.
+// laneFlags are shared by up and run. Only the flags a person sets
+// become options, so the HARNESS_* variables (HARNESS_VMS, HARNESS_ACCEL,
+// HARNESS_LIBVIRT, HARNESS_TOKEN_TTL, HARNESS_TIMEOUT, …) apply
+// otherwise; a flag beats its variable.
 type laneFlags struct {
+	cmd         *cobra.Command
 	vms         int
 	accel       string
 	libvirt     string
@@ -61,23 +66,46 @@ type laneFlags struct {
 }
 
 func (f *laneFlags) add(cmd *cobra.Command, tokenTTL time.Duration) {
+	f.cmd = cmd
 	fl := cmd.Flags()
-	fl.IntVar(&f.vms, "vms", 1, "number of VMs to boot")
-	fl.StringVar(&f.accel, "accel", "auto", "qemu accelerator: auto, kvm or tcg (auto: TCG for the built-in guest, measured faster here)")
-	fl.StringVar(&f.libvirt, "libvirt", "", "boot the VMs as libvirt domains on this libvirtd (qemu:///system, qemu+tcp://HOST/system)")
-	fl.BoolVar(&f.tlsBackends, "tls-backends", false, "qemu serves SPICE over TLS too (harness CA); the proxy then reaches it over TLS")
+	fl.IntVar(&f.vms, "vms", 1, "number of VMs to boot (or HARNESS_VMS)")
+	fl.StringVar(&f.accel, "accel", "auto", "qemu accelerator: auto, kvm or tcg (or HARNESS_ACCEL; auto: TCG for the built-in guest, measured faster here)")
+	fl.StringVar(&f.libvirt, "libvirt", "", "boot the VMs as libvirt domains on this libvirtd (qemu:///system, qemu+tcp://HOST/system; or HARNESS_LIBVIRT)")
+	fl.BoolVar(&f.tlsBackends, "tls-backends", false, "qemu serves SPICE over TLS too (harness CA); the proxy then reaches it over TLS (or HARNESS_TLS_BACKENDS=1)")
 	fl.BoolVar(&f.allowPlain, "allow-plain", false, "serve sessions on the proxy's plain port instead of answering NEED_SECURED")
-	fl.DurationVar(&f.tokenTTL, "token-ttl", tokenTTL, "how long a minted token may open its session")
-	fl.DurationVar(&f.timeout, "timeout", 2*time.Minute, "bound on booting the lane")
+	fl.DurationVar(&f.tokenTTL, "token-ttl", tokenTTL, "how long a minted token may open its session (or HARNESS_TOKEN_TTL)")
+	fl.DurationVar(&f.timeout, "timeout", 2*time.Minute, "bound on booting the lane (or HARNESS_TIMEOUT)")
 }
 
+func (f *laneFlags) set(name string) bool { return f.cmd.Flags().Changed(name) }
+
 func (f *laneFlags) options() ([]harness.Option, error) {
-	accel, err := qemu.ParseAccelerator(f.accel)
-	if err != nil {
-		return nil, usageError(err)
+	var opts []harness.Option
+	if f.set("vms") {
+		opts = append(opts, harness.VMs(f.vms))
 	}
-	opts := []harness.Option{harness.VMs(f.vms), harness.Accel(accel), harness.TokenTTL(f.tokenTTL), harness.Timeout(f.timeout)}
-	if f.libvirt != "" {
+	if f.set("accel") {
+		accel, err := qemu.ParseAccelerator(f.accel)
+		if err != nil {
+			return nil, usageError(fmt.Errorf("--accel: %w", err))
+		}
+		opts = append(opts, harness.Accel(accel))
+	}
+	// This command's own default lifetime applies unless the flag or
+	// HARNESS_TOKEN_TTL says otherwise.
+	if f.set("token-ttl") || os.Getenv(harness.EnvTokenTTL) == "" {
+		if f.tokenTTL <= 0 {
+			return nil, usageError(fmt.Errorf("--token-ttl %v: want a positive duration", f.tokenTTL))
+		}
+		opts = append(opts, harness.TokenTTL(f.tokenTTL))
+	}
+	if f.set("timeout") {
+		if f.timeout <= 0 {
+			return nil, usageError(fmt.Errorf("--timeout %v: want a positive duration", f.timeout))
+		}
+		opts = append(opts, harness.Timeout(f.timeout))
+	}
+	if f.set("libvirt") {
 		opts = append(opts, harness.Libvirt(f.libvirt))
 	}
 	if f.tlsBackends {
@@ -157,18 +185,19 @@ fresh one from its vv_url.`,
 // state dir and describes the lane.
 func writeReady(ctx context.Context, env *harness.Env) (readyLine, error) {
 	ready := readyLine{API: env.APIURL, SourcesYAML: env.SourcesYAML}
-	if env.Proxy != nil {
+	if t, ok := inproc.Of(env); ok {
+		p := t.Proxy()
 		ca := filepath.Join(env.Dir, "proxy-ca.pem")
-		if err := os.WriteFile(ca, env.Proxy.CAPEM(), 0o644); err != nil {
+		if err := os.WriteFile(ca, p.CAPEM(), 0o644); err != nil {
 			return ready, err
 		}
-		ready.Proxy = readyProxy{Host: "127.0.0.1", Port: env.Proxy.PlainAddr().Port, TLSPort: env.Proxy.TLSAddr().Port, CAFile: ca}
+		ready.Proxy = readyProxy{Host: "127.0.0.1", Port: p.PlainAddr().Port, TLSPort: p.TLSAddr().Port, CAFile: ca}
 	}
 	for _, vm := range env.VMs {
 		c := vm.Console()
 		rc := readyConsole{Source: vm.Key.Source, UUID: c.UUID, Name: c.Name,
 			Direct: readyDirect{Host: c.HypervisorIP, Port: c.InsecurePort},
-			VVURL:  env.VVURL(harness.Proxy, vm.Key.Source, c.UUID)}
+			VVURL:  harness.VVURL(env.APIURL, harness.Proxy, vm.Key)}
 		f, err := env.FetchVV(ctx, harness.Proxy, vm)
 		if err != nil {
 			return ready, err

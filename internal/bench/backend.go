@@ -78,7 +78,8 @@ func startSynthetic(ctx context.Context, srv *spicetest.Server, helperBin string
 // dialer fetches a proxy `.vv` (a fresh one-session token) and returns a
 // Go client for the proxy's plain or TLS listener.
 func (s *synthetic) dialer(ctx context.Context, secure bool) (*spice.Dialer, error) {
-	r, err := harness.FetchVV(ctx, s.http, s.helper.API, "", harness.Proxy, benchSource, benchUUID)
+	api := &harness.APIClient{URL: s.helper.API, HTTP: s.http}
+	r, err := api.VV(ctx, harness.Proxy, static.Key{Source: benchSource, UUID: benchUUID})
 	if err != nil {
 		return nil, err
 	}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/spiceharness/spiceharness/harness"
+	"github.com/spiceharness/spiceharness/harness/inproc"
 	"github.com/spiceharness/spiceharness/internal/proc"
 )
 
@@ -75,7 +76,7 @@ func runHelper(args []string) error {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	env, err := harness.Serve(ctx, *sources, harness.AllowPlain())
+	env, err := inproc.Serve(ctx, *sources, inproc.ServeConfig{Settings: harness.Settings{AllowPlain: true}})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,449 @@
+package harness
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spiceharness/spiceharness/internal/proc"
+	"github.com/spiceharness/spiceharness/internal/syncbuf"
+	"github.com/spiceharness/spiceharness/static"
+)
+
+// ExecConfig describes a proxy the harness starts itself, once per lane,
+// and supervises: if it dies, the running scenario fails at once with
+// its exit status and log tail, and the next lane starts a new one.
+//
+// The proxy must serve a Kerbside-style `.vv` API (see APIClient) and
+// load its consoles from the sources.yaml the harness writes (Kerbside's
+// `type: static` format; one source per lane, named "harness").
+type ExecConfig struct {
+	// Command is the proxy's command line. It is split into words like a
+	// shell would (single and double quotes group; nothing is expanded),
+	// and these placeholders are replaced in each word:
+	//
+	//	{sources}      the sources.yaml path (written before the start)
+	//	{dir}          the lane's state directory
+	//	{plain_port}   a free loopback port for its plain SPICE listener
+	//	{tls_port}     a free loopback port for its TLS SPICE listener
+	//	{api_port}     a free loopback port for its `.vv` API
+	//	{api}          http://127.0.0.1:{api_port}
+	//	{token_ttl}    the lane's token lifetime in whole seconds
+	//
+	// Without {api_port} or {api} the proxy must print, on stdout, one
+	// JSON line with an "api" member holding its API's base URL once it
+	// is ready (`harness serve --json` does).
+	Command string
+	// Env adds KEY=VALUE pairs to the proxy's environment (which is the
+	// harness's own otherwise).
+	Env []string
+	// Token is the bearer token its API wants ("": none).
+	Token string
+	// Reload says how the proxy learns a rewritten sources.yaml: "file"
+	// (the default: it watches the file), "sighup" (the harness sends
+	// SIGHUP after each write) or "restart" (the harness restarts it).
+	Reload string
+	// ReadyWithin bounds its start until the API answers (0: 30 s);
+	// ReloadWithin how long it may take to serve a rewritten file (0: 10 s).
+	ReadyWithin, ReloadWithin time.Duration
+}
+
+// ExecReloads are the accepted ExecConfig.Reload values.
+var ExecReloads = []string{"file", "sighup", "restart"}
+
+// Exec is a target that starts cfg.Command per lane. It offers the
+// direct-vv and terminate capabilities (through the API) and token-ttl
+// when the command uses {token_ttl}.
+func Exec(cfg ExecConfig) NewTarget {
+	return func(s Settings) (Target, error) {
+		cfg := cfg // each lane its own copy
+		argv, err := splitWords(cfg.Command)
+		if err != nil {
+			return nil, fmt.Errorf("the exec command: %w", err)
+		}
+		if len(argv) == 0 {
+			return nil, fmt.Errorf("the exec command is empty (set --exec or %s)", EnvExec)
+		}
+		switch cfg.Reload {
+		case "":
+			cfg.Reload = "file"
+		case "file", "sighup", "restart":
+		default:
+			return nil, fmt.Errorf("exec reload %q: want one of %s", cfg.Reload, strings.Join(ExecReloads, ", "))
+		}
+		if cfg.ReadyWithin <= 0 {
+			cfg.ReadyWithin = 30 * time.Second
+		}
+		if cfg.ReloadWithin <= 0 {
+			cfg.ReloadWithin = 10 * time.Second
+		}
+		x := &execTarget{cfg: cfg, argv: argv, settings: s, died: make(chan struct{})}
+		x.usesTTL = strings.Contains(cfg.Command, "{token_ttl}")
+		return x, nil
+	}
+}
+
+type execTarget struct {
+	cfg      ExecConfig
+	argv     []string
+	settings Settings
+	usesTTL  bool
+
+	env    *Env
+	api    *APIClient
+	vars   map[string]string
+	loaded bool // the first Load follows the start: no restart
+
+	mu       sync.Mutex
+	child    *proc.Child
+	started  time.Time
+	out      *syncbuf.Buffer
+	closing  bool
+	died     chan struct{}
+	diedErr  error
+	closeErr error
+	once     sync.Once
+}
+
+func (x *execTarget) Name() string { return "exec " + x.argv[0] }
+
+func (x *execTarget) Start(ctx context.Context, env *Env) error {
+	x.env = env
+	x.vars = map[string]string{"{sources}": env.SourcesYAML, "{dir}": env.Dir,
+		"{token_ttl}": strconv.Itoa(max(1, int(x.settings.TokenTTL.Round(time.Second)/time.Second)))}
+	for _, name := range []string{"plain_port", "tls_port", "api_port"} {
+		p, err := freePort()
+		if err != nil {
+			return err
+		}
+		x.vars["{"+name+"}"] = strconv.Itoa(p)
+	}
+	x.vars["{api}"] = "http://127.0.0.1:" + x.vars["{api_port}"]
+	return x.launch(ctx)
+}
+
+// launch starts the proxy and waits until its API answers.
+func (x *execTarget) launch(ctx context.Context) error {
+	argv := make([]string, len(x.argv))
+	for i, w := range x.argv {
+		for k, v := range x.vars {
+			w = strings.ReplaceAll(w, k, v)
+		}
+		argv[i] = w
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), x.cfg.Env...)
+	cmd.Dir = x.env.Dir
+	out := &syncbuf.Buffer{}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = out
+	child, err := proc.Start(cmd)
+	if err != nil {
+		return fmt.Errorf("starting %s: %w", argv[0], err)
+	}
+	x.mu.Lock()
+	x.child, x.out, x.started = child, out, time.Now()
+	x.mu.Unlock()
+	apiURL := make(chan string, 1)
+	go x.readStdout(stdout, out, apiURL)
+	go x.supervise(child)
+
+	rctx, cancel := context.WithTimeout(ctx, x.cfg.ReadyWithin)
+	defer cancel()
+	base := ""
+	if strings.Contains(x.cfg.Command, "{api") {
+		base = x.vars["{api}"]
+	} else {
+		select {
+		case base = <-apiURL:
+		case <-child.Exited():
+			return x.exitErr(child)
+		case <-rctx.Done():
+			return fmt.Errorf("%s printed no ready line with \"api\" within %v (use {api_port} in the command, or have it print {\"api\":URL})\n%s",
+				argv[0], x.cfg.ReadyWithin, x.logTail())
+		}
+	}
+	x.api = &APIClient{URL: strings.TrimRight(base, "/"), Token: x.cfg.Token, CredentialsHint: "the exec target's token (--exec-token or HARNESS_EXEC_TOKEN)",
+		HTTP: &http.Client{Timeout: 30 * time.Second}}
+	x.env.APIURL = x.api.URL
+	err = wait(rctx, 50*time.Millisecond, "waiting for "+argv[0]+"'s API at "+x.api.URL, func() (bool, error) {
+		select {
+		case <-child.Exited():
+			return false, permanent(x.exitErr(child))
+		default:
+		}
+		_, _, err := x.api.get(rctx, "/console")
+		var he *HTTPError
+		switch {
+		case err == nil || errors.As(err, &he):
+			return true, nil
+		case errors.Is(err, ErrAPIAuth):
+			return false, permanent(err)
+		}
+		return false, err
+	})
+	if err != nil {
+		return fmt.Errorf("%w\n%s", err, x.logTail())
+	}
+	return nil
+}
+
+// readStdout copies the proxy's stdout into its log and reports the
+// first JSON line with an "api" member.
+func (x *execTarget) readStdout(r io.Reader, out io.Writer, apiURL chan<- string) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	sent := false
+	for sc.Scan() {
+		line := sc.Bytes()
+		fmt.Fprintf(out, "%s\n", line)
+		if !sent && len(line) > 0 && line[0] == '{' {
+			var ready struct {
+				API string `json:"api"`
+			}
+			if json.Unmarshal(line, &ready) == nil && ready.API != "" {
+				apiURL <- ready.API
+				sent = true
+			}
+		}
+	}
+	io.Copy(out, r)
+}
+
+// supervise records an exit the harness did not ask for.
+func (x *execTarget) supervise(child *proc.Child) {
+	<-child.Exited()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.closing || x.child != child {
+		return
+	}
+	x.diedErr = x.exitErrLocked(child)
+	close(x.died)
+}
+
+func (x *execTarget) exitErr(child *proc.Child) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.exitErrLocked(child)
+}
+
+func (x *execTarget) exitErrLocked(child *proc.Child) error {
+	status := "exited"
+	if st := child.ProcessState(); st != nil {
+		status = st.String()
+	}
+	return &TargetExitError{Command: x.argv[0], Status: status, After: time.Since(x.started).Round(time.Millisecond), Log: tail(x.out.String(), 20)}
+}
+
+// TargetExitError: the proxy under test exited while the lane needed it.
+type TargetExitError struct {
+	Command string
+	Status  string
+	After   time.Duration
+	Log     string // its log tail
+}
+
+func (e *TargetExitError) Error() string {
+	return fmt.Sprintf("proxy under test exited (%s) %v after its start: %s; its log tail:\n%s", e.Status, e.After, e.Command, e.Log)
+}
+
+func (x *execTarget) Died() <-chan struct{} { return x.died }
+func (x *execTarget) Err() error            { x.mu.Lock(); defer x.mu.Unlock(); return x.diedErr }
+
+func (x *execTarget) logTail() string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.out == nil {
+		return ""
+	}
+	return "--- " + x.argv[0] + " log tail:\n" + tail(x.out.String(), 20)
+}
+
+// FailureLog is the proxy's log tail, for failed tests.
+func (x *execTarget) FailureLog() string { return x.logTail() }
+
+func (x *execTarget) Load(ctx context.Context, srcs []static.Source) error {
+	if err := x.checkAlive(); err != nil {
+		return err
+	}
+	switch x.cfg.Reload {
+	case "sighup":
+		x.mu.Lock()
+		err := syscall.Kill(x.child.Pid(), syscall.SIGHUP)
+		x.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("SIGHUP to the proxy under test: %w", err)
+		}
+	case "restart":
+		if x.loaded {
+			if err := x.restart(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	x.loaded = true
+	wctx, cancel := context.WithTimeout(ctx, x.cfg.ReloadWithin)
+	defer cancel()
+	if err := x.api.WaitListed(wctx, srcs, 50*time.Millisecond, true); err != nil {
+		if err := x.checkAlive(); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w\n(the proxy must serve a rewritten %s within %v; reload mode %q)\n%s", err, x.env.SourcesYAML, x.cfg.ReloadWithin, x.cfg.Reload, x.logTail())
+	}
+	return nil
+}
+
+func (x *execTarget) restart(ctx context.Context) error {
+	x.mu.Lock()
+	old := x.child
+	x.closing = true
+	x.mu.Unlock()
+	old.Stop(5 * time.Second)
+	x.mu.Lock()
+	x.closing = false
+	x.mu.Unlock()
+	return x.launch(ctx)
+}
+
+func (x *execTarget) checkAlive() error {
+	select {
+	case <-x.died:
+		return x.Err()
+	default:
+		return nil
+	}
+}
+
+func (x *execTarget) ProxyVV(ctx context.Context, key static.Key) (*VVResponse, error) {
+	if err := x.checkAlive(); err != nil {
+		return nil, err
+	}
+	return x.api.VV(ctx, Proxy, key)
+}
+
+func (x *execTarget) DirectVV(ctx context.Context, key static.Key) (*VVResponse, error) {
+	if err := x.checkAlive(); err != nil {
+		return nil, err
+	}
+	return x.api.VV(ctx, Direct, key)
+}
+
+func (x *execTarget) SessionID(ctx context.Context, f *VVResponse) (string, error) {
+	return x.api.SessionID(ctx, f)
+}
+
+func (x *execTarget) TerminateSession(ctx context.Context, id string) error {
+	return x.api.TerminateSession(ctx, id)
+}
+
+func (x *execTarget) TerminateConsole(ctx context.Context, key static.Key) error {
+	return x.api.TerminateConsole(ctx, key)
+}
+
+// TokenTTL is the lane's lifetime when the command passes it on.
+func (x *execTarget) TokenTTL() time.Duration {
+	if !x.usesTTL {
+		return 0
+	}
+	return x.settings.TokenTTL
+}
+
+func (x *execTarget) AdvanceTokenClock(time.Duration) error { return ErrUnsupported }
+
+// Close stops the proxy: SIGTERM to its process group, SIGKILL after 5 s.
+func (x *execTarget) Close() error {
+	x.once.Do(func() {
+		x.mu.Lock()
+		x.closing = true
+		child := x.child
+		x.mu.Unlock()
+		if child != nil {
+			if err := child.Stop(5 * time.Second); err != nil && !errors.Is(err, proc.ErrKilled) {
+				var ee *exec.ExitError
+				if !errors.As(err, &ee) {
+					x.closeErr = err
+				}
+			}
+		}
+	})
+	return x.closeErr
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// splitWords splits s into words as a POSIX shell would, with single and
+// double quotes and backslashes, and no expansion of any kind.
+func splitWords(s string) ([]string, error) {
+	var words []string
+	var cur strings.Builder
+	inWord := false
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		switch {
+		case ch == '\'':
+			j := strings.IndexByte(s[i+1:], '\'')
+			if j < 0 {
+				return nil, fmt.Errorf("unterminated ' in %q", s)
+			}
+			cur.WriteString(s[i+1 : i+1+j])
+			i += j + 1
+			inWord = true
+		case ch == '"':
+			i++
+			for ; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' && i+1 < len(s) && strings.IndexByte("\"\\$`", s[i+1]) >= 0 {
+					i++
+				}
+				cur.WriteByte(s[i])
+			}
+			if i >= len(s) {
+				return nil, fmt.Errorf("unterminated \" in %q", s)
+			}
+			inWord = true
+		case ch == '\\' && i+1 < len(s):
+			i++
+			cur.WriteByte(s[i])
+			inWord = true
+		case ch == ' ' || ch == '\t' || ch == '\n':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteByte(ch)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words, nil
+}
+
+// TerminatesSPICE: the proxy swaps its own credential for qemu's ticket.
+func (x *execTarget) TerminatesSPICE() {}

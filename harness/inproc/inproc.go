@@ -1,0 +1,332 @@
+// Package inproc is the in-process target: this repository's SPICE proxy
+// (package proxy) with its console store and `.vv` API, run inside the
+// test process. Importing it makes it the default target of package
+// harness:
+//
+//	import _ "github.com/spiceharness/spiceharness/harness/inproc"
+//
+//	env := harness.Start(t)                    // the in-process proxy
+//	env := harness.Start(t, harness.WithTarget(inproc.New(inproc.Firewall(proxy.FirewallWarn))))
+//
+// It offers every capability of harness.Target: direct `.vv`, terminate,
+// session state, metrics, audit, a token clock the test moves, known
+// backend and handshake deadlines, idle waits, graceful shutdown and API
+// restarts. Package harness itself does not import it, so a proxy
+// author's tests that drive their own proxy do not build this one.
+package inproc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spiceharness/spiceharness/harness"
+	"github.com/spiceharness/spiceharness/proxy"
+	"github.com/spiceharness/spiceharness/proxy/api"
+	"github.com/spiceharness/spiceharness/proxy/store"
+	"github.com/spiceharness/spiceharness/static"
+)
+
+func init() { harness.RegisterDefaultTarget(New()) }
+
+type config struct {
+	firewall  proxy.FirewallMode
+	configure []func(*proxy.Proxy)
+}
+
+// Option configures the in-process target.
+type Option func(*config)
+
+// Firewall sets the proxy's firewall mode (default enforce).
+func Firewall(m proxy.FirewallMode) Option { return func(c *config) { c.firewall = m } }
+
+// Configure calls f on the proxy before it starts, after the lane's
+// settings were applied: for fields the harness has no option for.
+func Configure(f func(*proxy.Proxy)) Option {
+	return func(c *config) { c.configure = append(c.configure, f) }
+}
+
+// New returns the in-process target with opts.
+func New(opts ...Option) harness.NewTarget {
+	var c config
+	for _, o := range opts {
+		o(&c)
+	}
+	return func(s harness.Settings) (harness.Target, error) {
+		return &Target{cfg: c, settings: s}, nil
+	}
+}
+
+// Target is the in-process proxy of one lane.
+type Target struct {
+	cfg      config
+	settings harness.Settings
+	env      *harness.Env
+
+	offset atomic.Int64 // the token clock's lead over the wall clock, ns
+	st     *store.Store
+	p      *proxy.Proxy
+
+	mu      sync.Mutex
+	stopAPI func(context.Context) error
+	apiURL  string
+	loaded  map[static.Key]static.Console
+}
+
+// Of returns the in-process target of env, if that is env's target.
+func Of(env *harness.Env) (*Target, bool) {
+	t, ok := env.Target().(*Target)
+	return t, ok
+}
+
+// Proxy and Store are the lane's proxy and console store.
+func (t *Target) Proxy() *proxy.Proxy { return t.p }
+
+// Store is the lane's console store.
+func (t *Target) Store() *store.Store { return t.st }
+
+func (t *Target) Name() string { return "in-process" }
+
+// InProcess marks this repository's proxy (capability in-process).
+func (t *Target) InProcess() {}
+
+func (t *Target) now() time.Time { return time.Now().Add(time.Duration(t.offset.Load())) }
+
+func (t *Target) Start(ctx context.Context, env *harness.Env) error {
+	s := t.settings
+	t.env = env
+	t.st = store.New(store.Options{TokenTTL: s.TokenTTL, Now: t.now})
+	t.p = &proxy.Proxy{Store: t.st, AllowPlain: s.AllowPlain, Firewall: t.cfg.firewall, BackendTimeout: s.BackendTimeout,
+		HandshakeTimeout: s.HandshakeTimeout, Logger: s.Logger}
+	for _, f := range t.cfg.configure {
+		f(t.p)
+	}
+	if err := t.p.Start(orLoopback(s.PlainAddr), orLoopback(s.TLSAddr)); err != nil {
+		return err
+	}
+	if err := t.startAPI(orLoopback(s.APIAddr)); err != nil {
+		return err
+	}
+	env.APIURL = t.apiURL
+	return nil
+}
+
+func orLoopback(addr string) string {
+	if addr == "" {
+		return "127.0.0.1:0"
+	}
+	return addr
+}
+
+func (t *Target) startAPI(addr string) error {
+	p := t.p
+	srv, err := api.New(api.Config{
+		Store: t.st,
+		Proxy: api.ProxyEndpoint{Host: "127.0.0.1", Port: p.PlainAddr().Port, TLSPort: p.TLSAddr().Port,
+			CAPEM: p.CAPEM(), HostSubject: p.HostSubject()},
+		APIKey:  t.settings.APIKey,
+		Metrics: p.MetricsHandler(),
+		Logger:  t.settings.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(addr); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	t.apiURL, t.stopAPI = srv.URL(), srv.Shutdown
+	t.mu.Unlock()
+	return nil
+}
+
+// Load replaces the lane's sources in the store. When only tickets
+// changed, it sets them in place (no reload, no new caps probes).
+func (t *Target) Load(ctx context.Context, srcs []static.Source) error {
+	next := map[static.Key]static.Console{}
+	for _, s := range srcs {
+		for _, c := range s.Consoles {
+			next[static.Key{Source: s.Name, UUID: c.UUID}] = c
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.loaded != nil && maps.EqualFunc(t.loaded, next, func(a, b static.Console) bool { a.Ticket = b.Ticket; return a == b }) {
+		for k, c := range next {
+			if err := t.st.SetTicket(k, c.Ticket); err != nil {
+				return err
+			}
+		}
+		t.loaded = next
+		return nil
+	}
+	t.st.Load(srcs...)
+	t.loaded = next
+	// Ready means steady: the caps probes of the new consoles are done,
+	// so no connection of the proxy's own reaches qemu after Load.
+	return t.p.WarmCapsWait(ctx)
+}
+
+func (t *Target) ProxyVV(ctx context.Context, k static.Key) (*harness.VVResponse, error) {
+	return t.client().VV(ctx, harness.Proxy, k)
+}
+
+func (t *Target) DirectVV(ctx context.Context, k static.Key) (*harness.VVResponse, error) {
+	return t.client().VV(ctx, harness.Direct, k)
+}
+
+func (t *Target) client() *harness.APIClient {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return &harness.APIClient{URL: t.apiURL, Token: t.settings.APIKey, CredentialsHint: "harness.APIKey"}
+}
+
+// SessionID reads the session from the title this API writes
+// ("<name> via proxy session <id>").
+func (t *Target) SessionID(ctx context.Context, f *harness.VVResponse) (string, error) {
+	return t.client().SessionID(ctx, f)
+}
+
+func (t *Target) TerminateSession(ctx context.Context, id string) error {
+	return t.client().TerminateSession(ctx, id)
+}
+
+func (t *Target) TerminateConsole(ctx context.Context, k static.Key) error {
+	return t.client().TerminateConsole(ctx, k)
+}
+
+func (t *Target) Session(_ context.Context, id string) (harness.SessionState, error) {
+	info, err := t.st.Session(id)
+	if err != nil {
+		return harness.SessionState{}, err
+	}
+	return harness.SessionState{State: info.State, Reason: info.Reason, Channels: len(info.Channels)}, nil
+}
+
+func (t *Target) Metric(_ context.Context, name string, labels ...string) (float64, error) {
+	return t.p.Metric(name, labels...)
+}
+
+func (t *Target) Audit(context.Context) ([]harness.AuditEvent, error) {
+	evs := t.st.Audit()
+	out := make([]harness.AuditEvent, len(evs))
+	for i, e := range evs {
+		out[i] = harness.AuditEvent{Time: e.Time, Kind: string(e.Kind), Source: e.Source, UUID: e.UUID, Session: e.Session, Detail: e.Detail}
+	}
+	return out, nil
+}
+
+// TokenTTL is the token lifetime the lane set (the store's default when
+// none).
+func (t *Target) TokenTTL() time.Duration {
+	if t.settings.TokenTTL > 0 {
+		return t.settings.TokenTTL
+	}
+	return store.DefaultTokenTTL
+}
+
+// AdvanceTokenClock moves the store's clock forward by d: tokens expire
+// as if d had passed.
+func (t *Target) AdvanceTokenClock(d time.Duration) error {
+	t.offset.Add(int64(d))
+	return nil
+}
+
+func (t *Target) BackendDeadline() time.Duration {
+	if t.settings.BackendTimeout > 0 {
+		return t.settings.BackendTimeout
+	}
+	return proxy.DefaultBackendTimeout
+}
+
+func (t *Target) HandshakeDeadline() time.Duration {
+	if t.settings.HandshakeTimeout > 0 {
+		return t.settings.HandshakeTimeout
+	}
+	return proxy.DefaultHandshakeTimeout
+}
+
+// WaitIdle waits until the proxy holds no channel and no handshake, and
+// its channel and connection gauges agree.
+func (t *Target) WaitIdle(ctx context.Context) error {
+	var last string
+	for {
+		st := t.p.Stats()
+		ch, _ := t.p.Metric("spice_proxy_channels_active")
+		conns, _ := t.p.Metric("spice_proxy_connections_active")
+		if st.Channels == 0 && st.Handshaking == 0 && ch == 0 && conns == 0 {
+			return nil
+		}
+		last = fmt.Sprintf("%+v, channels_active %v, connections_active %v", st, ch, conns)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("inproc: the proxy still holds %s: %w", last, context.Cause(ctx))
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func (t *Target) ShutdownProxy(ctx context.Context) error { return t.p.Shutdown(ctx) }
+
+// RestartAPI stops the `.vv` API and starts a new one on the same
+// address, store and proxy, as an operator restarting the API would.
+func (t *Target) RestartAPI(ctx context.Context) error {
+	t.mu.Lock()
+	stop, apiURL := t.stopAPI, t.apiURL
+	t.stopAPI = nil
+	t.mu.Unlock()
+	if stop == nil {
+		return errors.New("inproc: the API is not running")
+	}
+	u, err := url.Parse(apiURL)
+	if err != nil {
+		return err
+	}
+	if err := stop(ctx); err != nil {
+		return fmt.Errorf("inproc: stopping the API: %w", err)
+	}
+	if err := t.startAPI(u.Host); err != nil {
+		return fmt.Errorf("inproc: restarting the API on %s: %w", u.Host, err)
+	}
+	return nil
+}
+
+func (t *Target) SPICEAddrs() (plain, tls string) {
+	if a := t.p.PlainAddr(); a != nil {
+		plain = a.String()
+	}
+	if a := t.p.TLSAddr(); a != nil {
+		tls = a.String()
+	}
+	return plain, tls
+}
+
+// Close stops the API and the proxy (a one-second drain).
+func (t *Target) Close() error {
+	var errs []error
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	t.mu.Lock()
+	stop := t.stopAPI
+	t.stopAPI = nil
+	t.mu.Unlock()
+	if stop != nil {
+		errs = append(errs, stop(ctx))
+	}
+	if t.p != nil {
+		dctx, dcancel := context.WithTimeout(ctx, time.Second)
+		if err := t.p.Shutdown(dctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			errs = append(errs, err)
+		}
+		dcancel()
+	}
+	return errors.Join(errs...)
+}
+
+// TerminatesSPICE: the proxy swaps its own credential for qemu's ticket.
+func (t *Target) TerminatesSPICE() {}
