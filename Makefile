@@ -7,7 +7,7 @@ LONGFUZZ  ?= 60s
 GOTESTFLAGS ?=
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all deps services build up test unit bench fuzz fuzz-smoke lint fmt-check vet guest clean
+.PHONY: all deps services build up test unit examples bench fuzz fuzz-smoke lint fmt-check vet guest clean
 
 all: build
 
@@ -26,10 +26,16 @@ build:
 up: deps build
 	./$(BIN) up $(UPFLAGS)
 
-## test: everything CI runs: format, vet, race tests against real qemu/clients, fuzz smoke
+## test: everything CI runs: format, vet, race tests against real qemu/clients, the examples/ modules, fuzz smoke
 test: deps services lint
 	CI=$${CI:-true} $(GO) test -race -timeout 15m $(GOTESTFLAGS) ./...
+	@$(MAKE) --no-print-directory examples
 	@$(MAKE) --no-print-directory fuzz-smoke
+
+## examples: go test in every module under examples/ (each drives a proxy that is not the in-process one)
+examples:
+	@for m in examples/*/go.mod; do d=$$(dirname $$m); echo "examples: $$d"; \
+	  (cd $$d && $(GO) vet ./... && CI=$${CI:-true} $(GO) test -race -timeout 10m $(GOTESTFLAGS) ./...) || exit 1; done
 
 ## unit: fast tests only (no qemu, no real clients)
 unit:
