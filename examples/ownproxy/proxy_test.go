@@ -110,11 +110,11 @@ func TestConformance(t *testing.T) {
 		"vv-proxy-fields":           scenarios.Passed,
 		"vv-proxy-conventions":      scenarios.Skipped, // this repository's own API only
 		// Hardening: naiveproxy's weaknesses, each caught.
-		"token-replay":             scenarios.Failed, // tokens are reusable
-		"foreign-session":          scenarios.Failed, // connection ids are not checked
-		"two-vms-isolated":         scenarios.Failed, // … across VMs either
-		"multi-channel":            scenarios.Failed, // fixed channel caps
-		"display-drop-before-init": scenarios.Failed, // qemu crashes through it
+		"token-replay":             scenarios.Failed,  // tokens are reusable
+		"foreign-session":          scenarios.Failed,  // connection ids are not checked
+		"two-vms-isolated":         scenarios.Failed,  // … across VMs either
+		"multi-channel":            scenarios.Failed,  // fixed channel caps
+		"display-drop-before-init": scenarios.Failed,  // qemu crashes through it
 		"token-expired":            scenarios.Skipped, // its token lifetime is not told to the harness
 		"fault-stale-ticket":       scenarios.Passed,  // it answers only after qemu did
 		"terminate":                scenarios.Passed,  // terminate closes the channels

@@ -310,4 +310,3 @@ func (t *token) keyOr() static.Key {
 	}
 	return t.key
 }
-
