@@ -245,7 +245,7 @@ func SPICEPort(port int) Option {
 // TLS turns on SPICE TLS: Start issues a server certificate from ca
 // (subject O=spice-harness,CN=localhost; SANs localhost, 127.0.0.1 and
 // the SPICE address), writes a per-VM x509 dir and listens on a TLS port
-// as well. The console's SecurePort and HostSubject are set accordingly.
+// as well. The Endpoint's TLSPort and HostSubject are set accordingly.
 // Direct backend only.
 func TLS(ca *pki.CA) Option {
 	return func(c *config) error {
@@ -272,7 +272,7 @@ func TLSPort(port int) Option {
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // Name sets the VM name (qemu -name, the libvirt domain name and the
-// console's name): 1–64 of [A-Za-z0-9._-]. Default: "sh-" and the first
+// Endpoint's Name): 1–64 of [A-Za-z0-9._-]. Default: "sh-" and the first
 // 8 hex digits of the UUID.
 func Name(name string) Option {
 	return func(c *config) error {
@@ -286,7 +286,7 @@ func Name(name string) Option {
 
 var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
-// UUID sets the VM UUID (qemu -uuid and the console's uuid), in the
+// UUID sets the VM UUID (qemu -uuid and the Endpoint's UUID), in the
 // canonical lower-case 8-4-4-4-12 form. Default: a random version 4 UUID.
 func UUID(uuid string) Option {
 	return func(c *config) error {

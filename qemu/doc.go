@@ -15,7 +15,7 @@
 //	if err := vm.WaitFor(ctx, qemu.ForSPICE(), qemu.ForGuestPrompt()); err != nil {
 //		return err
 //	}
-//	con := vm.Console() // static.Console: uuid, name, ports and the ticket
+//	ep := vm.Endpoint() // uuid, name, SPICE address and ports, the ticket
 //
 // # What it does
 //

@@ -20,7 +20,7 @@ var (
 	// other ports when it picked them itself; with a fixed port the
 	// *ExitError of the failed launch matches ErrBind.
 	ErrBind = errors.New("qemu: SPICE port in use")
-	// ErrNoTicket: the VM has no ticket yet (Console().Ticket is empty).
+	// ErrNoTicket: the VM has no ticket yet (Endpoint().Ticket is empty).
 	ErrNoTicket = errors.New("qemu: no ticket set")
 	// ErrUnsupported: the backend cannot do what was asked (for example
 	// SPICE TLS on the libvirt backend).

@@ -34,6 +34,6 @@ func ExampleStart() {
 		fmt.Println(err)
 		return
 	}
-	con := vm.Console()
-	fmt.Println(con.Name, con.HypervisorIP, con.InsecurePort > 0, len(con.Ticket))
+	con := vm.Endpoint()
+	fmt.Println(con.Name, con.HostIP, con.Port > 0, len(con.Ticket))
 }

@@ -53,7 +53,7 @@ func TestIntegrationTickets(t *testing.T) {
 	var logBuf syncbuf.Buffer
 	vm := startVM(t, qemu.Logger(slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	ctx := ctxT(t, 60*time.Second)
-	con := vm.Console()
+	con := vm.Endpoint()
 	if con.Ticket != "" {
 		t.Fatalf("ticket set before SetTicket")
 	}
@@ -64,7 +64,7 @@ func TestIntegrationTickets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := qemu.SpiceInfo{Enabled: true, Host: "127.0.0.1", Port: con.InsecurePort, Auth: "spice", MouseMode: info.MouseMode}
+	want := qemu.SpiceInfo{Enabled: true, Host: "127.0.0.1", Port: con.Port, Auth: "spice", MouseMode: info.MouseMode}
 	if diff := cmp.Diff(want, info); diff != "" {
 		t.Errorf("unexpected query-spice (-want +got):\n%s", diff)
 	}
@@ -97,7 +97,7 @@ func TestIntegrationTickets(t *testing.T) {
 // It returns the tickets it set.
 func checkTickets(t *testing.T, vm qemu.VM) []string {
 	ctx := ctxT(t, 60*time.Second)
-	con := vm.Console()
+	con := vm.Endpoint()
 	wantLink(t, con, spice.ErrPermissionDenied, "before SetTicket", "", "x")
 	t1, err := vm.SetTicket(ctx)
 	if err != nil {
@@ -106,7 +106,7 @@ func checkTickets(t *testing.T, vm qemu.VM) []string {
 	if len(t1) != qemu.TicketLen || !regexp.MustCompile(`^[A-Za-z0-9]+$`).MatchString(t1) {
 		t.Fatalf("unexpected ticket format (length %d)", len(t1))
 	}
-	if vm.Console().Ticket != t1 {
+	if vm.Endpoint().Ticket != t1 {
 		t.Fatalf("Console().Ticket is not the ticket SetTicket returned")
 	}
 	wantLink(t, con, spice.ErrPermissionDenied, "after SetTicket, no or wrong ticket", "", t1[1:], "wrong")
@@ -132,10 +132,10 @@ func checkTickets(t *testing.T, vm qemu.VM) []string {
 	}
 	wantLink(t, con, spice.ErrPermissionDenied, "after a rotation that follows an expiry, old tickets", t1, t2)
 	wantLink(t, con, spice.LinkOK, "after a rotation that follows an expiry, new ticket", t3)
-	if !spiceLogin(t, con.HypervisorIP, con.InsecurePort, t3) {
+	if !spiceLogin(t, con.HostIP, con.Port, t3) {
 		t.Error("spicy-screenshot was refused with the current ticket")
 	}
-	if spiceLogin(t, con.HypervisorIP, con.InsecurePort, t2) {
+	if spiceLogin(t, con.HostIP, con.Port, t2) {
 		t.Error("spicy-screenshot got in with a retired ticket")
 	}
 	for _, tk := range []string{t1, t2, t3} {
@@ -155,8 +155,8 @@ func TestIntegrationTicketsAndSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	con := vm.Console()
-	d := &spice.Dialer{Host: con.HypervisorIP, Port: con.InsecurePort, Password: t1}
+	con := vm.Endpoint()
+	d := &spice.Dialer{Host: con.HostIP, Port: con.Port, Password: t1}
 	s, err := d.Connect(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -187,9 +187,9 @@ func TestIntegrationTLS(t *testing.T) {
 	}
 	vm := startVM(t, qemu.TLS(ca))
 	ctx := ctxT(t, 60*time.Second)
-	con := vm.Console()
-	if con.SecurePort == 0 || con.SecurePort == con.InsecurePort {
-		t.Fatalf("unexpected ports %d/%d", con.InsecurePort, con.SecurePort)
+	con := vm.Endpoint()
+	if con.TLSPort == 0 || con.TLSPort == con.Port {
+		t.Fatalf("unexpected ports %d/%d", con.Port, con.TLSPort)
 	}
 	if diff := cmp.Diff("O=spice-harness,CN=localhost", con.HostSubject); diff != "" {
 		t.Errorf("unexpected host subject (-want +got):\n%s", diff)
@@ -201,7 +201,7 @@ func TestIntegrationTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &spice.Dialer{Host: "127.0.0.1", TLSPort: con.SecurePort, SecureAll: true, Password: ticket, CA: ca.Pool(), HostSubject: con.HostSubject}
+	d := &spice.Dialer{Host: "127.0.0.1", TLSPort: con.TLSPort, SecureAll: true, Password: ticket, CA: ca.Pool(), HostSubject: con.HostSubject}
 	ch, err := d.DialChannel(ctx, 0, spice.ChannelMain, 0)
 	if err != nil {
 		t.Fatalf("TLS link with the CA and host subject: %v", err)
@@ -255,8 +255,8 @@ func TestIntegrationEvents(t *testing.T) {
 	}
 	sub := vm.Subscribe()
 	defer sub.Close()
-	con := vm.Console()
-	if !spiceLogin(t, con.HypervisorIP, con.InsecurePort, ticket) {
+	con := vm.Endpoint()
+	if !spiceLogin(t, con.HostIP, con.Port, ticket) {
 		t.Fatal("login refused")
 	}
 	for _, name := range []string{qemu.EventSPICEConnected, qemu.EventSPICEInitialized, qemu.EventSPICEDisconnected} {
@@ -520,7 +520,7 @@ func TestIntegrationParallel(t *testing.T) {
 		if err != nil {
 			t.Fatalf("VM %d: %v", i, err)
 		}
-		p := vms[i].Console().InsecurePort
+		p := vms[i].Endpoint().Port
 		if j, dup := ports[p]; dup {
 			t.Errorf("VMs %d and %d share SPICE port %d", j, i, p)
 		}

@@ -79,9 +79,9 @@ func startDomain(ctx context.Context, c *config) (VM, error) {
 	u, _ := parseLibvirtURI(c.libvirtURI) // validated by the option
 	d := &Domain{cfg: c, uri: u, stopped: make(chan struct{}), watchDone: make(chan struct{})}
 	d.core = newCore(d)
-	d.core.console.UUID = c.uuid
-	d.core.console.Name = c.name
-	d.core.console.HypervisorIP = c.spiceAddr
+	d.core.ep.UUID = c.uuid
+	d.core.ep.Name = c.name
+	d.core.ep.HostIP = c.spiceAddr
 	err := d.start(ctx)
 	if err != nil && d.dom.Name == "" {
 		d.abandon()
@@ -116,8 +116,8 @@ func (d *Domain) String() string {
 	if d.accel != "" {
 		s += ", " + string(d.accel)
 	}
-	con := d.Console()
-	return s + ", spice " + spiceAddrString(con.HypervisorIP, con.InsecurePort) + ")"
+	con := d.Endpoint()
+	return s + ", spice " + spiceAddrString(con.HostIP, con.Port) + ")"
 }
 
 // StateDir is the VM's local state directory (serial log, disk copy).
@@ -202,11 +202,11 @@ func (d *Domain) start(ctx context.Context) error {
 	d.watching = true
 	go d.watch(life)
 	if host, err := call(ctx, d.l.ConnectGetHostname); err == nil && host != "" {
-		d.core.console.Hypervisor = host
+		d.core.ep.Host = host
 	} else {
-		d.core.console.Hypervisor = d.uri.Hostname()
-		if d.core.console.Hypervisor == "" {
-			d.core.console.Hypervisor = hostname()
+		d.core.ep.Host = d.uri.Hostname()
+		if d.core.ep.Host == "" {
+			d.core.ep.Host = hostname()
 		}
 	}
 	d.dom, err = call(ctx, func() (libvirt.Domain, error) {
@@ -238,7 +238,7 @@ func (d *Domain) start(ctx context.Context) error {
 		return fmt.Errorf("qemu: %s: %w", d, err)
 	}
 	d.core.mu.Lock()
-	d.core.console.InsecurePort = port
+	d.core.ep.Port = port
 	d.core.mu.Unlock()
 
 	qev, err := call(ctx, func() (<-chan libvirt.DomainEvent, error) { return d.l.SubscribeQEMUEvents(evCtx, c.name) })

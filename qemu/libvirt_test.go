@@ -86,8 +86,8 @@ func TestIntegrationLibvirt(t *testing.T) {
 			if _, ok := vm.(*qemu.Domain); !ok {
 				t.Fatalf("Start with Libvirt returned %T", vm)
 			}
-			con := vm.Console()
-			if con.InsecurePort == 0 || con.Ticket != "" || con.UUID == "" || con.Hypervisor == "" {
+			con := vm.Endpoint()
+			if con.Port == 0 || con.Ticket != "" || con.UUID == "" || con.Host == "" {
 				t.Fatalf("unexpected console %+v", con)
 			}
 			if err := vm.WaitSPICE(ctx); err != nil {

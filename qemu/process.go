@@ -82,10 +82,10 @@ var _ VM = (*Process)(nil)
 func newProcess(c *config) *Process {
 	p := &Process{cfg: c, watchDone: make(chan struct{})}
 	p.core = newCore(p)
-	p.core.console.UUID = c.uuid
-	p.core.console.Name = c.name
-	p.core.console.Hypervisor = hostname()
-	p.core.console.HypervisorIP = c.spiceAddr
+	p.core.ep.UUID = c.uuid
+	p.core.ep.Name = c.name
+	p.core.ep.Host = hostname()
+	p.core.ep.HostIP = c.spiceAddr
 	return p
 }
 
@@ -116,10 +116,10 @@ func (p *Process) String() string {
 	if p.accel != "" {
 		s += string(p.accel) + ", "
 	}
-	con := p.Console()
-	s += "spice " + spiceAddrString(con.HypervisorIP, con.InsecurePort)
-	if con.SecurePort != 0 {
-		s += " tls " + strconv.Itoa(con.SecurePort)
+	con := p.Endpoint()
+	s += "spice " + spiceAddrString(con.HostIP, con.Port)
+	if con.TLSPort != 0 {
+		s += " tls " + strconv.Itoa(con.TLSPort)
 	}
 	return s + ")"
 }
@@ -226,7 +226,7 @@ func (p *Process) writeX509() error {
 		return fmt.Errorf("qemu: TLS: %w", err)
 	}
 	p.core.mu.Lock()
-	p.core.console.HostSubject = pki.HostSubject(leaf.Cert)
+	p.core.ep.HostSubject = pki.HostSubject(leaf.Cert)
 	p.core.mu.Unlock()
 	return nil
 }
@@ -241,8 +241,8 @@ func (p *Process) launch(ctx context.Context, spec launchSpec, attempt int) erro
 		return err
 	}
 	p.core.mu.Lock()
-	p.core.console.InsecurePort = spec.Port
-	p.core.console.SecurePort = spec.TLSPort
+	p.core.ep.Port = spec.Port
+	p.core.ep.TLSPort = spec.TLSPort
 	p.core.mu.Unlock()
 	sock := filepath.Join(p.stateDir, qmpSocketName)
 	os.Remove(sock)

@@ -14,8 +14,6 @@ import (
 
 	"github.com/digitalocean/go-qemu/qmp"
 	"github.com/digitalocean/go-qemu/qmp/raw"
-
-	"github.com/spiceharness/spiceharness/static"
 )
 
 // VM is one running qemu with a SPICE server, whatever started it. Both
@@ -30,10 +28,10 @@ type VM interface {
 	// accelerator and SPICE address.
 	String() string
 
-	// Console is the static console of this VM: uuid, name, hypervisor,
-	// hypervisor_ip, ports, host_subject and the current ticket (empty
-	// until SetTicket; still the last ticket after ExpireTicket).
-	Console() static.Console
+	// Endpoint is where this VM's SPICE server listens and the current
+	// ticket (empty until SetTicket; still the last ticket after
+	// ExpireTicket).
+	Endpoint() Endpoint
 
 	// SetTicket sets a fresh random ticket and returns it. Clients
 	// already connected keep their session; new links need the new
@@ -120,7 +118,7 @@ type SpiceChannel struct {
 	TLS          bool
 }
 
-// core is what both backends share: the console, tickets, QMP calls,
+// core is what both backends share: the endpoint, tickets, QMP calls,
 // events and waits. A backend sets rn once QMP works and calls exit once
 // qemu is gone.
 type core struct {
@@ -129,9 +127,9 @@ type core struct {
 	serialPath string
 	events     *eventHub
 
-	mu      sync.Mutex
-	console static.Console
-	rn      runner
+	mu sync.Mutex
+	ep Endpoint
+	rn runner
 
 	exited     chan struct{}
 	exitErr    error // written before exited is closed
@@ -225,10 +223,10 @@ func (c *core) doRaw(ctx context.Context, fn func(ctx context.Context, rn runner
 	return err
 }
 
-func (c *core) Console() static.Console {
+func (c *core) Endpoint() Endpoint {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.console
+	return c.ep
 }
 
 func (c *core) SetTicket(ctx context.Context) (string, error) {
@@ -249,7 +247,7 @@ func (c *core) setTicket(ctx context.Context, connected string) (string, error) 
 			return err
 		}
 		c.mu.Lock()
-		c.console.Ticket = t
+		c.ep.Ticket = t
 		c.mu.Unlock()
 		return m.ExpirePassword("spice", "never")
 	})

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/spiceharness/spiceharness/fixtures/guest"
-	"github.com/spiceharness/spiceharness/static"
 )
 
 // A Strategy is one thing to wait for. VM.WaitFor runs it with a context
@@ -103,7 +102,7 @@ func (f *follower) close() {
 
 // ForSPICE waits until the SPICE port (and the TLS port, if any) accepts
 // TCP connections and query-spice reports SPICE enabled, with ticket
-// authentication ("auth": "spice") on the console's port. The probe
+// authentication ("auth": "spice") on the endpoint's port. The probe
 // connections close before any SPICE link message, which spice-server
 // handles safely.
 func ForSPICE() Strategy { return spiceStrategy{} }
@@ -115,22 +114,22 @@ func (spiceStrategy) String() string {
 }
 
 func (spiceStrategy) WaitUntilReady(ctx context.Context, vm VM) error {
-	con := vm.Console()
+	ep := vm.Endpoint()
 	var ports []int
-	if con.InsecurePort != 0 {
-		ports = append(ports, con.InsecurePort)
+	if ep.Port != 0 {
+		ports = append(ports, ep.Port)
 	}
-	if con.SecurePort != 0 {
-		ports = append(ports, con.SecurePort)
+	if ep.TLSPort != 0 {
+		ports = append(ports, ep.TLSPort)
 	}
 	if len(ports) == 0 {
-		return fmt.Errorf("console has no SPICE port")
+		return fmt.Errorf("endpoint has no SPICE port")
 	}
 	t := time.NewTicker(pollInterval)
 	defer t.Stop()
 	var last error
 	for {
-		last = spiceReady(ctx, vm, con, ports)
+		last = spiceReady(ctx, vm, ep, ports)
 		if last == nil {
 			return nil
 		}
@@ -145,11 +144,11 @@ func (spiceStrategy) WaitUntilReady(ctx context.Context, vm VM) error {
 	}
 }
 
-func spiceReady(ctx context.Context, vm VM, con static.Console, ports []int) error {
+func spiceReady(ctx context.Context, vm VM, ep Endpoint, ports []int) error {
 	var d net.Dialer
 	for _, p := range ports {
 		dctx, cancel := context.WithTimeout(ctx, time.Second)
-		c, err := d.DialContext(dctx, "tcp", net.JoinHostPort(con.HypervisorIP, strconv.Itoa(p)))
+		c, err := d.DialContext(dctx, "tcp", net.JoinHostPort(ep.HostIP, strconv.Itoa(p)))
 		cancel()
 		if err != nil {
 			return err
@@ -165,10 +164,10 @@ func spiceReady(ctx context.Context, vm VM, con static.Console, ports []int) err
 		return fmt.Errorf("query-spice: not enabled")
 	case info.Auth != "spice":
 		return fmt.Errorf("query-spice: auth %q, want \"spice\"", info.Auth)
-	case info.Port != con.InsecurePort:
-		return fmt.Errorf("query-spice: port %d, console says %d", info.Port, con.InsecurePort)
-	case info.TLSPort != con.SecurePort:
-		return fmt.Errorf("query-spice: tls-port %d, console says %d", info.TLSPort, con.SecurePort)
+	case info.Port != ep.Port:
+		return fmt.Errorf("query-spice: port %d, endpoint says %d", info.Port, ep.Port)
+	case info.TLSPort != ep.TLSPort:
+		return fmt.Errorf("query-spice: tls-port %d, endpoint says %d", info.TLSPort, ep.TLSPort)
 	}
 	return nil
 }
