@@ -115,14 +115,6 @@ func TestTicket(t *testing.T) {
 	}
 }
 
-func TestShellQuote(t *testing.T) {
-	got := ShellQuote([]string{"/usr/bin/qemu", "-spice", "port=1,addr=127.0.0.1", "a b", "it's", ""})
-	want := `/usr/bin/qemu -spice port=1,addr=127.0.0.1 'a b' 'it'\''s' ''`
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("unexpected quoting (-want +got):\n%s", diff)
-	}
-}
-
 func TestExitErrorMessage(t *testing.T) {
 	e := &ExitError{VM: "qemu vm1 (pid 7)", Status: "exit status 1", Code: 1, Argv: []string{"qemu", "-bogus"},
 		Log: "qemu: -bogus: invalid option\n"}

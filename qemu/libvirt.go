@@ -20,6 +20,7 @@ import (
 	"github.com/digitalocean/go-qemu/qmp/raw"
 
 	"github.com/spiceharness/spiceharness/fixtures/guest"
+	"github.com/spiceharness/spiceharness/internal/tail"
 )
 
 // Why not qmp.NewLibvirtRPCMonitor: it goes through libvirt.Run, which
@@ -223,8 +224,8 @@ func (d *Domain) start(ctx context.Context) error {
 			VM:     d.String(),
 			Status: "libvirt could not start the domain: " + err.Error(),
 			Code:   -1,
-			Log:    tailLines(d.logPath, 20),
-			Serial: tailLines(d.serialPath, 10),
+			Log:    tail.File(d.logPath, 20),
+			Serial: tail.File(d.serialPath, 10),
 		}
 	}
 	d.setRunner(&libvirtMonitor{d: d})
@@ -324,8 +325,8 @@ func (d *Domain) watch(life <-chan libvirt.DomainEventLifecycleMsg) {
 	close(d.stopped)
 	d.evCancel()
 	e := &ExitError{VM: d.String(), Status: status, Code: -1}
-	e.Log = tailLines(d.logPath, 20)
-	e.Serial = tailLines(d.serialPath, 10)
+	e.Log = tail.File(d.logPath, 20)
+	e.Serial = tail.File(d.serialPath, 10)
 	d.core.exit(e)
 	if !e.Expected {
 		d.cfg.logger.Error("qemu: domain ended unexpectedly", "vm", d.String(), "status", status)

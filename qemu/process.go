@@ -19,6 +19,8 @@ import (
 
 	"github.com/spiceharness/spiceharness/internal/pki"
 	"github.com/spiceharness/spiceharness/internal/proc"
+	"github.com/spiceharness/spiceharness/internal/shell"
+	"github.com/spiceharness/spiceharness/internal/tail"
 )
 
 // Shutdown timing.
@@ -255,7 +257,7 @@ func (p *Process) launch(ctx context.Context, spec launchSpec, attempt int) erro
 		l.Close()
 		return fmt.Errorf("qemu: log: %w", err)
 	}
-	fmt.Fprintf(logf, "# spice-harness: launch %d: %s\n", attempt, ShellQuote(argv))
+	fmt.Fprintf(logf, "# spice-harness: launch %d: %s\n", attempt, shell.Join(argv))
 
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -349,8 +351,8 @@ func (p *Process) exitError(pr *proc.Child) *ExitError {
 	} else if err := pr.WaitErr(); err != nil {
 		e.Status = err.Error()
 	}
-	e.Log = tailLines(p.logPath, 20)
-	e.Serial = tailLines(p.serialPath, 10)
+	e.Log = tail.File(p.logPath, 20)
+	e.Serial = tail.File(p.serialPath, 10)
 	e.bind = bindFailedRE.MatchString(e.Log)
 	return e
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/digitalocean/go-qemu/qmp"
 	"github.com/digitalocean/go-qemu/qmp/raw"
+
+	"github.com/spiceharness/spiceharness/internal/tail"
 )
 
 // VM is one running qemu with a SPICE server, whatever started it. Both
@@ -416,7 +418,7 @@ func (c *core) publish(e Event) { c.events.publish(e) }
 
 func (c *core) SerialLog() string { return c.serialPath }
 
-func (c *core) SerialTail(n int) string { return tailLines(c.serialPath, n) }
+func (c *core) SerialTail(n int) string { return tail.File(c.serialPath, n) }
 
 func (c *core) Exited() <-chan struct{} { return c.exited }
 
@@ -462,15 +464,3 @@ func (c *core) WaitSerial(ctx context.Context, re *regexp.Regexp) error {
 }
 
 func (c *core) WaitSPICE(ctx context.Context) error { return c.WaitFor(ctx, ForSPICE()) }
-
-func indent(s string) string {
-	s = strings.TrimRight(s, "\r\n")
-	if s == "" {
-		return "    | (empty)"
-	}
-	lines := strings.Split(s, "\n")
-	for i, l := range lines {
-		lines[i] = "    | " + strings.TrimRight(l, "\r")
-	}
-	return strings.Join(lines, "\n")
-}
