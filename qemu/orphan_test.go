@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/spiceharness/spiceharness/internal/poll"
+	"github.com/spiceharness/spiceharness/internal/proc"
 	"github.com/spiceharness/spiceharness/qemu"
 )
 
@@ -74,18 +77,6 @@ func runOrphanChild(t *testing.T, mode string) []string {
 	return strings.Fields(strings.TrimPrefix(line, "IDS "))
 }
 
-// alive reports whether pid runs (a zombie waiting for its reaper does
-// not count: it is dead).
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
-}
-
 func TestIntegrationNoOrphansAfterSIGKILL(t *testing.T) {
 	needQemu(t)
 	var pids []int
@@ -93,14 +84,19 @@ func TestIntegrationNoOrphansAfterSIGKILL(t *testing.T) {
 		pid, _ := strconv.Atoi(f)
 		pids = append(pids, pid)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	// The kernel kills them when the parent dies; nothing here can
+	// wait on that event, so poll.
+	ctx := ctxT(t, 5*time.Second)
 	for _, pid := range pids {
-		for alive(pid) {
-			if time.Now().After(deadline) {
-				syscall.Kill(pid, syscall.SIGKILL) // do not leak it either way
-				t.Fatalf("qemu %d still running 5s after its parent was SIGKILLed", pid)
+		err := poll.Until(ctx, 10*time.Millisecond, func(context.Context) error {
+			if proc.Alive(pid) {
+				return fmt.Errorf("qemu %d still running", pid)
 			}
-			time.Sleep(10 * time.Millisecond)
+			return nil
+		})
+		if err != nil {
+			syscall.Kill(pid, syscall.SIGKILL) // do not leak it either way
+			t.Fatalf("after its parent was SIGKILLed: %v", err)
 		}
 	}
 	// The child's state dirs are now stale; the sweep must remove them.
@@ -119,29 +115,25 @@ func TestIntegrationNoOrphansAfterSIGKILL(t *testing.T) {
 func TestIntegrationLibvirtNoOrphansAfterSIGKILL(t *testing.T) {
 	needLibvirt(t)
 	names := runOrphanChild(t, "libvirt")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	ctx := ctxT(t, 10*time.Second)
+	var left []string
+	err := poll.Until(ctx, 50*time.Millisecond, func(ctx context.Context) error {
 		out, err := execOutput(ctx, "virsh", "-c", "qemu:///system", "list", "--name")
 		if err != nil {
-			t.Fatalf("virsh list: %v\n%s", err, out)
+			return fmt.Errorf("virsh list: %w\n%s", err, out)
 		}
-		var left []string
-		for _, n := range names {
-			if strings.Contains(out, n) {
-				left = append(left, n)
-			}
+		running := strings.Fields(out)
+		left = slices.DeleteFunc(slices.Clone(names), func(n string) bool { return !slices.Contains(running, n) })
+		if len(left) > 0 {
+			return fmt.Errorf("domains %v still running", left)
 		}
-		if len(left) == 0 {
-			return
+		return nil
+	})
+	if err != nil {
+		dctx := ctxT(t, 30*time.Second)
+		for _, n := range left {
+			execOutput(dctx, "virsh", "-c", "qemu:///system", "destroy", n)
 		}
-		if time.Now().After(deadline) {
-			for _, n := range left {
-				execOutput(ctx, "virsh", "-c", "qemu:///system", "destroy", n)
-			}
-			t.Fatalf("domains %v still running 10s after their owner was SIGKILLed", left)
-		}
-		time.Sleep(50 * time.Millisecond)
+		t.Fatalf("after their owner was SIGKILLed: %v", err)
 	}
 }
