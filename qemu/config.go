@@ -11,8 +11,6 @@ import (
 	"regexp"
 	"strings"
 	"time"
-
-	"github.com/spiceharness/spiceharness/internal/pki"
 )
 
 // Environment variables read by Start (see the package doc for the
@@ -76,7 +74,7 @@ type config struct {
 	disk        string // "" = built-in guest
 	spiceAddr   string
 	spicePort   int
-	tlsCA       *pki.CA
+	tlsCA       *CA
 	tlsPort     int
 	name        string
 	uuid        string
@@ -238,33 +236,6 @@ func SPICEPort(port int) Option {
 			return configErr("SPICEPort", port, "want 0..65535")
 		}
 		c.spicePort = port
-		return nil
-	}
-}
-
-// TLS turns on SPICE TLS: Start issues a server certificate from ca
-// (subject O=spice-harness,CN=localhost; SANs localhost, 127.0.0.1 and
-// the SPICE address), writes a per-VM x509 dir and listens on a TLS port
-// as well. The Endpoint's TLSPort and HostSubject are set accordingly.
-// Direct backend only.
-func TLS(ca *pki.CA) Option {
-	return func(c *config) error {
-		if ca == nil {
-			return configErr("TLS", "<nil>", "needs a CA")
-		}
-		c.tlsCA = ca
-		return nil
-	}
-}
-
-// TLSPort fixes the TLS SPICE port (default 0: picked like SPICEPort).
-// It needs TLS.
-func TLSPort(port int) Option {
-	return func(c *config) error {
-		if port < 0 || port > 65535 {
-			return configErr("TLSPort", port, "want 0..65535")
-		}
-		c.tlsPort = port
 		return nil
 	}
 }

@@ -49,10 +49,17 @@ func TestConfigErrors(t *testing.T) {
 	if !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("unexpected error: %v", err)
 	}
-	for _, want := range []string{EnvAccel, "Memory", "Name", "UUID", "SPICEPort", "VGA", "Libvirt", "Env", "Disk", "SPICEAddr"} {
-		if !strings.Contains(err.Error(), "invalid "+want) {
-			t.Errorf("error does not report %s:\n%v", want, err)
+	var fields []string
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		var ce *ConfigError
+		if !errors.As(e, &ce) {
+			t.Fatalf("not a *ConfigError: %v", e)
 		}
+		fields = append(fields, ce.Field)
+	}
+	want := []string{EnvAccel, "Memory", "Name", "UUID", "SPICEPort", "VGA", "Libvirt", "Env", "Disk", "SPICEAddr"}
+	if diff := cmp.Diff(want, fields); diff != "" {
+		t.Errorf("unexpected rejected fields (-want +got):\n%s", diff)
 	}
 }
 

@@ -38,14 +38,25 @@ type ConfigError struct {
 	Value any
 	// Reason says what is wrong with it.
 	Reason string
+	// Err, when set, is a sentinel the error matches as well, such as
+	// ErrUnsupported for what the chosen backend cannot do.
+	Err error
 }
 
 func (e *ConfigError) Error() string {
-	return fmt.Sprintf("qemu: invalid %s %v: %s", e.Field, e.Value, e.Reason)
+	s := fmt.Sprintf("qemu: invalid %s %v: %s", e.Field, e.Value, e.Reason)
+	if e.Err != nil {
+		s += " (" + e.Err.Error() + ")"
+	}
+	return s
 }
 
 // Is makes every ConfigError match ErrInvalidConfig.
 func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig }
+
+// Unwrap returns Err, so errors.Is(err, ErrUnsupported) holds for an
+// option the backend does not support.
+func (e *ConfigError) Unwrap() error { return e.Err }
 
 func configErr(field string, value any, format string, args ...any) error {
 	return &ConfigError{Field: field, Value: value, Reason: fmt.Sprintf(format, args...)}

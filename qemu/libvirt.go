@@ -155,7 +155,7 @@ func call[T any](ctx context.Context, fn func() (T, error)) (T, error) {
 func (d *Domain) start(ctx context.Context) error {
 	c := d.cfg
 	if c.tlsCA != nil || c.tlsPort != 0 {
-		return &ConfigError{Field: "TLS", Value: "libvirt", Reason: "SPICE TLS on libvirt needs libvirtd's spice_tls settings: " + ErrUnsupported.Error()}
+		return &ConfigError{Field: "TLS", Value: "with Libvirt", Reason: "SPICE TLS on libvirt needs libvirtd's own spice_tls settings", Err: ErrUnsupported}
 	}
 	var why string
 	d.accel, why = c.resolveAccel()

@@ -2,7 +2,6 @@ package qemu
 
 import (
 	"context"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"net"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/digitalocean/go-qemu/qmp/raw"
 
-	"github.com/spiceharness/spiceharness/internal/pki"
 	"github.com/spiceharness/spiceharness/internal/proc"
 	"github.com/spiceharness/spiceharness/internal/shell"
 	"github.com/spiceharness/spiceharness/internal/tail"
@@ -209,28 +207,6 @@ func (p *Process) start(ctx context.Context) (err error) {
 		}
 		return err
 	}
-}
-
-// writeX509 issues the VM's server certificate and writes qemu's x509
-// dir. The dir is readable only by this user; the CA key never leaves
-// memory.
-func (p *Process) writeX509() error {
-	subject := pkix.Name{Organization: []string{"spice-harness"}, CommonName: "localhost"}
-	hosts := []string{"localhost", "127.0.0.1"}
-	if p.cfg.spiceAddr != "127.0.0.1" {
-		hosts = append(hosts, p.cfg.spiceAddr)
-	}
-	leaf, err := p.cfg.tlsCA.Issue(subject, hosts...)
-	if err != nil {
-		return fmt.Errorf("qemu: TLS: %w", err)
-	}
-	if err := p.cfg.tlsCA.WriteQemuDir(filepath.Join(p.stateDir, x509DirName), leaf); err != nil {
-		return fmt.Errorf("qemu: TLS: %w", err)
-	}
-	p.core.mu.Lock()
-	p.core.ep.HostSubject = pki.HostSubject(leaf.Cert)
-	p.core.mu.Unlock()
-	return nil
 }
 
 var bindFailedRE = regexp.MustCompile(`binding socket to .* failed|Failed to open SPICE sockets`)
