@@ -74,3 +74,48 @@ func call[T any](ctx context.Context, fn func() (T, error)) (T, error) {
 		return zero, context.Cause(ctx)
 	}
 }
+
+// Libvirt selects the libvirt backend: the VM becomes a transient domain
+// on the libvirtd at uri. Accepted forms: "qemu:///system" (local unix
+// socket), "qemu+unix:///system?socket=PATH", "unix:///PATH/libvirt-sock",
+// "qemu+tcp://HOST[:PORT]/system" and "tcp://HOST[:PORT]" (port 16509 by
+// default).
+func Libvirt(uri string) Option {
+	return func(c *config) error {
+		if _, err := parseLibvirtURI(uri); err != nil {
+			return err
+		}
+		c.libvirtURI = uri
+		return nil
+	}
+}
+
+// parseLibvirtURI normalises the accepted forms to a go-libvirt URI.
+func parseLibvirtURI(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme == "" {
+		return nil, configErr("Libvirt", s, "want qemu:///system, qemu+tcp://host/system, tcp://host:port or unix:///path")
+	}
+	switch u.Scheme {
+	case "qemu", "qemu+unix", "qemu+tcp":
+		if u.Scheme == "qemu" && u.Host != "" {
+			return nil, configErr("Libvirt", s, "qemu://host means TLS, which is not supported; use qemu+tcp://")
+		}
+		if u.Path == "" || u.Path == "/" {
+			u.Path = "/system"
+		}
+		return u, nil
+	case "tcp":
+		if u.Host == "" {
+			return nil, configErr("Libvirt", s, "no host")
+		}
+		return &url.URL{Scheme: "qemu+tcp", Host: u.Host, Path: "/system"}, nil
+	case "unix":
+		if u.Path == "" {
+			return nil, configErr("Libvirt", s, "no socket path")
+		}
+		q := url.Values{"socket": {u.Path}}
+		return &url.URL{Scheme: "qemu+unix", Path: "/system", RawQuery: q.Encode()}, nil
+	}
+	return nil, configErr("Libvirt", s, "unsupported scheme %q", u.Scheme)
+}

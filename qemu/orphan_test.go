@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -135,5 +136,60 @@ func TestIntegrationLibvirtNoOrphansAfterSIGKILL(t *testing.T) {
 			execOutput(dctx, "virsh", "-c", "qemu:///system", "destroy", n)
 		}
 		t.Fatalf("after their owner was SIGKILLed: %v", err)
+	}
+}
+
+// TestIntegrationStartThreadExits: qemu's parent-death signal is tied to
+// the OS thread that forked it, not to the process. Call Start from a
+// goroutine that locks its thread and exits still locked, so the Go
+// runtime ends that thread: qemu must live on. (A Start that forked from
+// the caller's thread fails this test.)
+func TestIntegrationStartThreadExits(t *testing.T) {
+	needQemu(t)
+	ctx := ctxT(t, 60*time.Second)
+	type result struct {
+		vm  qemu.VM
+		err error
+		tid int
+	}
+	rc := make(chan result, 1)
+	var onOwnThread func()
+	onOwnThread = func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		if syscall.Gettid() == os.Getpid() {
+			// The main thread is never ended by the runtime; hop off it.
+			runtime.UnlockOSThread()
+			go onOwnThread()
+			return
+		}
+		vm, err := qemu.Start(ctx, qemu.Accel(qemu.AccelTCG))
+		rc <- result{vm, err, syscall.Gettid()}
+	}
+	go onOwnThread()
+	r := <-rc
+	defer r.vm.Close()
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	// The runtime ends the thread when its goroutine returns locked;
+	// nothing reports that, so poll /proc for it.
+	task := "/proc/self/task/" + strconv.Itoa(r.tid)
+	err := poll.Until(ctxT(t, 5*time.Second), 10*time.Millisecond, func(context.Context) error {
+		if _, err := os.Stat(task); err == nil {
+			return fmt.Errorf("thread %d still exists", r.tid)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("the runtime did not end the thread that called Start; the test proves nothing: %v", err)
+	}
+	time.Sleep(200 * time.Millisecond) // a parent-death signal would have landed by now
+	select {
+	case <-r.vm.Exited():
+		t.Fatalf("qemu died with the thread that called Start: %v", r.vm.Wait(ctx))
+	default:
+	}
+	if _, err := r.vm.Run(ctx, "query-status"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -14,11 +14,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/digitalocean/go-qemu/qmp/raw"
-
 	"github.com/spiceharness/spiceharness/internal/proc"
 	"github.com/spiceharness/spiceharness/internal/shell"
-	"github.com/spiceharness/spiceharness/internal/tail"
 )
 
 // Shutdown timing.
@@ -317,114 +314,6 @@ func (p *Process) launch(ctx context.Context, spec launchSpec, attempt int) erro
 	go p.watch(pr)
 	p.cfg.logger.Info("qemu: running", "vm", p.String(), "qemu", mon.Version.String())
 	return nil
-}
-
-// exitError describes a finished attempt.
-func (p *Process) exitError(pr *proc.Child) *ExitError {
-	e := &ExitError{VM: p.String(), Argv: p.argv, Code: -1, Status: "unknown"}
-	if st := pr.ProcessState(); st != nil {
-		e.Status, e.Code = st.String(), st.ExitCode()
-	} else if err := pr.WaitErr(); err != nil {
-		e.Status = err.Error()
-	}
-	e.Log = tail.File(p.logPath, 20)
-	e.Serial = tail.File(p.serialPath, 10)
-	e.bind = bindFailedRE.MatchString(e.Log)
-	return e
-}
-
-// watch waits for the running qemu to end, then records the exit and
-// releases QMP.
-func (p *Process) watch(pr *proc.Child) {
-	defer close(p.watchDone)
-	<-pr.Exited()
-	e := p.exitError(pr)
-	p.mon.close()
-	p.core.exit(e)
-	if !e.Expected {
-		p.cfg.logger.Error("qemu: exited unexpectedly", "vm", p.String(), "status", e.Status)
-	}
-}
-
-// Kill sends SIGKILL to qemu's process group and waits until qemu is
-// reaped. The exit counts as expected. Killing an exited VM is a no-op.
-func (p *Process) Kill() error {
-	if p == nil || p.pr == nil {
-		return nil
-	}
-	p.killMu.Lock()
-	defer p.killMu.Unlock()
-	select {
-	case <-p.pr.Exited():
-		return nil
-	default:
-	}
-	p.core.expected.Store(true)
-	if err := syscall.Kill(-p.pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("qemu: %s: kill: %w", p, err)
-	}
-	select {
-	case <-p.pr.Exited():
-		<-p.watchDone
-		return nil
-	case <-time.After(killGrace):
-		return fmt.Errorf("qemu: %s: still running %v after SIGKILL", p, killGrace)
-	}
-}
-
-// Close shuts qemu down: QMP quit, up to 5 s for it to exit, then
-// SIGKILL to the process group and a wait for the reap. It then removes
-// the state dir (kept when HARNESS_KEEP=1). See VM.Close.
-func (p *Process) Close() error {
-	if p == nil {
-		return nil
-	}
-	p.closeOnce.Do(func() { p.closeErr = p.shutdown() })
-	return p.closeErr
-}
-
-func (p *Process) shutdown() error {
-	var crashed error
-	select {
-	case <-p.core.exited:
-		if e := p.core.exitErr.(*ExitError); !e.Expected && p.pr != nil {
-			crashed = e
-		}
-	default:
-	}
-	p.core.expected.Store(true)
-	var errs []error
-	if p.pr != nil {
-		select {
-		case <-p.pr.Exited():
-		default:
-			ctx, cancel := context.WithTimeout(context.Background(), quitTimeout)
-			qerr := p.core.do(ctx, func(m *raw.Monitor) error { return m.Quit() })
-			cancel()
-			if qerr != nil && !errors.Is(qerr, ErrExited) {
-				p.cfg.logger.Info("qemu: quit failed, killing", "vm", p.String(), "err", qerr)
-			}
-			select {
-			case <-p.pr.Exited():
-			case <-time.After(quitGrace):
-				p.cfg.logger.Info("qemu: no exit after quit, killing", "vm", p.String())
-			}
-			if err := p.Kill(); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		<-p.watchDone
-	}
-	p.core.closed.Store(true)
-	if p.stateDir != "" && !p.cfg.keep && len(errs) == 0 {
-		if err := os.RemoveAll(p.stateDir); err != nil {
-			errs = append(errs, fmt.Errorf("qemu: remove state dir: %w", err))
-		}
-	}
-	if crashed != nil {
-		return crashed
-	}
-	return errors.Join(errs...)
 }
 
 func spiceAddrString(ip string, port int) string {
