@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -291,3 +293,57 @@ func (c *core) WaitSerial(ctx context.Context, re *regexp.Regexp) error {
 }
 
 func (c *core) WaitSPICE(ctx context.Context) error { return c.WaitFor(ctx, ForSPICE()) }
+
+// crashed returns the *ExitError when qemu, once launched, exited
+// without being asked to; then it marks every later exit as expected.
+// Close starts with it.
+func (c *core) crashed(launched bool) error {
+	var err error
+	select {
+	case <-c.exited:
+		if e := c.exitErr.(*ExitError); !e.Expected && launched {
+			err = e
+		}
+	default:
+	}
+	c.expected.Store(true)
+	return err
+}
+
+// quitOrKill ends a qemu that still runs: QMP quit, up to quitGrace for
+// gone to close, then kill (the backend's Kill, which waits).
+func (c *core) quitOrKill(gone <-chan struct{}, log *slog.Logger, kill func() error) error {
+	select {
+	case <-gone:
+		return nil
+	default:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), quitTimeout)
+	qerr := c.do(ctx, func(m *raw.Monitor) error { return m.Quit() })
+	cancel()
+	if qerr != nil && !errors.Is(qerr, ErrExited) {
+		log.Info("qemu: quit failed, killing", "vm", c.self.String(), "err", qerr)
+	}
+	select {
+	case <-gone:
+	case <-time.After(quitGrace):
+		log.Info("qemu: still running after quit, killing", "vm", c.self.String())
+	}
+	return kill()
+}
+
+// finishClose marks the VM closed and removes its state dir (unless keep
+// or stopping failed). It returns the crash if there was one, else the
+// shutdown's error.
+func (c *core) finishClose(stateDir string, keep bool, crashed, err error) error {
+	c.closed.Store(true)
+	if stateDir != "" && !keep && err == nil {
+		if rerr := os.RemoveAll(stateDir); rerr != nil {
+			err = fmt.Errorf("qemu: remove state dir: %w", rerr)
+		}
+	}
+	if crashed != nil {
+		return crashed
+	}
+	return err
+}

@@ -2,14 +2,11 @@ package qemu
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
-	"github.com/digitalocean/go-qemu/qmp/raw"
 
 	"github.com/spiceharness/spiceharness/internal/tail"
 )
@@ -113,32 +110,11 @@ func (d *Domain) Close() error {
 }
 
 func (d *Domain) shutdown() error {
-	var crashed error
-	select {
-	case <-d.core.exited:
-		if e := d.core.exitErr.(*ExitError); !e.Expected && d.dom.Name != "" {
-			crashed = e
-		}
-	default:
-	}
-	d.core.expected.Store(true)
-	var errs []error
-	if d.dom.Name != "" {
-		select {
-		case <-d.stopped:
-		default:
-			ctx, cancel := context.WithTimeout(context.Background(), quitTimeout)
-			d.core.do(ctx, func(m *raw.Monitor) error { return m.Quit() })
-			cancel()
-			select {
-			case <-d.stopped:
-			case <-time.After(quitGrace):
-				d.cfg.logger.Info("qemu: no stop after quit, destroying", "vm", d.String())
-			}
-			if err := d.Kill(); err != nil {
-				errs = append(errs, err)
-			}
-		}
+	created := d.dom.Name != ""
+	crashed := d.core.crashed(created)
+	var err error
+	if created {
+		err = d.core.quitOrKill(d.stopped, d.cfg.logger, d.Kill)
 	}
 	if d.l != nil {
 		if d.evCancel != nil {
@@ -147,14 +123,5 @@ func (d *Domain) shutdown() error {
 		d.l.Disconnect()
 	}
 	<-d.watchDone
-	d.core.closed.Store(true)
-	if d.stateDir != "" && !d.cfg.keep && len(errs) == 0 {
-		if err := os.RemoveAll(d.stateDir); err != nil {
-			errs = append(errs, fmt.Errorf("qemu: remove state dir: %w", err))
-		}
-	}
-	if crashed != nil {
-		return crashed
-	}
-	return errors.Join(errs...)
+	return d.core.finishClose(d.stateDir, d.cfg.keep, crashed, err)
 }

@@ -1,14 +1,10 @@
 package qemu
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"os"
 	"syscall"
 	"time"
-
-	"github.com/digitalocean/go-qemu/qmp/raw"
 
 	"github.com/spiceharness/spiceharness/internal/proc"
 	"github.com/spiceharness/spiceharness/internal/tail"
@@ -79,45 +75,11 @@ func (p *Process) Close() error {
 }
 
 func (p *Process) shutdown() error {
-	var crashed error
-	select {
-	case <-p.core.exited:
-		if e := p.core.exitErr.(*ExitError); !e.Expected && p.pr != nil {
-			crashed = e
-		}
-	default:
-	}
-	p.core.expected.Store(true)
-	var errs []error
+	crashed := p.core.crashed(p.pr != nil)
+	var err error
 	if p.pr != nil {
-		select {
-		case <-p.pr.Exited():
-		default:
-			ctx, cancel := context.WithTimeout(context.Background(), quitTimeout)
-			qerr := p.core.do(ctx, func(m *raw.Monitor) error { return m.Quit() })
-			cancel()
-			if qerr != nil && !errors.Is(qerr, ErrExited) {
-				p.cfg.logger.Info("qemu: quit failed, killing", "vm", p.String(), "err", qerr)
-			}
-			select {
-			case <-p.pr.Exited():
-			case <-time.After(quitGrace):
-				p.cfg.logger.Info("qemu: no exit after quit, killing", "vm", p.String())
-			}
-			if err := p.Kill(); err != nil {
-				errs = append(errs, err)
-			}
-		}
+		err = p.core.quitOrKill(p.pr.Exited(), p.cfg.logger, p.Kill)
 		<-p.watchDone
 	}
-	p.core.closed.Store(true)
-	if p.stateDir != "" && !p.cfg.keep && len(errs) == 0 {
-		if err := os.RemoveAll(p.stateDir); err != nil {
-			errs = append(errs, fmt.Errorf("qemu: remove state dir: %w", err))
-		}
-	}
-	if crashed != nil {
-		return crashed
-	}
-	return errors.Join(errs...)
+	return p.core.finishClose(p.stateDir, p.cfg.keep, crashed, err)
 }
