@@ -133,6 +133,10 @@ func TestIntegrationUnexpectedExit(t *testing.T) {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- vm.WaitSerial(ctx, regexp.MustCompile("never printed")) }()
+	// No event says WaitSerial is blocked yet. Should the kill land
+	// first, WaitSerial fails at once on the exit all the same, so the
+	// check below holds either way; the pause makes the in-flight path
+	// the usual one.
 	time.Sleep(50 * time.Millisecond)
 	start := time.Now()
 	if err := syscall.Kill(vm.(*qemu.Process).Pid(), syscall.SIGSEGV); err != nil {
