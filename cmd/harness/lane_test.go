@@ -34,6 +34,7 @@ var (
 // binary builds the harness command once per test process.
 func binary(t *testing.T) string {
 	t.Helper()
+	testenv.Short(t, "a go build of the harness command")
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "harness-bin-")
 		if err != nil {
@@ -48,8 +49,15 @@ func binary(t *testing.T) string {
 	if buildErr != nil {
 		t.Fatalf("go build: %v", buildErr)
 	}
-	t.Cleanup(func() {}) // the binary dir is removed by TestMain's caller; it is tiny
 	return builtBin
+}
+
+// removeBinary removes what binary built; TestMain runs it after the
+// tests.
+func removeBinary() {
+	if builtBin != "" {
+		os.RemoveAll(filepath.Dir(builtBin))
+	}
 }
 
 // started is a harness process whose stdout's first line is its ready
@@ -125,6 +133,7 @@ func (s *started) stop(t *testing.T) int {
 }
 
 func TestIntegrationUp(t *testing.T) {
+	testenv.Short(t, "qemu", "a go build of the harness command")
 	testenv.NeedCommand(t, "qemu-system-x86_64", "qemu-system-x86")
 	for _, p := range []string{"remote-viewer:virt-viewer", "Xvfb:xvfb", "xdotool:xdotool", "import:imagemagick"} {
 		prog, pkg, _ := strings.Cut(p, ":")
@@ -249,6 +258,7 @@ func twoQemus(t *testing.T) (string, []qemu.VM) {
 }
 
 func TestIntegrationServeTwoHandLaunchedQemus(t *testing.T) {
+	testenv.Short(t, "qemu", "spicy-screenshot", "a go build of the harness command")
 	testenv.NeedCommand(t, "qemu-system-x86_64", "qemu-system-x86")
 	testenv.NeedCommand(t, "spicy-screenshot", "spice-client-gtk")
 	path, vms := twoQemus(t)
@@ -293,6 +303,7 @@ func TestIntegrationServeTwoHandLaunchedQemus(t *testing.T) {
 }
 
 func TestIntegrationRunAgainstExternalServe(t *testing.T) {
+	testenv.Short(t, "qemu", "spicy-screenshot", "a go build of the harness command")
 	testenv.NeedCommand(t, "qemu-system-x86_64", "qemu-system-x86")
 	testenv.NeedCommand(t, "spicy-screenshot", "spice-client-gtk")
 	// serve starts on an empty lab; run writes the sources it must load.

@@ -4,14 +4,15 @@ import (
 	"bytes"
 	"context"
 	"flag"
-	"github.com/spiceharness/spiceharness/internal/testenv"
 	"strings"
 	"testing"
+
+	"github.com/spiceharness/spiceharness/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under fixtures/ from the current output")
 
-func TestMain(m *testing.M) { testenv.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testenv.VerifyTestMain(m, testenv.Teardown(removeBinary)) }
 
 // runCLI runs the CLI in-process and returns stdout, stderr and the exit
 // code.
