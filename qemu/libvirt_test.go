@@ -198,10 +198,9 @@ func TestIntegrationLibvirtBadOption(t *testing.T) {
 	if !errors.As(err, &ee) {
 		t.Fatalf("Start error is not an *ExitError: %v", err)
 	}
-	for _, want := range []string{"-no-such-option", "invalid option"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("Start error lacks %q:\n%v", want, err)
-		}
+	// libvirt's status carries qemu's own complaint, naming the option.
+	if !strings.Contains(ee.Status, "-no-such-option") {
+		t.Errorf("ExitError.Status does not carry qemu's complaint: %q", ee.Status)
 	}
 	select {
 	case <-vm.Exited():
