@@ -18,6 +18,7 @@ import (
 
 	"github.com/spiceharness/spiceharness/internal/proc"
 	"github.com/spiceharness/spiceharness/internal/syncbuf"
+	"github.com/spiceharness/spiceharness/internal/tail"
 )
 
 // Endpoint is what a real SPICE client needs to connect: the fields of a
@@ -119,7 +120,7 @@ func Screenshot(ctx context.Context, ep Endpoint, dir string) (*Image, error) {
 	}
 	if err := child.Wait(ctx); err != nil {
 		child.Stop(time.Second)
-		ce := &ClientError{Program: "spicy-screenshot", Status: err.Error(), Stderr: tail(stderr.String(), 10)}
+		ce := &ClientError{Program: "spicy-screenshot", Status: err.Error(), Stderr: tail.Lines(stderr.String(), 10)}
 		if m := eventRE.FindStringSubmatch(stderr.String()); m != nil {
 			ce.Event, _ = strconv.Atoi(m[1])
 		}
@@ -130,14 +131,6 @@ func Screenshot(ctx context.Context, ep Endpoint, dir string) (*Image, error) {
 		return nil, fmt.Errorf("harness: spicy-screenshot exited 0 but wrote no picture: %w", err)
 	}
 	return DecodePPM(data)
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // Guest area of remote-viewer's window on a bare Xvfb root (no window
@@ -207,7 +200,7 @@ func StartXvfb(ctx context.Context) (*Xvfb, error) {
 	}
 	if d == "" {
 		child.Stop(time.Second)
-		return nil, fmt.Errorf("harness: Xvfb gave no display: %s", tail(stderr.String(), 5))
+		return nil, fmt.Errorf("harness: Xvfb gave no display: %s", tail.Lines(stderr.String(), 5))
 	}
 	// Xvfb reports its display on -displayfd before it accepts clients
 	// (measured: 7 of 10 immediate connections failed), so wait until
@@ -219,9 +212,9 @@ func StartXvfb(ctx context.Context) (*Xvfb, error) {
 		select {
 		case <-giveUp:
 			child.Stop(time.Second)
-			return nil, fmt.Errorf("harness: Xvfb on :%s did not accept a client within 10 s: %s", d, tail(stderr.String(), 5))
+			return nil, fmt.Errorf("harness: Xvfb on :%s did not accept a client within 10 s: %s", d, tail.Lines(stderr.String(), 5))
 		case <-child.Exited():
-			return nil, fmt.Errorf("harness: Xvfb exited: %s", tail(stderr.String(), 5))
+			return nil, fmt.Errorf("harness: Xvfb exited: %s", tail.Lines(stderr.String(), 5))
 		case <-ctx.Done():
 			child.Stop(time.Second)
 			return nil, fmt.Errorf("harness: Xvfb never accepted a client: %w", ctx.Err())
@@ -340,9 +333,9 @@ func (rv *RemoteViewer) WaitOpened(ctx context.Context) error {
 		log := rv.Log()
 		switch {
 		case strings.Contains(log, "auth failure") || strings.Contains(log, "Authentication required"):
-			return fmt.Errorf("%w:\n%s", ErrAuth, tail(log, 10))
+			return fmt.Errorf("%w:\n%s", ErrAuth, tail.Lines(log, 10))
 		case strings.Contains(log, "Unable to connect"):
-			return fmt.Errorf("harness: remote-viewer could not connect:\n%s", tail(log, 10))
+			return fmt.Errorf("harness: remote-viewer could not connect:\n%s", tail.Lines(log, 10))
 		case strings.Contains(log, "main channel: opened") && strings.Contains(log, "SpiceDisplayChannel"):
 			find := exec.CommandContext(ctx, "xdotool", "search", "--onlyvisible", "--name", regexp.QuoteMeta(rv.Title))
 			find.Env = append(os.Environ(), "DISPLAY="+rv.X.Display)
@@ -353,9 +346,9 @@ func (rv *RemoteViewer) WaitOpened(ctx context.Context) error {
 		}
 		select {
 		case <-rv.child.Exited():
-			return fmt.Errorf("harness: remote-viewer exited (%v) on display %s:\n%s", rv.child.ProcessState(), rv.X.Display, tail(rv.Log(), 10))
+			return fmt.Errorf("harness: remote-viewer exited (%v) on display %s:\n%s", rv.child.ProcessState(), rv.X.Display, tail.Lines(rv.Log(), 10))
 		case <-ctx.Done():
-			return fmt.Errorf("harness: waiting for remote-viewer to open: %w\n%s", ctx.Err(), tail(rv.Log(), 10))
+			return fmt.Errorf("harness: waiting for remote-viewer to open: %w\n%s", ctx.Err(), tail.Lines(rv.Log(), 10))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

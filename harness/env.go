@@ -176,7 +176,7 @@ func (e *Env) bootVMs(ctx context.Context) error {
 				errs[i] = err
 				return
 			}
-			e.VMs[i].Key = static.Key{Source: e.Source, UUID: e.VMs[i].Console().UUID}
+			e.VMs[i].Key = static.Key{Source: e.Source, UUID: vm.Endpoint().UUID}
 			e.log.Info("guest ready", "vm", vm.String())
 		}()
 	}

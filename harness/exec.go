@@ -19,6 +19,7 @@ import (
 
 	"github.com/spiceharness/spiceharness/internal/proc"
 	"github.com/spiceharness/spiceharness/internal/syncbuf"
+	"github.com/spiceharness/spiceharness/internal/tail"
 	"github.com/spiceharness/spiceharness/static"
 )
 
@@ -248,7 +249,7 @@ func (x *execTarget) exitErrLocked(child *proc.Child) error {
 	if st := child.ProcessState(); st != nil {
 		status = st.String()
 	}
-	return &TargetExitError{Command: x.argv[0], Status: status, After: time.Since(x.started).Round(time.Millisecond), Log: tail(x.out.String(), 20)}
+	return &TargetExitError{Command: x.argv[0], Status: status, After: time.Since(x.started).Round(time.Millisecond), Log: tail.Lines(x.out.String(), 20)}
 }
 
 // TargetExitError: the proxy under test exited while the lane needed it.
@@ -272,7 +273,7 @@ func (x *execTarget) logTail() string {
 	if x.out == nil {
 		return ""
 	}
-	return "--- " + x.argv[0] + " log tail:\n" + tail(x.out.String(), 20)
+	return "--- " + x.argv[0] + " log tail:\n" + tail.Lines(x.out.String(), 20)
 }
 
 // FailureLog is the proxy's log tail, for failed tests.

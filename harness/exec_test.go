@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/spiceharness/spiceharness/internal/shell"
 	"github.com/spiceharness/spiceharness/static"
 )
 
@@ -62,7 +63,7 @@ func fakeExec(t *testing.T, args string) (*execTarget, *Env) {
 	t.Helper()
 	self, err := os.Executable()
 	require.NoError(t, err)
-	nt := Exec(ExecConfig{Command: ShellQuote(self) + " " + args, Env: []string{fakeProxyEnv + "=1"}, ReadyWithin: 20 * time.Second})
+	nt := Exec(ExecConfig{Command: shell.Quote(self) + " " + args, Env: []string{fakeProxyEnv + "=1"}, ReadyWithin: 20 * time.Second})
 	tg, err := nt(Settings{})
 	require.NoError(t, err)
 	dir := t.TempDir()

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spiceharness/spiceharness/internal/tail"
 	"github.com/spiceharness/spiceharness/static"
 )
 
@@ -175,7 +176,7 @@ func (k *kerbside) reload(ctx context.Context) error {
 	}
 	out, err := exec.CommandContext(ctx, "sh", "-c", k.cfg.ReloadCommand).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("harness: the reload command (%s) failed: %w\n%s", EnvExternalReload, err, tail(string(out), 10))
+		return fmt.Errorf("harness: the reload command (%s) failed: %w\n%s", EnvExternalReload, err, tail.Lines(string(out), 10))
 	}
 	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spiceharness/spiceharness/internal/shell"
+	"github.com/spiceharness/spiceharness/internal/tail"
 	"github.com/spiceharness/spiceharness/qemu"
 )
 
@@ -127,11 +129,11 @@ func Repro(testName string) string {
 			}
 		}
 	}
-	cmd := fmt.Sprintf("%sgo test %s -run %s -count=1 -v", strings.Join(append(env, ""), " "), pkg, ShellQuote("^"+runPattern(testName)+"$"))
+	cmd := fmt.Sprintf("%sgo test %s -run %s -count=1 -v", strings.Join(append(env, ""), " "), pkg, shell.Quote("^"+runPattern(testName)+"$"))
 	if dir == "" {
 		return cmd
 	}
-	return "cd " + ShellQuote(dir) + " && " + cmd
+	return "cd " + shell.Quote(dir) + " && " + cmd
 }
 
 // ReproEnv lists the HARNESS_* and CI variables of this process as
@@ -144,7 +146,7 @@ func ReproEnv() []string {
 		case secretVars[k]:
 			env = append(env, k+`="$`+k+`"`)
 		case strings.HasPrefix(k, "HARNESS_") || k == "CI":
-			env = append(env, ShellQuote(kv))
+			env = append(env, shell.Quote(kv))
 		}
 	}
 	sort.Strings(env)
@@ -166,16 +168,6 @@ func moduleRoot(dir string) string {
 	}
 }
 
-// ShellQuote quotes s for a POSIX shell when it needs it.
-func ShellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r == '-' || r == '_' || r == '.' || r == '/' || r == '=' || r == ':' || r == ',' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
-	}) < 0 {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
 // logFailure logs what a failed test needs to be diagnosed.
 func (e *Env) logFailure(t T) {
 	for _, vm := range e.VMs {
@@ -184,9 +176,7 @@ func (e *Env) logFailure(t T) {
 		}
 		t.Logf("--- %s serial tail:\n%s", vm, vm.SerialTail(20))
 		if lp, ok := vm.VM.(interface{ LogPath() string }); ok {
-			if b, err := os.ReadFile(lp.LogPath()); err == nil {
-				t.Logf("--- %s qemu log tail:\n%s", vm, tail(string(b), 20))
-			}
+			t.Logf("--- %s qemu log tail:\n%s", vm, tail.File(lp.LogPath(), 20))
 		}
 	}
 	if a, ok := e.target.(Auditor); ok {

@@ -5,14 +5,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"regexp"
 	"strings"
 	"time"
-
-	"github.com/spiceharness/spiceharness/internal/pki"
 )
 
 // Environment variables read by Start (see the package doc for the
@@ -76,7 +73,7 @@ type config struct {
 	disk        string // "" = built-in guest
 	spiceAddr   string
 	spicePort   int
-	tlsCA       *pki.CA
+	tlsCA       *CA
 	tlsPort     int
 	name        string
 	uuid        string
@@ -242,37 +239,10 @@ func SPICEPort(port int) Option {
 	}
 }
 
-// TLS turns on SPICE TLS: Start issues a server certificate from ca
-// (subject O=spice-harness,CN=localhost; SANs localhost, 127.0.0.1 and
-// the SPICE address), writes a per-VM x509 dir and listens on a TLS port
-// as well. The console's SecurePort and HostSubject are set accordingly.
-// Direct backend only.
-func TLS(ca *pki.CA) Option {
-	return func(c *config) error {
-		if ca == nil {
-			return configErr("TLS", "<nil>", "needs a CA")
-		}
-		c.tlsCA = ca
-		return nil
-	}
-}
-
-// TLSPort fixes the TLS SPICE port (default 0: picked like SPICEPort).
-// It needs TLS.
-func TLSPort(port int) Option {
-	return func(c *config) error {
-		if port < 0 || port > 65535 {
-			return configErr("TLSPort", port, "want 0..65535")
-		}
-		c.tlsPort = port
-		return nil
-	}
-}
-
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // Name sets the VM name (qemu -name, the libvirt domain name and the
-// console's name): 1–64 of [A-Za-z0-9._-]. Default: "sh-" and the first
+// Endpoint's Name): 1–64 of [A-Za-z0-9._-]. Default: "sh-" and the first
 // 8 hex digits of the UUID.
 func Name(name string) Option {
 	return func(c *config) error {
@@ -286,7 +256,7 @@ func Name(name string) Option {
 
 var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
-// UUID sets the VM UUID (qemu -uuid and the console's uuid), in the
+// UUID sets the VM UUID (qemu -uuid and the Endpoint's UUID), in the
 // canonical lower-case 8-4-4-4-12 form. Default: a random version 4 UUID.
 func UUID(uuid string) Option {
 	return func(c *config) error {
@@ -346,51 +316,6 @@ func Logger(l *slog.Logger) Option {
 		c.logger = l
 		return nil
 	}
-}
-
-// Libvirt selects the libvirt backend: the VM becomes a transient domain
-// on the libvirtd at uri. Accepted forms: "qemu:///system" (local unix
-// socket), "qemu+unix:///system?socket=PATH", "unix:///PATH/libvirt-sock",
-// "qemu+tcp://HOST[:PORT]/system" and "tcp://HOST[:PORT]" (port 16509 by
-// default).
-func Libvirt(uri string) Option {
-	return func(c *config) error {
-		if _, err := parseLibvirtURI(uri); err != nil {
-			return err
-		}
-		c.libvirtURI = uri
-		return nil
-	}
-}
-
-// parseLibvirtURI normalises the accepted forms to a go-libvirt URI.
-func parseLibvirtURI(s string) (*url.URL, error) {
-	u, err := url.Parse(s)
-	if err != nil || u.Scheme == "" {
-		return nil, configErr("Libvirt", s, "want qemu:///system, qemu+tcp://host/system, tcp://host:port or unix:///path")
-	}
-	switch u.Scheme {
-	case "qemu", "qemu+unix", "qemu+tcp":
-		if u.Scheme == "qemu" && u.Host != "" {
-			return nil, configErr("Libvirt", s, "qemu://host means TLS, which is not supported; use qemu+tcp://")
-		}
-		if u.Path == "" || u.Path == "/" {
-			u.Path = "/system"
-		}
-		return u, nil
-	case "tcp":
-		if u.Host == "" {
-			return nil, configErr("Libvirt", s, "no host")
-		}
-		return &url.URL{Scheme: "qemu+tcp", Host: u.Host, Path: "/system"}, nil
-	case "unix":
-		if u.Path == "" {
-			return nil, configErr("Libvirt", s, "no socket path")
-		}
-		q := url.Values{"socket": {u.Path}}
-		return &url.URL{Scheme: "qemu+unix", Path: "/system", RawQuery: q.Encode()}, nil
-	}
-	return nil, configErr("Libvirt", s, "unsupported scheme %q", u.Scheme)
 }
 
 // resolveBinary finds the qemu binary: option, then HARNESS_QEMU, then

@@ -15,7 +15,7 @@
 //	if err := vm.WaitFor(ctx, qemu.ForSPICE(), qemu.ForGuestPrompt()); err != nil {
 //		return err
 //	}
-//	con := vm.Console() // static.Console: uuid, name, ports and the ticket
+//	ep := vm.Endpoint() // uuid, name, SPICE address and ports, the ticket
 //
 // # What it does
 //
@@ -98,5 +98,11 @@
 //
 // Not a general VM manager: one disk, no network, no graphics window. It
 // does not speak SPICE (package proxy/spice does); ForSPICE only checks
-// that the port accepts connections and that query-spice is right.
+// that the port accepts connections and that query-spice is right. It
+// knows nothing of sources.yaml or of the proxy: Endpoint is plain data,
+// and package harness turns it into a sources.yaml console. Its one
+// dependency inside this module besides internal helpers is the built-in
+// guest (package fixtures/guest, which imports nothing of this module):
+// being the default disk is what lets Start boot, with no option at
+// all, a VM that ForGuestPrompt and SendKeys can check.
 package qemu

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/spiceharness/spiceharness/internal/shell"
 )
 
 // Sentinel errors; test with errors.Is.
@@ -20,7 +22,7 @@ var (
 	// other ports when it picked them itself; with a fixed port the
 	// *ExitError of the failed launch matches ErrBind.
 	ErrBind = errors.New("qemu: SPICE port in use")
-	// ErrNoTicket: the VM has no ticket yet (Console().Ticket is empty).
+	// ErrNoTicket: the VM has no ticket yet (Endpoint().Ticket is empty).
 	ErrNoTicket = errors.New("qemu: no ticket set")
 	// ErrUnsupported: the backend cannot do what was asked (for example
 	// SPICE TLS on the libvirt backend).
@@ -36,14 +38,25 @@ type ConfigError struct {
 	Value any
 	// Reason says what is wrong with it.
 	Reason string
+	// Err, when set, is a sentinel the error matches as well, such as
+	// ErrUnsupported for what the chosen backend cannot do.
+	Err error
 }
 
 func (e *ConfigError) Error() string {
-	return fmt.Sprintf("qemu: invalid %s %v: %s", e.Field, e.Value, e.Reason)
+	s := fmt.Sprintf("qemu: invalid %s %v: %s", e.Field, e.Value, e.Reason)
+	if e.Err != nil {
+		s += " (" + e.Err.Error() + ")"
+	}
+	return s
 }
 
 // Is makes every ConfigError match ErrInvalidConfig.
 func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig }
+
+// Unwrap returns Err, so errors.Is(err, ErrUnsupported) holds for an
+// option the backend does not support.
+func (e *ConfigError) Unwrap() error { return e.Err }
 
 func configErr(field string, value any, format string, args ...any) error {
 	return &ConfigError{Field: field, Value: value, Reason: fmt.Sprintf(format, args...)}
@@ -101,18 +114,14 @@ func (e *ExitError) Error() string {
 	}
 	fmt.Fprintf(&b, "qemu: %s %s (%s)", e.VM, what, e.Status)
 	if len(e.Argv) > 0 {
-		fmt.Fprintf(&b, "\n  command: %s", ShellQuote(e.Argv))
+		fmt.Fprintf(&b, "\n  command: %s", shell.Join(e.Argv))
 	}
 	section := func(name, body string) {
-		body = strings.TrimRight(body, "\r\n")
-		if body == "" {
+		if strings.TrimRight(body, "\r\n") == "" {
 			fmt.Fprintf(&b, "\n  %s: (empty)", name)
 			return
 		}
-		fmt.Fprintf(&b, "\n  %s (tail):", name)
-		for _, line := range strings.Split(body, "\n") {
-			fmt.Fprintf(&b, "\n    | %s", strings.TrimRight(line, "\r"))
-		}
+		fmt.Fprintf(&b, "\n  %s (tail):\n%s", name, indent(body))
 	}
 	section("qemu log", e.Log)
 	section("serial log", e.Serial)
@@ -123,34 +132,6 @@ func (e *ExitError) Error() string {
 // SPICE port could not be bound.
 func (e *ExitError) Is(target error) bool {
 	return target == ErrExited || (target == ErrBind && e.bind)
-}
-
-// ShellQuote renders argv as one copy-pasteable POSIX shell command line.
-func ShellQuote(argv []string) string {
-	q := make([]string, len(argv))
-	for i, a := range argv {
-		q[i] = shellQuote(a)
-	}
-	return strings.Join(q, " ")
-}
-
-func shellQuote(s string) string {
-	if s == "" {
-		return "''"
-	}
-	safe := true
-	for _, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-		case strings.ContainsRune("-_./=,:@+%", r):
-		default:
-			safe = false
-		}
-	}
-	if safe {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // redact replaces every occurrence of secret in err's message. It keeps
@@ -180,3 +161,17 @@ func (e *redactedError) Error() string { return e.msg }
 // Is keeps the sentinels of the redacted error matchable without
 // exposing its message through Unwrap.
 func (e *redactedError) Is(target error) bool { return errors.Is(e.err, target) }
+
+// indent prefixes each line of a log tail with "    | ", for error
+// messages.
+func indent(s string) string {
+	s = strings.TrimRight(s, "\r\n")
+	if s == "" {
+		return "    | (empty)"
+	}
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = "    | " + strings.TrimRight(l, "\r")
+	}
+	return strings.Join(lines, "\n")
+}

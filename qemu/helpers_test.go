@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/spiceharness/spiceharness/internal/testenv"
 	"github.com/spiceharness/spiceharness/proxy/spice"
 	"github.com/spiceharness/spiceharness/qemu"
-	"github.com/spiceharness/spiceharness/static"
 )
 
 // startTimeout bounds one Start in tests (generous: the machine is
@@ -113,9 +113,9 @@ func execOutput(ctx context.Context, name string, args ...string) (string, error
 // and returns the link result: spice.LinkOK (0) or the server's code,
 // e.g. spice.ErrPermissionDenied (7). Only a main channel is opened and
 // closed: closing a display channel before DISPLAY_INIT would crash qemu.
-func linkCode(t testing.TB, con static.Console, ticket string) spice.LinkErr {
+func linkCode(t testing.TB, con qemu.Endpoint, ticket string) spice.LinkErr {
 	t.Helper()
-	d := &spice.Dialer{Host: con.HypervisorIP, Port: con.InsecurePort, Password: ticket, Timeout: 10 * time.Second}
+	d := &spice.Dialer{Host: con.HostIP, Port: con.Port, Password: ticket, Timeout: 10 * time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	ch, err := d.DialChannel(ctx, 0, spice.ChannelMain, 0)
@@ -127,13 +127,13 @@ func linkCode(t testing.TB, con static.Console, ticket string) spice.LinkErr {
 	if errors.As(err, &le) && le.Code != spice.LinkOK {
 		return le.Code
 	}
-	t.Fatalf("SPICE link to %s:%d failed without a link result: %v", con.HypervisorIP, con.InsecurePort, err)
+	t.Fatalf("SPICE link to %s:%d failed without a link result: %v", con.HostIP, con.Port, err)
 	return 0
 }
 
 // wantLink checks the link result of each ticket (the ticket values are
 // never printed).
-func wantLink(t testing.TB, con static.Console, want spice.LinkErr, what string, tickets ...string) {
+func wantLink(t testing.TB, con qemu.Endpoint, want spice.LinkErr, what string, tickets ...string) {
 	t.Helper()
 	for i, tk := range tickets {
 		if got := linkCode(t, con, tk); got != want {

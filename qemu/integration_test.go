@@ -3,13 +3,9 @@ package qemu_test
 import (
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"regexp"
-	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,10 +14,8 @@ import (
 
 	"github.com/digitalocean/go-qemu/qmp"
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/spiceharness/spiceharness/fixtures/guest"
-	"github.com/spiceharness/spiceharness/internal/pki"
-	"github.com/spiceharness/spiceharness/internal/syncbuf"
-	"github.com/spiceharness/spiceharness/proxy/spice"
 	"github.com/spiceharness/spiceharness/qemu"
 )
 
@@ -46,172 +40,6 @@ func TestIntegrationBootSerialAndKeys(t *testing.T) {
 	}
 	if diff := cmp.Diff(guest.Banner+"\r\n"+guest.Prompt+"hi", vm.SerialTail(2)); diff != "" {
 		t.Errorf("unexpected SerialTail(2) (-want +got):\n%s", diff)
-	}
-}
-
-func TestIntegrationTickets(t *testing.T) {
-	var logBuf syncbuf.Buffer
-	vm := startVM(t, qemu.Logger(slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))))
-	ctx := ctxT(t, 60*time.Second)
-	con := vm.Console()
-	if con.Ticket != "" {
-		t.Fatalf("ticket set before SetTicket")
-	}
-	if err := vm.WaitSPICE(ctx); err != nil {
-		t.Fatal(err)
-	}
-	info, err := vm.QuerySpice(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := qemu.SpiceInfo{Enabled: true, Host: "127.0.0.1", Port: con.InsecurePort, Auth: "spice", MouseMode: info.MouseMode}
-	if diff := cmp.Diff(want, info); diff != "" {
-		t.Errorf("unexpected query-spice (-want +got):\n%s", diff)
-	}
-	tickets := checkTickets(t, vm)
-
-	// Tickets never leave the process: not in argv, not in qemu's log.
-	p := vm.(*qemu.Process)
-	log, err := os.ReadFile(p.LogPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tk := range tickets {
-		if strings.Contains(strings.Join(p.Argv(), " "), tk) {
-			t.Errorf("ticket in argv")
-		}
-		if strings.Contains(string(log), tk) {
-			t.Errorf("ticket in qemu log")
-		}
-		if strings.Contains(logBuf.String(), tk) {
-			t.Errorf("ticket in the harness log")
-		}
-	}
-}
-
-// checkTickets runs the ticket lifecycle on a fresh VM of either
-// backend: refused until SetTicket; only the current ticket works;
-// RotateTicket retires the old one; ExpireTicket refuses everyone; a
-// later SetTicket lifts the expiry. The Go client gives exact link
-// results; spicy-screenshot (a real client) confirms the final ticket.
-// It returns the tickets it set.
-func checkTickets(t *testing.T, vm qemu.VM) []string {
-	ctx := ctxT(t, 60*time.Second)
-	con := vm.Console()
-	wantLink(t, con, spice.ErrPermissionDenied, "before SetTicket", "", "x")
-	t1, err := vm.SetTicket(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(t1) != qemu.TicketLen || !regexp.MustCompile(`^[A-Za-z0-9]+$`).MatchString(t1) {
-		t.Fatalf("unexpected ticket format (length %d)", len(t1))
-	}
-	if vm.Console().Ticket != t1 {
-		t.Fatalf("Console().Ticket is not the ticket SetTicket returned")
-	}
-	wantLink(t, con, spice.ErrPermissionDenied, "after SetTicket, no or wrong ticket", "", t1[1:], "wrong")
-	wantLink(t, con, spice.LinkOK, "after SetTicket, fresh ticket", t1)
-
-	t2, err := vm.RotateTicket(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if t2 == t1 {
-		t.Fatal("RotateTicket returned the old ticket")
-	}
-	wantLink(t, con, spice.ErrPermissionDenied, "after RotateTicket, old ticket", t1)
-	wantLink(t, con, spice.LinkOK, "after RotateTicket, new ticket", t2)
-
-	if err := vm.ExpireTicket(ctx); err != nil {
-		t.Fatal(err)
-	}
-	wantLink(t, con, spice.ErrPermissionDenied, "after ExpireTicket", t2, "")
-	t3, err := vm.RotateTicket(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantLink(t, con, spice.ErrPermissionDenied, "after a rotation that follows an expiry, old tickets", t1, t2)
-	wantLink(t, con, spice.LinkOK, "after a rotation that follows an expiry, new ticket", t3)
-	if !spiceLogin(t, con.HypervisorIP, con.InsecurePort, t3) {
-		t.Error("spicy-screenshot was refused with the current ticket")
-	}
-	if spiceLogin(t, con.HypervisorIP, con.InsecurePort, t2) {
-		t.Error("spicy-screenshot got in with a retired ticket")
-	}
-	for _, tk := range []string{t1, t2, t3} {
-		if strings.Contains(vm.String(), tk) {
-			t.Errorf("ticket in String()")
-		}
-	}
-	return []string{t1, t2, t3}
-}
-
-// TestIntegrationTicketsAndSessions: SetTicket keeps a connected session,
-// RotateTicket disconnects it.
-func TestIntegrationTicketsAndSessions(t *testing.T) {
-	vm := startVM(t)
-	ctx := ctxT(t, 60*time.Second)
-	t1, err := vm.SetTicket(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	con := vm.Console()
-	d := &spice.Dialer{Host: con.HypervisorIP, Port: con.InsecurePort, Password: t1}
-	s, err := d.Connect(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := vm.SetTicket(ctx); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-s.Main.Done():
-		t.Fatalf("SetTicket dropped a connected session: %v", s.Main.Err())
-	case <-time.After(500 * time.Millisecond):
-	}
-	if _, err := vm.RotateTicket(ctx); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-s.Main.Done():
-	case <-time.After(5 * time.Second):
-		t.Fatal("RotateTicket left a connected session in")
-	}
-}
-
-func TestIntegrationTLS(t *testing.T) {
-	ca, err := pki.NewCA("qemu test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	vm := startVM(t, qemu.TLS(ca))
-	ctx := ctxT(t, 60*time.Second)
-	con := vm.Console()
-	if con.SecurePort == 0 || con.SecurePort == con.InsecurePort {
-		t.Fatalf("unexpected ports %d/%d", con.InsecurePort, con.SecurePort)
-	}
-	if diff := cmp.Diff("O=spice-harness,CN=localhost", con.HostSubject); diff != "" {
-		t.Errorf("unexpected host subject (-want +got):\n%s", diff)
-	}
-	if err := vm.WaitSPICE(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ticket, err := vm.SetTicket(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &spice.Dialer{Host: "127.0.0.1", TLSPort: con.SecurePort, SecureAll: true, Password: ticket, CA: ca.Pool(), HostSubject: con.HostSubject}
-	ch, err := d.DialChannel(ctx, 0, spice.ChannelMain, 0)
-	if err != nil {
-		t.Fatalf("TLS link with the CA and host subject: %v", err)
-	}
-	if !ch.Secure {
-		t.Error("channel not linked over TLS")
-	}
-	ch.Close()
-	if _, err := os.Stat(filepath.Join(vm.(*qemu.Process).StateDir(), "x509", "server-key.pem")); err != nil {
-		t.Errorf("x509 dir: %v", err)
 	}
 }
 
@@ -255,8 +83,8 @@ func TestIntegrationEvents(t *testing.T) {
 	}
 	sub := vm.Subscribe()
 	defer sub.Close()
-	con := vm.Console()
-	if !spiceLogin(t, con.HypervisorIP, con.InsecurePort, ticket) {
+	con := vm.Endpoint()
+	if !spiceLogin(t, con.HostIP, con.Port, ticket) {
 		t.Fatal("login refused")
 	}
 	for _, name := range []string{qemu.EventSPICEConnected, qemu.EventSPICEInitialized, qemu.EventSPICEDisconnected} {
@@ -305,6 +133,10 @@ func TestIntegrationUnexpectedExit(t *testing.T) {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- vm.WaitSerial(ctx, regexp.MustCompile("never printed")) }()
+	// No event says WaitSerial is blocked yet. Should the kill land
+	// first, WaitSerial fails at once on the exit all the same, so the
+	// check below holds either way; the pause makes the in-flight path
+	// the usual one.
 	time.Sleep(50 * time.Millisecond)
 	start := time.Now()
 	if err := syscall.Kill(vm.(*qemu.Process).Pid(), syscall.SIGSEGV); err != nil {
@@ -327,8 +159,11 @@ func TestIntegrationUnexpectedExit(t *testing.T) {
 	if ee.Expected || ee.Code != -1 || !strings.Contains(ee.Status, "segmentation fault") {
 		t.Errorf("unexpected ExitError fields: expected=%v code=%d status=%q", ee.Expected, ee.Code, ee.Status)
 	}
-	if !strings.Contains(ee.Serial, guest.Prompt) || !strings.Contains(ee.Error(), "qemu-system-x86_64") {
-		t.Errorf("ExitError lacks the serial tail or the command line:\n%v", ee)
+	if !strings.Contains(ee.Serial, guest.Prompt) {
+		t.Errorf("ExitError lacks the serial tail:\n%v", ee)
+	}
+	if diff := cmp.Diff(vm.(*qemu.Process).Argv(), ee.Argv); diff != "" {
+		t.Errorf("unexpected ExitError.Argv (-want +got):\n%s", diff)
 	}
 	if err := vm.Wait(ctx); !errors.As(err, &ee) {
 		t.Errorf("Wait: want the *ExitError, got %v", err)
@@ -425,58 +260,6 @@ func TestIntegrationKill(t *testing.T) {
 	}
 }
 
-// TestIntegrationStartThreadExits: qemu's parent-death signal is tied to
-// the OS thread that forked it, not to the process. Call Start from a
-// goroutine that locks its thread and exits still locked, so the Go
-// runtime ends that thread: qemu must live on. (A Start that forked from
-// the caller's thread fails this test.)
-func TestIntegrationStartThreadExits(t *testing.T) {
-	needQemu(t)
-	ctx := ctxT(t, 60*time.Second)
-	type result struct {
-		vm  qemu.VM
-		err error
-		tid int
-	}
-	rc := make(chan result, 1)
-	var onOwnThread func()
-	onOwnThread = func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-		if syscall.Gettid() == os.Getpid() {
-			// The main thread is never ended by the runtime; hop off it.
-			runtime.UnlockOSThread()
-			go onOwnThread()
-			return
-		}
-		vm, err := qemu.Start(ctx, qemu.Accel(qemu.AccelTCG))
-		rc <- result{vm, err, syscall.Gettid()}
-	}
-	go onOwnThread()
-	r := <-rc
-	defer r.vm.Close()
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	task := "/proc/self/task/" + strconv.Itoa(r.tid)
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, err := os.Stat(task); err != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the runtime did not end thread %d; the test proves nothing", r.tid)
-		}
-	}
-	time.Sleep(200 * time.Millisecond) // a parent-death signal would have landed by now
-	select {
-	case <-r.vm.Exited():
-		t.Fatalf("qemu died with the thread that called Start: %v", r.vm.Wait(ctx))
-	default:
-	}
-	if _, err := r.vm.Run(ctx, "query-status"); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestIntegrationParallel(t *testing.T) {
 	needQemu(t)
 	const n = 8
@@ -520,7 +303,7 @@ func TestIntegrationParallel(t *testing.T) {
 		if err != nil {
 			t.Fatalf("VM %d: %v", i, err)
 		}
-		p := vms[i].Console().InsecurePort
+		p := vms[i].Endpoint().Port
 		if j, dup := ports[p]; dup {
 			t.Errorf("VMs %d and %d share SPICE port %d", j, i, p)
 		}

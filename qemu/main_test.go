@@ -1,14 +1,15 @@
 package qemu_test
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/spiceharness/spiceharness/internal/proc"
 	"github.com/spiceharness/spiceharness/internal/testenv"
 )
 
@@ -34,29 +35,29 @@ func TestMain(m *testing.M) {
 		}))
 }
 
-// ownQemus scans /proc for qemu processes whose state dir (from -qmp on
-// their command line) records owner as its owner.
+// ownQemus lists the qemu processes whose state dir (from -qmp on their
+// command line) records owner as its owner.
 func ownQemus(owner int) []int {
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	all, err := proc.All()
+	if err != nil {
+		panic(err) // without /proc this check could not fail
+	}
 	var pids []int
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err != nil || !bytes.Contains(b, []byte("qemu-system")) {
+	for _, p := range all {
+		if !slices.ContainsFunc(p.Cmdline, func(a string) bool { return strings.Contains(a, "qemu-system") }) {
 			continue
 		}
-		args := strings.Split(string(b), "\x00")
-		for i, a := range args {
-			if a != "-qmp" || i+1 >= len(args) {
+		for i, a := range p.Cmdline {
+			if a != "-qmp" || i+1 >= len(p.Cmdline) {
 				continue
 			}
-			dir := filepath.Dir(strings.TrimPrefix(args[i+1], "unix:"))
+			dir := filepath.Dir(strings.TrimPrefix(p.Cmdline[i+1], "unix:"))
 			rec, err := os.ReadFile(filepath.Join(dir, "owner"))
 			if err != nil {
 				continue
 			}
 			if f := strings.Fields(string(rec)); len(f) > 0 && f[0] == strconv.Itoa(owner) {
-				pid, _ := strconv.Atoi(strings.Split(p, "/")[2])
-				pids = append(pids, pid)
+				pids = append(pids, p.PID)
 			}
 		}
 	}

@@ -173,14 +173,15 @@ func TestMonitorEventsNeverBlockReplies(t *testing.T) {
 // TestMonitorEndsCallsOnEOF: a connection that drops (qemu exiting)
 // ends the call in flight at once.
 func TestMonitorEndsCallsOnEOF(t *testing.T) {
-	m, stop := startFake(t, func(cmd map[string]any) []string { return nil })
+	received := make(chan struct{}, 1)
+	m, stop := startFake(t, func(cmd map[string]any) []string { received <- struct{}{}; return nil })
 	defer stop()
 	errc := make(chan error, 1)
 	go func() {
 		_, err := m.run(context.Background(), []byte(`{"execute":"query-status"}`))
 		errc <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	<-received // the call is in flight: the fake has it and never answers
 	m.conn.Close()
 	select {
 	case err := <-errc:

@@ -6,12 +6,16 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/spiceharness/spiceharness/internal/poll"
+	"github.com/spiceharness/spiceharness/internal/proc"
 	"github.com/spiceharness/spiceharness/qemu"
 )
 
@@ -74,18 +78,6 @@ func runOrphanChild(t *testing.T, mode string) []string {
 	return strings.Fields(strings.TrimPrefix(line, "IDS "))
 }
 
-// alive reports whether pid runs (a zombie waiting for its reaper does
-// not count: it is dead).
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
-}
-
 func TestIntegrationNoOrphansAfterSIGKILL(t *testing.T) {
 	needQemu(t)
 	var pids []int
@@ -93,14 +85,19 @@ func TestIntegrationNoOrphansAfterSIGKILL(t *testing.T) {
 		pid, _ := strconv.Atoi(f)
 		pids = append(pids, pid)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	// The kernel kills them when the parent dies; nothing here can
+	// wait on that event, so poll.
+	ctx := ctxT(t, 5*time.Second)
 	for _, pid := range pids {
-		for alive(pid) {
-			if time.Now().After(deadline) {
-				syscall.Kill(pid, syscall.SIGKILL) // do not leak it either way
-				t.Fatalf("qemu %d still running 5s after its parent was SIGKILLed", pid)
+		err := poll.Until(ctx, 10*time.Millisecond, func(context.Context) error {
+			if proc.Alive(pid) {
+				return fmt.Errorf("qemu %d still running", pid)
 			}
-			time.Sleep(10 * time.Millisecond)
+			return nil
+		})
+		if err != nil {
+			syscall.Kill(pid, syscall.SIGKILL) // do not leak it either way
+			t.Fatalf("after its parent was SIGKILLed: %v", err)
 		}
 	}
 	// The child's state dirs are now stale; the sweep must remove them.
@@ -119,29 +116,82 @@ func TestIntegrationNoOrphansAfterSIGKILL(t *testing.T) {
 func TestIntegrationLibvirtNoOrphansAfterSIGKILL(t *testing.T) {
 	needLibvirt(t)
 	names := runOrphanChild(t, "libvirt")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	ctx := ctxT(t, 10*time.Second)
+	var left []string
+	err := poll.Until(ctx, 50*time.Millisecond, func(ctx context.Context) error {
 		out, err := execOutput(ctx, "virsh", "-c", "qemu:///system", "list", "--name")
 		if err != nil {
-			t.Fatalf("virsh list: %v\n%s", err, out)
+			return fmt.Errorf("virsh list: %w\n%s", err, out)
 		}
-		var left []string
-		for _, n := range names {
-			if strings.Contains(out, n) {
-				left = append(left, n)
-			}
+		running := strings.Fields(out)
+		left = slices.DeleteFunc(slices.Clone(names), func(n string) bool { return !slices.Contains(running, n) })
+		if len(left) > 0 {
+			return fmt.Errorf("domains %v still running", left)
 		}
-		if len(left) == 0 {
+		return nil
+	})
+	if err != nil {
+		dctx := ctxT(t, 30*time.Second)
+		for _, n := range left {
+			execOutput(dctx, "virsh", "-c", "qemu:///system", "destroy", n)
+		}
+		t.Fatalf("after their owner was SIGKILLed: %v", err)
+	}
+}
+
+// TestIntegrationStartThreadExits: qemu's parent-death signal is tied to
+// the OS thread that forked it, not to the process. Call Start from a
+// goroutine that locks its thread and exits still locked, so the Go
+// runtime ends that thread: qemu must live on. (A Start that forked from
+// the caller's thread fails this test.)
+func TestIntegrationStartThreadExits(t *testing.T) {
+	needQemu(t)
+	ctx := ctxT(t, 60*time.Second)
+	type result struct {
+		vm  qemu.VM
+		err error
+		tid int
+	}
+	rc := make(chan result, 1)
+	var onOwnThread func()
+	onOwnThread = func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		if syscall.Gettid() == os.Getpid() {
+			// The main thread is never ended by the runtime; hop off it.
+			runtime.UnlockOSThread()
+			go onOwnThread()
 			return
 		}
-		if time.Now().After(deadline) {
-			for _, n := range left {
-				execOutput(ctx, "virsh", "-c", "qemu:///system", "destroy", n)
-			}
-			t.Fatalf("domains %v still running 10s after their owner was SIGKILLed", left)
+		vm, err := qemu.Start(ctx, qemu.Accel(qemu.AccelTCG))
+		rc <- result{vm, err, syscall.Gettid()}
+	}
+	go onOwnThread()
+	r := <-rc
+	defer r.vm.Close()
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	// The runtime ends the thread when its goroutine returns locked;
+	// nothing reports that, so poll /proc for it.
+	task := "/proc/self/task/" + strconv.Itoa(r.tid)
+	err := poll.Until(ctxT(t, 5*time.Second), 10*time.Millisecond, func(context.Context) error {
+		if _, err := os.Stat(task); err == nil {
+			return fmt.Errorf("thread %d still exists", r.tid)
 		}
-		time.Sleep(50 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("the runtime did not end the thread that called Start; the test proves nothing: %v", err)
+	}
+	// A parent-death signal is sent while the thread exits, before its
+	// /proc entry goes; a SIGKILLed qemu runs no more user code. So a
+	// QMP answer now proves no signal came.
+	if _, err := r.vm.Run(ctx, "query-status"); err != nil {
+		t.Fatalf("qemu died with the thread that called Start: %v", err)
+	}
+	select {
+	case <-r.vm.Exited():
+		t.Fatalf("qemu died with the thread that called Start: %v", r.vm.Wait(ctx))
+	default:
 	}
 }

@@ -2,7 +2,6 @@ package qemu
 
 import (
 	"context"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"net"
@@ -15,10 +14,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/digitalocean/go-qemu/qmp/raw"
-
-	"github.com/spiceharness/spiceharness/internal/pki"
 	"github.com/spiceharness/spiceharness/internal/proc"
+	"github.com/spiceharness/spiceharness/internal/shell"
 )
 
 // Shutdown timing.
@@ -82,10 +79,10 @@ var _ VM = (*Process)(nil)
 func newProcess(c *config) *Process {
 	p := &Process{cfg: c, watchDone: make(chan struct{})}
 	p.core = newCore(p)
-	p.core.console.UUID = c.uuid
-	p.core.console.Name = c.name
-	p.core.console.Hypervisor = hostname()
-	p.core.console.HypervisorIP = c.spiceAddr
+	p.core.ep.UUID = c.uuid
+	p.core.ep.Name = c.name
+	p.core.ep.Host = hostname()
+	p.core.ep.HostIP = c.spiceAddr
 	return p
 }
 
@@ -116,10 +113,10 @@ func (p *Process) String() string {
 	if p.accel != "" {
 		s += string(p.accel) + ", "
 	}
-	con := p.Console()
-	s += "spice " + spiceAddrString(con.HypervisorIP, con.InsecurePort)
-	if con.SecurePort != 0 {
-		s += " tls " + strconv.Itoa(con.SecurePort)
+	con := p.Endpoint()
+	s += "spice " + spiceAddrString(con.HostIP, con.Port)
+	if con.TLSPort != 0 {
+		s += " tls " + strconv.Itoa(con.TLSPort)
 	}
 	return s + ")"
 }
@@ -209,28 +206,6 @@ func (p *Process) start(ctx context.Context) (err error) {
 	}
 }
 
-// writeX509 issues the VM's server certificate and writes qemu's x509
-// dir. The dir is readable only by this user; the CA key never leaves
-// memory.
-func (p *Process) writeX509() error {
-	subject := pkix.Name{Organization: []string{"spice-harness"}, CommonName: "localhost"}
-	hosts := []string{"localhost", "127.0.0.1"}
-	if p.cfg.spiceAddr != "127.0.0.1" {
-		hosts = append(hosts, p.cfg.spiceAddr)
-	}
-	leaf, err := p.cfg.tlsCA.Issue(subject, hosts...)
-	if err != nil {
-		return fmt.Errorf("qemu: TLS: %w", err)
-	}
-	if err := p.cfg.tlsCA.WriteQemuDir(filepath.Join(p.stateDir, x509DirName), leaf); err != nil {
-		return fmt.Errorf("qemu: TLS: %w", err)
-	}
-	p.core.mu.Lock()
-	p.core.console.HostSubject = pki.HostSubject(leaf.Cert)
-	p.core.mu.Unlock()
-	return nil
-}
-
 var bindFailedRE = regexp.MustCompile(`binding socket to .* failed|Failed to open SPICE sockets`)
 
 // launch runs qemu once and connects QMP. On failure the attempt is torn
@@ -241,8 +216,8 @@ func (p *Process) launch(ctx context.Context, spec launchSpec, attempt int) erro
 		return err
 	}
 	p.core.mu.Lock()
-	p.core.console.InsecurePort = spec.Port
-	p.core.console.SecurePort = spec.TLSPort
+	p.core.ep.Port = spec.Port
+	p.core.ep.TLSPort = spec.TLSPort
 	p.core.mu.Unlock()
 	sock := filepath.Join(p.stateDir, qmpSocketName)
 	os.Remove(sock)
@@ -255,7 +230,7 @@ func (p *Process) launch(ctx context.Context, spec launchSpec, attempt int) erro
 		l.Close()
 		return fmt.Errorf("qemu: log: %w", err)
 	}
-	fmt.Fprintf(logf, "# spice-harness: launch %d: %s\n", attempt, ShellQuote(argv))
+	fmt.Fprintf(logf, "# spice-harness: launch %d: %s\n", attempt, shell.Join(argv))
 
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -339,114 +314,6 @@ func (p *Process) launch(ctx context.Context, spec launchSpec, attempt int) erro
 	go p.watch(pr)
 	p.cfg.logger.Info("qemu: running", "vm", p.String(), "qemu", mon.Version.String())
 	return nil
-}
-
-// exitError describes a finished attempt.
-func (p *Process) exitError(pr *proc.Child) *ExitError {
-	e := &ExitError{VM: p.String(), Argv: p.argv, Code: -1, Status: "unknown"}
-	if st := pr.ProcessState(); st != nil {
-		e.Status, e.Code = st.String(), st.ExitCode()
-	} else if err := pr.WaitErr(); err != nil {
-		e.Status = err.Error()
-	}
-	e.Log = tailLines(p.logPath, 20)
-	e.Serial = tailLines(p.serialPath, 10)
-	e.bind = bindFailedRE.MatchString(e.Log)
-	return e
-}
-
-// watch waits for the running qemu to end, then records the exit and
-// releases QMP.
-func (p *Process) watch(pr *proc.Child) {
-	defer close(p.watchDone)
-	<-pr.Exited()
-	e := p.exitError(pr)
-	p.mon.close()
-	p.core.exit(e)
-	if !e.Expected {
-		p.cfg.logger.Error("qemu: exited unexpectedly", "vm", p.String(), "status", e.Status)
-	}
-}
-
-// Kill sends SIGKILL to qemu's process group and waits until qemu is
-// reaped. The exit counts as expected. Killing an exited VM is a no-op.
-func (p *Process) Kill() error {
-	if p == nil || p.pr == nil {
-		return nil
-	}
-	p.killMu.Lock()
-	defer p.killMu.Unlock()
-	select {
-	case <-p.pr.Exited():
-		return nil
-	default:
-	}
-	p.core.expected.Store(true)
-	if err := syscall.Kill(-p.pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("qemu: %s: kill: %w", p, err)
-	}
-	select {
-	case <-p.pr.Exited():
-		<-p.watchDone
-		return nil
-	case <-time.After(killGrace):
-		return fmt.Errorf("qemu: %s: still running %v after SIGKILL", p, killGrace)
-	}
-}
-
-// Close shuts qemu down: QMP quit, up to 5 s for it to exit, then
-// SIGKILL to the process group and a wait for the reap. It then removes
-// the state dir (kept when HARNESS_KEEP=1). See VM.Close.
-func (p *Process) Close() error {
-	if p == nil {
-		return nil
-	}
-	p.closeOnce.Do(func() { p.closeErr = p.shutdown() })
-	return p.closeErr
-}
-
-func (p *Process) shutdown() error {
-	var crashed error
-	select {
-	case <-p.core.exited:
-		if e := p.core.exitErr.(*ExitError); !e.Expected && p.pr != nil {
-			crashed = e
-		}
-	default:
-	}
-	p.core.expected.Store(true)
-	var errs []error
-	if p.pr != nil {
-		select {
-		case <-p.pr.Exited():
-		default:
-			ctx, cancel := context.WithTimeout(context.Background(), quitTimeout)
-			qerr := p.core.do(ctx, func(m *raw.Monitor) error { return m.Quit() })
-			cancel()
-			if qerr != nil && !errors.Is(qerr, ErrExited) {
-				p.cfg.logger.Info("qemu: quit failed, killing", "vm", p.String(), "err", qerr)
-			}
-			select {
-			case <-p.pr.Exited():
-			case <-time.After(quitGrace):
-				p.cfg.logger.Info("qemu: no exit after quit, killing", "vm", p.String())
-			}
-			if err := p.Kill(); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		<-p.watchDone
-	}
-	p.core.closed.Store(true)
-	if p.stateDir != "" && !p.cfg.keep && len(errs) == 0 {
-		if err := os.RemoveAll(p.stateDir); err != nil {
-			errs = append(errs, fmt.Errorf("qemu: remove state dir: %w", err))
-		}
-	}
-	if crashed != nil {
-		return crashed
-	}
-	return errors.Join(errs...)
 }
 
 func spiceAddrString(ip string, port int) string {

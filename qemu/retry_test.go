@@ -40,7 +40,7 @@ func TestIntegrationRetryOnBindFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := vm.Console().InsecurePort; got == taken || got == 0 {
+	if got := vm.Endpoint().Port; got == taken || got == 0 {
 		t.Fatalf("VM runs on port %d; the taken port was %d", got, taken)
 	}
 	if calls != 3 {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spiceharness/spiceharness/fixtures/guest"
+	"github.com/spiceharness/spiceharness/internal/proc"
 )
 
 // StateDirPrefix starts the name of every per-VM state dir
@@ -42,28 +44,20 @@ func makeStateDir(root string) (string, error) {
 	return dir, nil
 }
 
-// ownerRecord identifies a live process across pid reuse: "PID STARTTIME".
+// ownerRecord identifies a live process across pid reuse: "PID
+// STARTTIME", the start time in clock ticks after boot.
 func ownerRecord(pid int) string {
 	return strconv.Itoa(pid) + " " + procStartTime(pid) + "\n"
 }
 
-// procStartTime is field 22 of /proc/PID/stat (start time in clock
-// ticks since boot), or "" when the process does not exist.
+// procStartTime is pid's start time (/proc/PID/stat field 22), or ""
+// when the process does not exist.
 func procStartTime(pid int) string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	i, err := proc.Lookup(pid)
 	if err != nil {
 		return ""
 	}
-	// The command name (field 2) may hold spaces; fields restart after ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return ""
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return ""
-	}
-	return f[19]
+	return strconv.FormatUint(i.StartTime, 10)
 }
 
 // ownerAlive reports whether the process recorded in an owner file still
@@ -128,8 +122,8 @@ func killStrayQemu(dir string) {
 	if err != nil || pid <= 0 {
 		return
 	}
-	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	if err != nil || !bytes.Contains(cmdline, []byte(dir+"/")) {
+	i, err := proc.Lookup(pid)
+	if err != nil || !slices.ContainsFunc(i.Cmdline, func(a string) bool { return strings.Contains(a, dir+"/") }) {
 		return
 	}
 	syscall.Kill(pid, syscall.SIGKILL)

@@ -1,7 +1,6 @@
 package qemu
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,11 +9,10 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spiceharness/spiceharness/fixtures/guest"
-	"github.com/spiceharness/spiceharness/static"
+	"github.com/spiceharness/spiceharness/internal/poll"
 )
 
 // A Strategy is one thing to wait for. VM.WaitFor runs it with a context
@@ -46,18 +44,15 @@ func (s serialStrategy) String() string { return "serial log matching /" + s.re.
 func (s serialStrategy) WaitUntilReady(ctx context.Context, vm VM) error {
 	f := &follower{path: vm.SerialLog()}
 	defer f.close()
-	t := time.NewTicker(pollInterval)
-	defer t.Stop()
-	for {
-		if f.poll() && s.re.Match(f.buf) {
-			return nil
+	return poll.Until(ctx, pollInterval, func(context.Context) error {
+		if err := f.poll(); err != nil {
+			return err
 		}
-		select {
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		case <-t.C:
+		if !s.re.Match(f.buf) {
+			return fmt.Errorf("no match in %d bytes", len(f.buf))
 		}
-	}
+		return nil
+	})
 }
 
 // follower reads a growing file (qemu's serial log) incrementally. The
@@ -66,33 +61,35 @@ type follower struct {
 	path string
 	f    *os.File
 	buf  []byte
-	last int
 }
 
-// poll reads what was appended and reports whether buf changed.
-func (f *follower) poll() bool {
+// poll reads what was appended to buf; the error says why the file
+// cannot be read yet.
+func (f *follower) poll() error {
 	if f.f == nil {
 		file, err := os.Open(f.path)
 		if err != nil {
-			return false
+			return err
 		}
 		f.f = file
 	}
 	if fi, err := f.f.Stat(); err == nil && fi.Size() < int64(len(f.buf)) {
 		f.buf = f.buf[:0] // truncated: start over
-		f.f.Seek(0, io.SeekStart)
+		if _, err := f.f.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
 	}
 	var chunk [4096]byte
 	for {
 		n, err := f.f.Read(chunk[:])
 		f.buf = append(f.buf, chunk[:n]...)
-		if n == 0 || err != nil {
-			break
+		if err == io.EOF || n == 0 {
+			return nil
+		}
+		if err != nil {
+			return err
 		}
 	}
-	changed := len(f.buf) != f.last
-	f.last = len(f.buf)
-	return changed
 }
 
 func (f *follower) close() {
@@ -103,7 +100,7 @@ func (f *follower) close() {
 
 // ForSPICE waits until the SPICE port (and the TLS port, if any) accepts
 // TCP connections and query-spice reports SPICE enabled, with ticket
-// authentication ("auth": "spice") on the console's port. The probe
+// authentication ("auth": "spice") on the endpoint's port. The probe
 // connections close before any SPICE link message, which spice-server
 // handles safely.
 func ForSPICE() Strategy { return spiceStrategy{} }
@@ -115,41 +112,27 @@ func (spiceStrategy) String() string {
 }
 
 func (spiceStrategy) WaitUntilReady(ctx context.Context, vm VM) error {
-	con := vm.Console()
+	ep := vm.Endpoint()
 	var ports []int
-	if con.InsecurePort != 0 {
-		ports = append(ports, con.InsecurePort)
+	if ep.Port != 0 {
+		ports = append(ports, ep.Port)
 	}
-	if con.SecurePort != 0 {
-		ports = append(ports, con.SecurePort)
+	if ep.TLSPort != 0 {
+		ports = append(ports, ep.TLSPort)
 	}
 	if len(ports) == 0 {
-		return fmt.Errorf("console has no SPICE port")
+		return fmt.Errorf("endpoint has no SPICE port")
 	}
-	t := time.NewTicker(pollInterval)
-	defer t.Stop()
-	var last error
-	for {
-		last = spiceReady(ctx, vm, con, ports)
-		if last == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			if context.Cause(ctx) != ctx.Err() {
-				return context.Cause(ctx)
-			}
-			return fmt.Errorf("%w (last check: %v)", ctx.Err(), last)
-		case <-t.C:
-		}
-	}
+	return poll.Until(ctx, pollInterval, func(ctx context.Context) error {
+		return spiceReady(ctx, vm, ep, ports)
+	})
 }
 
-func spiceReady(ctx context.Context, vm VM, con static.Console, ports []int) error {
+func spiceReady(ctx context.Context, vm VM, ep Endpoint, ports []int) error {
 	var d net.Dialer
 	for _, p := range ports {
 		dctx, cancel := context.WithTimeout(ctx, time.Second)
-		c, err := d.DialContext(dctx, "tcp", net.JoinHostPort(con.HypervisorIP, strconv.Itoa(p)))
+		c, err := d.DialContext(dctx, "tcp", net.JoinHostPort(ep.HostIP, strconv.Itoa(p)))
 		cancel()
 		if err != nil {
 			return err
@@ -165,10 +148,10 @@ func spiceReady(ctx context.Context, vm VM, con static.Console, ports []int) err
 		return fmt.Errorf("query-spice: not enabled")
 	case info.Auth != "spice":
 		return fmt.Errorf("query-spice: auth %q, want \"spice\"", info.Auth)
-	case info.Port != con.InsecurePort:
-		return fmt.Errorf("query-spice: port %d, console says %d", info.Port, con.InsecurePort)
-	case info.TLSPort != con.SecurePort:
-		return fmt.Errorf("query-spice: tls-port %d, console says %d", info.TLSPort, con.SecurePort)
+	case info.Port != ep.Port:
+		return fmt.Errorf("query-spice: port %d, endpoint says %d", info.Port, ep.Port)
+	case info.TLSPort != ep.TLSPort:
+		return fmt.Errorf("query-spice: tls-port %d, endpoint says %d", info.TLSPort, ep.TLSPort)
 	}
 	return nil
 }
@@ -192,28 +175,4 @@ func (s eventStrategy) WaitUntilReady(ctx context.Context, vm VM) error {
 		return context.Cause(ctx)
 	}
 	return err
-}
-
-// tailLines returns the last n lines of the file at path ("" if it
-// cannot be read). It reads at most the last 64 KiB.
-func tailLines(path string, n int) string {
-	if path == "" || n <= 0 {
-		return ""
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	const max = 64 << 10
-	if fi, err := f.Stat(); err == nil && fi.Size() > max {
-		f.Seek(-max, io.SeekEnd)
-	}
-	b, _ := io.ReadAll(f)
-	b = bytes.TrimRight(b, "\r\n")
-	lines := strings.Split(string(b), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

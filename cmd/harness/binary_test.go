@@ -3,22 +3,14 @@ package main
 import (
 	"errors"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/spiceharness/spiceharness/internal/testenv"
 )
 
 // TestBinary builds the real harness binary once and checks the exit codes
 // and streams a script sees.
 func TestBinary(t *testing.T) {
-	testenv.Short(t)
-	bin := filepath.Join(t.TempDir(), "harness")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := binary(t)
 	tests := []struct {
 		args       []string
 		code       int

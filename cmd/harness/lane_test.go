@@ -39,7 +39,7 @@ var (
 // under -short: a build is no unit test).
 func binary(t *testing.T) string {
 	t.Helper()
-	testenv.Short(t)
+	testenv.Short(t, "a go build of the harness command")
 	buildOnce.Do(func() {
 		builtDir, buildErr = os.MkdirTemp("", "harness-bin-")
 		if buildErr != nil {
@@ -56,10 +56,11 @@ func binary(t *testing.T) string {
 	return builtBin
 }
 
-// removeBinary removes what binary built (TestMain's teardown).
+// removeBinary removes what binary built; TestMain runs it after the
+// tests.
 func removeBinary() {
-	if builtDir != "" {
-		os.RemoveAll(builtDir)
+	if builtBin != "" {
+		os.RemoveAll(filepath.Dir(builtBin))
 	}
 }
 
@@ -136,7 +137,7 @@ func (s *started) stop(t *testing.T) int {
 }
 
 func TestIntegrationUp(t *testing.T) {
-	testenv.Short(t)
+	testenv.Short(t, "qemu", "a go build of the harness command")
 	testenv.NeedCommand(t, "qemu-system-x86_64", "qemu-system-x86")
 	for _, p := range []string{"remote-viewer:virt-viewer", "Xvfb:xvfb", "xdotool:xdotool", "import:imagemagick"} {
 		prog, pkg, _ := strings.Cut(p, ":")
@@ -246,7 +247,7 @@ func twoQemus(t *testing.T) (string, []qemu.VM) {
 		if err := vm.WaitFor(ctx, qemu.ForSPICE(), qemu.ForGuestPrompt()); err != nil {
 			t.Fatal(err)
 		}
-		src.Consoles = append(src.Consoles, vm.Console())
+		src.Consoles = append(src.Consoles, harness.ConsoleOf(vm.Endpoint()))
 		vms = append(vms, vm)
 	}
 	path := filepath.Join(t.TempDir(), "sources.yaml")
@@ -261,7 +262,7 @@ func twoQemus(t *testing.T) (string, []qemu.VM) {
 }
 
 func TestIntegrationServeTwoHandLaunchedQemus(t *testing.T) {
-	testenv.Short(t)
+	testenv.Short(t, "qemu", "spicy-screenshot", "a go build of the harness command")
 	testenv.NeedCommand(t, "qemu-system-x86_64", "qemu-system-x86")
 	testenv.NeedCommand(t, "spicy-screenshot", "spice-client-gtk")
 	path, vms := twoQemus(t)
@@ -292,7 +293,15 @@ func TestIntegrationServeTwoHandLaunchedQemus(t *testing.T) {
 			t.Errorf("console %d: blank capture", i)
 		}
 	}
-	// Both qemus still run with ticketing on, on the ports serve used.
+	// Each capture went to its own qemu: every one saw a SPICE link
+	// complete its ticket check (SPICE_INITIALIZED), which the readiness
+	// probe never does (it closes before the link message).
+	for i, vm := range vms {
+		if err := vm.WaitFor(ctx, qemu.ForEvent(qemu.EventSPICEInitialized)); err != nil {
+			t.Errorf("qemu %d saw no authenticated SPICE link through serve: %v", i, err)
+		}
+	}
+	// … and both still run with ticketing on, on the ports serve used.
 	for i, vm := range vms {
 		info, err := vm.QuerySpice(ctx)
 		if err != nil {
@@ -314,7 +323,7 @@ func TestIntegrationServeTwoHandLaunchedQemus(t *testing.T) {
 // whose capabilities it has must pass, the rest must be skipped with the
 // capability named, and JUnit and JSON reports must agree.
 func TestIntegrationRunAgainstExternalServe(t *testing.T) {
-	testenv.Short(t)
+	testenv.Short(t, "qemu", "spicy-screenshot", "a go build of the harness command")
 	testenv.NeedCommand(t, "qemu-system-x86_64", "qemu-system-x86")
 	testenv.NeedCommand(t, "spicy-screenshot", "spice-client-gtk")
 	// serve starts on an empty lab; run writes the sources it must load.

@@ -1,9 +1,3 @@
-// Command harness is the spice-harness CLI: up, serve, run, emit-example,
-// validate and version.
-//
-// Exit codes: 0 success; 1 the command ran and failed (validate found
-// errors); 2 usage error or the input could not be read. Errors are one
-// line on stderr, "harness: …".
 package main
 
 import (

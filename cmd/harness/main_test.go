@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"context"
 	"flag"
-	"github.com/spiceharness/spiceharness/internal/testenv"
 	"strings"
 	"testing"
+
+	"github.com/spiceharness/spiceharness/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under fixtures/ from the current output")

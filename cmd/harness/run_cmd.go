@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/spiceharness/spiceharness/harness"
+	"github.com/spiceharness/spiceharness/internal/shell"
 	"github.com/spiceharness/spiceharness/scenarios"
 )
 
@@ -297,19 +298,19 @@ func reproCommand(name string, cmd *cobra.Command, targetArgs []string) string {
 		self = "harness"
 	}
 	words := harness.ReproEnv()
-	words = append(words, harness.ShellQuote(self), "run", "--scenario", name, "-v")
+	words = append(words, shell.Quote(self), "run", "--scenario", name, "-v")
 	cmd.Flags().Visit(func(f *pflag.Flag) {
 		switch f.Name {
 		case "vms", "accel", "libvirt", "tls-backends", "allow-plain", "token-ttl", "timeout":
-			words = append(words, "--"+f.Name+"="+harness.ShellQuote(f.Value.String()))
+			words = append(words, "--"+f.Name+"="+shell.Quote(f.Value.String()))
 		}
 	})
 	for _, a := range targetArgs {
-		words = append(words, harness.ShellQuote(a))
+		words = append(words, shell.Quote(a))
 	}
 	line := strings.Join(words, " ")
 	if wd, err := os.Getwd(); err == nil {
-		line = "cd " + harness.ShellQuote(filepath.Clean(wd)) + " && " + line
+		line = "cd " + shell.Quote(filepath.Clean(wd)) + " && " + line
 	}
 	return line
 }

@@ -1,9 +1,3 @@
-// Package proc starts child programs (qemu, Xvfb, remote-viewer,
-// spicy-screenshot) so that they never outlive the harness: each runs in
-// its own process group with a parent-death signal, forked from a
-// goroutine locked to its own OS thread for the child's whole life
-// (Pdeathsig follows the forking thread, not the process), and Stop
-// escalates SIGTERM → SIGKILL on the whole group and reaps it.
 package proc
 
 import (

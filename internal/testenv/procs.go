@@ -1,58 +1,41 @@
 package testenv
 
 import (
-	"bytes"
+	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/spiceharness/spiceharness/internal/poll"
+	"github.com/spiceharness/spiceharness/internal/proc"
 )
 
-// procStat reads a process's state letter and parent pid from
-// /proc/PID/stat; ok is false when it is gone.
-func procStat(pid int) (state string, ppid int, ok bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return "", 0, false
-	}
-	// "pid (comm) state ppid …": comm may hold spaces, so cut after ')'.
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	if len(f) < 2 {
-		return "", 0, false
-	}
-	ppid, _ = strconv.Atoi(f[1])
-	return f[0], ppid, true
-}
-
 // Alive reports whether pid exists and is not a zombie.
-func Alive(pid int) bool {
-	state, _, ok := procStat(pid)
-	return ok && state != "Z"
-}
+func Alive(pid int) bool { return proc.Alive(pid) }
 
-// pids lists every process id in /proc.
-func pids() []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		if p, err := strconv.Atoi(e.Name()); err == nil {
-			out = append(out, p)
-		}
+// processes lists the processes in /proc; a test helper that cannot read
+// /proc has nothing to check against, so it fails loudly.
+func processes() []proc.Info {
+	all, err := proc.All()
+	if err != nil {
+		panic("testenv: " + err.Error())
 	}
-	return out
+	return all
 }
 
 // ArgvHolding lists the processes whose command line contains secret
 // (tickets and tokens must never be there: every user can read argv).
 func ArgvHolding(secret string) []int {
 	var out []int
-	for _, p := range pids() {
-		if b, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/cmdline"); err == nil && bytes.Contains(b, []byte(secret)) {
-			out = append(out, p)
+	for _, p := range processes() {
+		if slices.ContainsFunc(p.Cmdline, func(a string) bool { return strings.Contains(a, secret) }) {
+			out = append(out, p.PID)
 		}
 	}
 	return out
@@ -61,9 +44,9 @@ func ArgvHolding(secret string) []int {
 // ChildrenOf lists the live (not zombie) children of pid.
 func ChildrenOf(pid int) []int {
 	var out []int
-	for _, p := range pids() {
-		if state, ppid, ok := procStat(p); ok && ppid == pid && state != "Z" {
-			out = append(out, p)
+	for _, p := range processes() {
+		if p.PPID == pid && p.Alive() {
+			out = append(out, p.PID)
 		}
 	}
 	return out
@@ -72,9 +55,10 @@ func ChildrenOf(pid int) []int {
 // Children lists this process's live child processes as "pid cmdline".
 func Children() []string {
 	var out []string
-	for _, p := range ChildrenOf(os.Getpid()) {
-		cmd, _ := os.ReadFile("/proc/" + strconv.Itoa(p) + "/cmdline")
-		out = append(out, strconv.Itoa(p)+" "+strings.TrimSpace(string(bytes.ReplaceAll(cmd, []byte{0}, []byte{' '}))))
+	for _, p := range processes() {
+		if p.PPID == os.Getpid() && p.Alive() {
+			out = append(out, strconv.Itoa(p.PID)+" "+strings.Join(p.Cmdline, " "))
+		}
 	}
 	return out
 }
@@ -113,15 +97,18 @@ func VerifyTestMain(m *testing.M, opts ...MainOption) {
 		f()
 	}
 	if code == 0 {
-		// Children being reaped right now get a moment.
-		var left []string
-		for end := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			if left = Children(); len(left) == 0 || time.Now().After(end) {
-				break
+		// Children being reaped right now get a moment: no event tells
+		// when another package's child is gone.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := poll.Until(ctx, 50*time.Millisecond, func(context.Context) error {
+			if left := Children(); len(left) > 0 {
+				return fmt.Errorf("child processes left running after the tests:\n  %s", strings.Join(left, "\n  "))
 			}
-		}
-		if len(left) > 0 {
-			fmt.Fprintf(os.Stderr, "testenv: child processes left running after the tests:\n  %s\n", strings.Join(left, "\n  "))
+			return nil
+		})
+		cancel()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
 			code = 1
 		}
 		if err := goleak.Find(); err != nil {

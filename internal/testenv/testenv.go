@@ -9,6 +9,7 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -35,13 +36,18 @@ func NeedCommand(t testing.TB, program, pkg string) string {
 	return p
 }
 
-// Short skips t under `go test -short` (never in CI, where -short is not used).
-func Short(t testing.TB) {
+// Short skips t under `go test -short` (never in CI, where -short is not
+// used). needs says what the test would use that -short rules out
+// ("qemu", "a go build of the CLI", …); the skip message names it.
+func Short(t testing.TB, needs ...string) {
 	t.Helper()
 	if testing.Short() {
 		if InCI() {
 			t.Fatal("-short is not allowed in CI: integration tests must run")
 		}
-		t.Skip("integration test skipped by -short")
+		if len(needs) == 0 {
+			t.Skip("integration test skipped by -short")
+		}
+		t.Skip("skipped by -short: needs " + strings.Join(needs, ", "))
 	}
 }

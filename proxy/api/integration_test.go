@@ -51,7 +51,8 @@ func TestIntegrationQemuDirectVV(t *testing.T) {
 	if err := vm.WaitFor(ctx, qemu.ForSPICE(), qemu.ForGuestPrompt()); err != nil {
 		t.Fatal(err)
 	}
-	con := vm.Console()
+	ep := vm.Endpoint()
+	con := static.Console{UUID: ep.UUID, Name: ep.Name, Hypervisor: ep.Host, HypervisorIP: ep.HostIP, InsecurePort: ep.Port, Ticket: ep.Ticket}
 	key := static.Key{Source: "qemu", UUID: con.UUID}
 	st := store.New(store.Options{})
 	st.Load(static.Source{Name: "qemu", Type: static.TypeStatic, Consoles: []static.Console{con}})
@@ -90,11 +91,11 @@ func TestIntegrationQemuDirectVV(t *testing.T) {
 	if _, err := vm.SetTicket(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.SetTicket(key, vm.Console().Ticket); err != nil {
+	if err := st.SetTicket(key, vm.Endpoint().Ticket); err != nil {
 		t.Fatal(err)
 	}
 	f, _ = e.fetchVV(directPath)
-	if f.Password == old || f.Password != vm.Console().Ticket {
+	if f.Password == old || f.Password != vm.Endpoint().Ticket {
 		t.Fatal("the direct .vv after rotation does not carry the VM's new ticket")
 	}
 	stale := *f

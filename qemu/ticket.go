@@ -1,0 +1,79 @@
+package qemu
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+
+	"github.com/digitalocean/go-qemu/qmp/raw"
+)
+
+func (c *core) SetTicket(ctx context.Context) (string, error) {
+	return c.setTicket(ctx, "keep")
+}
+
+func (c *core) RotateTicket(ctx context.Context) (string, error) {
+	return c.setTicket(ctx, "disconnect")
+}
+
+// setTicket sets a fresh ticket, then lifts any expiry. In that order the
+// VM is never open to an old ticket: between the two calls the new
+// ticket exists but is still expired.
+func (c *core) setTicket(ctx context.Context, connected string) (string, error) {
+	t := newTicket()
+	err := c.do(ctx, func(m *raw.Monitor) error {
+		if err := m.SetPassword("spice", t, &connected); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		c.ep.Ticket = t
+		c.mu.Unlock()
+		return m.ExpirePassword("spice", "never")
+	})
+	if err != nil {
+		return "", fmt.Errorf("qemu: %s: set ticket: %w", c.self, redact(err, t))
+	}
+	return t, nil
+}
+
+func (c *core) ExpireTicket(ctx context.Context) error {
+	err := c.do(ctx, func(m *raw.Monitor) error { return m.ExpirePassword("spice", "now") })
+	if err != nil {
+		return fmt.Errorf("qemu: %s: expire ticket: %w", c.self, err)
+	}
+	return nil
+}
+
+// TicketLen is the length of the tickets SetTicket makes: 32 characters
+// of [A-Za-z0-9] (~190 bits), well under spice-server's 59-byte limit.
+const TicketLen = 32
+
+const ticketAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+// newTicket draws TicketLen characters from crypto/rand without modulo
+// bias.
+func newTicket() string {
+	b := make([]byte, 0, TicketLen)
+	var buf [64]byte
+	for len(b) < TicketLen {
+		rand.Read(buf[:]) // never fails (Go 1.24+)
+		for _, x := range buf {
+			if x < 248 { // 248 = 4*62: keep the draw unbiased
+				b = append(b, ticketAlphabet[x%62])
+				if len(b) == TicketLen {
+					break
+				}
+			}
+		}
+	}
+	return string(b)
+}
+
+// newUUID returns a random (version 4) UUID.
+func newUUID() string {
+	var u [16]byte
+	rand.Read(u[:])
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+}
