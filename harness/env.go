@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/spiceharness/spiceharness/internal/pki"
 	"github.com/spiceharness/spiceharness/qemu"
 	"github.com/spiceharness/spiceharness/static"
 )
@@ -34,7 +33,7 @@ type Env struct {
 	// SourcesYAML is the path of the sources.yaml describing the VMs.
 	SourcesYAML string
 	// BackendCA signed the VMs' TLS certificates (TLSBackends only).
-	BackendCA *pki.CA
+	BackendCA *qemu.CA
 
 	cfg    *config
 	log    *slog.Logger
@@ -105,7 +104,7 @@ func (e *Env) up(ctx context.Context) error {
 	}
 	e.Dir = dir
 	if c.tlsBackends {
-		if e.BackendCA, err = pki.NewCA("spice-harness backend CA"); err != nil {
+		if e.BackendCA, err = qemu.NewCA("spice-harness backend CA"); err != nil {
 			return err
 		}
 	}
