@@ -7,7 +7,7 @@ LONGFUZZ  ?= 60s
 GOTESTFLAGS ?=
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all deps services build up test unit examples bench fuzz fuzz-smoke lint fmt-check vet guest clean
+.PHONY: all deps services build up test unit stress examples bench fuzz fuzz-smoke lint fmt-check vet guest clean
 
 all: build
 
@@ -36,6 +36,10 @@ test: deps services lint
 examples:
 	@for m in examples/*/go.mod; do d=$$(dirname $$m); echo "examples: $$d"; \
 	  (cd $$d && $(GO) vet ./... && CI=$${CI:-true} $(GO) test -race -timeout 10m $(GOTESTFLAGS) ./...) || exit 1; done
+
+## stress: the whole suite -race, RUNS=3 times, beside two busy loops; prints failed runs of N
+stress: deps services
+	@bash scripts/stress.sh
 
 ## unit: fast tests only (no qemu, no real clients)
 unit:
