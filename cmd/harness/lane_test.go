@@ -252,7 +252,7 @@ func TestIntegrationServeTwoHandLaunchedQemus(t *testing.T) {
 	testenv.NeedCommand(t, "qemu-system-x86_64", "qemu-system-x86")
 	testenv.NeedCommand(t, "spicy-screenshot", "spice-client-gtk")
 	path, vms := twoQemus(t)
-	h := startHarness(t, "serve", "--sources", path, "--json")
+	h := startHarness(t, "serve", "--sources", path, "--json", "--state-dir", t.TempDir())
 	if len(h.ready.Consoles) != 2 {
 		t.Fatalf("serve lists %d consoles, want 2", len(h.ready.Consoles))
 	}
@@ -303,7 +303,7 @@ func TestIntegrationRunAgainstExternalServe(t *testing.T) {
 	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h := startHarness(t, "serve", "--sources", path, "--json")
+	h := startHarness(t, "serve", "--sources", path, "--json", "--state-dir", t.TempDir())
 	scenarios := []string{"vv-proxy-fields", "vv-direct-fields", "proxy-handshake", "token-replay", "foreign-session",
 		"multi-channel", "need-secured", "ticket-rotation", "terminate", "pixels-proxy-equal-direct",
 		"key-through-proxy", "two-vms-isolated", "display-drop-before-init", "token-expired"}

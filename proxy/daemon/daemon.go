@@ -280,6 +280,9 @@ func (d *Daemon) APIURL() string {
 	return d.api.URL()
 }
 
+// ProxyHost is the host proxy `.vv` files send clients to.
+func (d *Daemon) ProxyHost() string { return d.cfg.ProxyHost }
+
 // SourcesFile is the sources file ("" without one).
 func (d *Daemon) SourcesFile() string {
 	d.mu.Lock()
