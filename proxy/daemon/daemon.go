@@ -42,6 +42,8 @@ type Daemon struct {
 	reloadSem chan struct{}
 	lastKey   string
 
+	watchMu sync.Mutex // serialises restartWatch
+
 	mu        sync.Mutex
 	state     int
 	path      string

@@ -12,6 +12,8 @@ import (
 // restartWatch stops the watcher of the previous file (if any) and
 // watches the current one, unless Config.Watch is WatchOff.
 func (d *Daemon) restartWatch() {
+	d.watchMu.Lock()
+	defer d.watchMu.Unlock()
 	d.mu.Lock()
 	stopOld := d.stopWatch
 	d.stopWatch = nil
@@ -29,9 +31,16 @@ func (d *Daemon) restartWatch() {
 	wg.Add(1)
 	go func() { defer wg.Done(); d.watch(w, path, stop) }()
 	var once sync.Once
+	stopNew := func() { once.Do(func() { close(stop); wg.Wait() }) }
 	d.mu.Lock()
-	d.stopWatch = func() { once.Do(func() { close(stop); wg.Wait() }) }
+	closed = d.state == stateClosed
+	if !closed {
+		d.stopWatch = stopNew
+	}
 	d.mu.Unlock()
+	if closed { // shut down meanwhile: nobody else will stop it
+		stopNew()
+	}
 }
 
 // inotify watches path's directory, before restartWatch returns so that
