@@ -266,7 +266,7 @@ func (c *Config) readPair(certPath, keyPath string) (*x509.Certificate, crypto.S
 
 func exists(path string) bool { _, err := os.Lstat(path); return err == nil }
 
-// privateDir makes dir (0700) or checks that it is not open to others.
+// privateDir makes dir (0700), or checks that others cannot write to it.
 func (c *Config) privateDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return c.errorf(SettingStateDir, fmt.Errorf("%w: %w", ErrConfig, err), "%s: %v", c.name(SettingStateDir), err)
@@ -278,9 +278,11 @@ func (c *Config) privateDir(dir string) error {
 	if !st.IsDir() {
 		return c.errorf(SettingStateDir, ErrConfig, "%s %s is not a directory", c.name(SettingStateDir), dir)
 	}
-	if perm := st.Mode().Perm(); perm&0o077 != 0 {
-		return c.errorf(SettingStateDir, ErrKeyPermissions, "%s %s holds private keys and is open to group or others (mode %04o); "+
-			"make it private: chmod 700 %s", c.name(SettingStateDir), dir, perm, dir)
+	// The keys in it are 0600 (checked on every read); a directory
+	// others may write to would let them replace the CA.
+	if perm := st.Mode().Perm(); perm&0o022 != 0 {
+		return c.errorf(SettingStateDir, ErrKeyPermissions, "%s %s holds private keys and group or others may write to it (mode %04o), "+
+			"so they could replace the CA; make it private: chmod 700 %s", c.name(SettingStateDir), dir, perm, dir)
 	}
 	return nil
 }

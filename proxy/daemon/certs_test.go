@@ -78,16 +78,26 @@ func TestStateDir(t *testing.T) {
 	d3, err := daemon.New(daemon.Config{StateDir: dir, Names: cliNames})
 	must(t, err)
 	err = d3.Start(ctx)
+	d3.Close()
 	if !errors.Is(err, daemon.ErrKeyPermissions) || !strings.Contains(err.Error(), "--state-dir") || !strings.Contains(err.Error(), "chmod 600 "+key) {
 		t.Errorf("Start with a 0644 CA key: %v, want ErrKeyPermissions naming --state-dir and chmod 600", err)
 	}
 	must(t, os.Chmod(key, 0o600))
-	must(t, os.Chmod(dir, 0o755))
+	must(t, os.Chmod(dir, 0o775))
 	d4, err := daemon.New(daemon.Config{StateDir: dir, Names: cliNames})
 	must(t, err)
-	if err := d4.Start(ctx); !errors.Is(err, daemon.ErrKeyPermissions) || !strings.Contains(err.Error(), "chmod 700 "+dir) {
-		t.Errorf("Start with a 0755 state dir: %v, want ErrKeyPermissions and chmod 700", err)
+	err = d4.Start(ctx)
+	d4.Close()
+	if !errors.Is(err, daemon.ErrKeyPermissions) || !strings.Contains(err.Error(), "group or others may write to it (mode 0775)") ||
+		!strings.Contains(err.Error(), "chmod 700 "+dir) {
+		t.Errorf("Start with a 0775 state dir: %v, want ErrKeyPermissions and chmod 700", err)
 	}
+	// A directory others may only list is fine: the keys in it are 0600.
+	must(t, os.Chmod(dir, 0o755))
+	d5, err := daemon.New(daemon.Config{StateDir: dir})
+	must(t, err)
+	must(t, d5.Start(ctx))
+	must(t, d5.Close())
 }
 
 // TestOwnCertificate: --tls-cert, --tls-key and --ca are served, the .vv

@@ -164,7 +164,7 @@ var (
 	// ErrConfig: a setting is unusable.
 	ErrConfig = errors.New("invalid configuration")
 	// ErrKeyPermissions: a private key file (or the state directory)
-	// is open to group or others.
+	// is open to group or others (the state directory: writable by them).
 	ErrKeyPermissions = errors.New("private key readable by others")
 	// ErrInsecureAPI: the API would listen where other machines reach it,
 	// without an API key (it also matches api.ErrInsecureListen).

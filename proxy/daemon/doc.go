@@ -66,8 +66,8 @@
 // in StateDir (StateCAFile, …; keys 0600 in a 0700 directory) and reused,
 // so `.vv` files stay valid across restarts; else an ephemeral CA. The
 // `.vv` host-subject is always the served certificate's subject. A key
-// file open to group or others is refused (ErrKeyPermissions) with the
-// chmod that fixes it.
+// file open to group or others, or a state directory they may write to,
+// is refused (ErrKeyPermissions) with the chmod that fixes it.
 //
 // # Errors
 //
