@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/spiceharness/spiceharness/internal/pki"
+	"github.com/spiceharness/spiceharness/internal/testenv"
 	"github.com/spiceharness/spiceharness/proxy/vv"
 	"github.com/spiceharness/spiceharness/static"
 )
@@ -84,6 +85,7 @@ func TestServeStartErrors(t *testing.T) {
 // (so a .vv from before still matches), --allow-errors starts on a
 // broken file, and an own certificate gives the .vv its subject.
 func TestIntegrationServeCertificates(t *testing.T) {
+	testenv.Short(t)
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
 	path := filepath.Join(dir, "sources.yaml")

@@ -105,10 +105,15 @@ func (a serveAPI) consoles() int {
 // each the session must still carry keys to the guest, and no broken
 // file may take a console offline.
 func TestIntegrationServeReload(t *testing.T) {
+	testenv.Short(t)
 	testenv.NeedCommand(t, "qemu-system-x86_64", "qemu-system-x86")
-	_, vms := twoQemus(t)
-	lab := static.Source{Name: "lab", Type: static.TypeStatic, Consoles: []static.Console{vms[0].Console()}}
-	other := static.Source{Name: "other", Type: static.TypeStatic, Consoles: []static.Console{vms[1].Console()}}
+	both, vms := twoQemus(t)
+	f0, err := static.ParseFile(both)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab := static.Source{Name: "lab", Type: static.TypeStatic, Consoles: f0.Sources[0].Consoles[:1]}
+	other := static.Source{Name: "other", Type: static.TypeStatic, Consoles: f0.Sources[0].Consoles[1:]}
 	labKey, otherKey := static.Key{Source: "lab", UUID: lab.Consoles[0].UUID}, static.Key{Source: "other", UUID: other.Consoles[0].UUID}
 	good := emitSources(t, lab, other)
 	dir := t.TempDir()
