@@ -94,6 +94,9 @@ With --json, stdout gets one JSON line when ready (see harness up --help).`,
 			if cfg.Sources == "" {
 				return usageError(errString("--sources FILE is required"))
 			}
+			if poll < 0 {
+				return usageError(fmt.Errorf("--poll %v is negative; give an interval such as 2s, or leave it out to watch FILE with inotify", poll))
+			}
 			if poll > 0 {
 				cfg.Watch, cfg.PollInterval = daemon.WatchPoll, poll
 			}

@@ -54,6 +54,8 @@ func TestServeStartErrors(t *testing.T) {
 		{"API key with a space", "a b", []string{"--sources", good}, exitUsage, []string{"harness: HARNESS_API_KEY contains white space"}},
 		{"key file open to others", "", []string{"--sources", good, "--tls-cert", good, "--tls-key", key}, exitFailure, []string{
 			"harness: --tls-key " + key + " is a private key open to group or others (mode 0644); make it readable by its owner only: chmod 600 " + key}},
+		{"negative poll", "", []string{"--sources", good, "--poll", "-1s"}, exitUsage, []string{"harness: --poll -1s is negative"}},
+		{"negative token lifetime", "", []string{"--sources", good, "--token-ttl", "-5s"}, exitUsage, []string{"harness: --token-ttl -5s is negative"}},
 		{"CA without a certificate", "", []string{"--sources", good, "--ca", good}, exitUsage, []string{
 			"harness: --ca is the CA that signed --tls-cert; give --tls-cert and --tls-key too"}},
 	}
