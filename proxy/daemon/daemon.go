@@ -104,11 +104,15 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	if d.tls, err = d.loadTLS(); err != nil {
+	m, err := d.loadTLS()
+	if err != nil {
 		return err
 	}
-	if d.tls.cert != nil {
-		d.proxy.Certificate, d.proxy.CACertPEM = d.tls.cert, d.tls.caPEM
+	d.mu.Lock()
+	d.tls = m
+	d.mu.Unlock()
+	if m.cert != nil {
+		d.proxy.Certificate, d.proxy.CACertPEM = m.cert, m.caPEM
 	}
 	if d.cfg.Configure != nil {
 		d.cfg.Configure(d.proxy)
@@ -121,7 +125,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return d.cfg.errorf(s, fmt.Errorf("%w: %w", ErrConfig, err), "%s %s: %v", d.cfg.name(s), addr, listenCause(err))
 	}
 	d.log.Info("proxy listening", "tls", d.proxy.TLSAddr().String(), "plain", d.proxy.PlainAddr().String(),
-		"allow_plain", d.cfg.AllowPlain, "certificate", d.tls.origin, "host_subject", d.proxy.HostSubject(), "ca_file", d.tls.caFile)
+		"allow_plain", d.cfg.AllowPlain, "certificate", m.origin, "host_subject", d.proxy.HostSubject(), "ca_file", m.caFile)
 	if err := d.startAPI(d.cfg.APIAddr); err != nil {
 		return err
 	}
@@ -298,7 +302,11 @@ func (d *Daemon) CAPEM() []byte { return d.proxy.CAPEM() }
 
 // CAFile is a file holding CAPEM (the state dir's, or Config.CAFile), ""
 // when it is only in memory or there is none.
-func (d *Daemon) CAFile() string { return d.tls.caFile }
+func (d *Daemon) CAFile() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.tls.caFile
+}
 
 // ProxyVVURL is the API URL that mints a proxy `.vv` for console k.
 func (d *Daemon) ProxyVVURL(k static.Key) string {
