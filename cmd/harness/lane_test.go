@@ -266,7 +266,7 @@ func TestIntegrationServeTwoHandLaunchedQemus(t *testing.T) {
 	testenv.NeedCommand(t, "qemu-system-x86_64", "qemu-system-x86")
 	testenv.NeedCommand(t, "spicy-screenshot", "spice-client-gtk")
 	path, vms := twoQemus(t)
-	h := startHarness(t, "serve", "--sources", path, "--json")
+	h := startHarness(t, "serve", "--sources", path, "--json", "--state-dir", t.TempDir())
 	if len(h.ready.Consoles) != 2 {
 		t.Fatalf("serve lists %d consoles, want 2", len(h.ready.Consoles))
 	}
@@ -301,13 +301,17 @@ func TestIntegrationServeTwoHandLaunchedQemus(t *testing.T) {
 			t.Errorf("qemu %d saw no authenticated SPICE link through serve: %v", i, err)
 		}
 	}
-	// … and both still run with ticketing on, on the ports serve used.
+	// … and both still run with ticketing on, on the ports serve lists.
+	port := map[string]int{}
+	for _, c := range h.ready.Consoles {
+		port[c.UUID] = c.Direct.Port
+	}
 	for i, vm := range vms {
 		info, err := vm.QuerySpice(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := qemu.SpiceInfo{Enabled: true, Auth: "spice", Port: h.ready.Consoles[i].Direct.Port}
+		want := qemu.SpiceInfo{Enabled: true, Auth: "spice", Port: port[vm.Endpoint().UUID]}
 		got := qemu.SpiceInfo{Enabled: info.Enabled, Auth: info.Auth, Port: info.Port}
 		if d := cmp.Diff(want, got); d != "" {
 			t.Errorf("unexpected query-spice of qemu %d (-want +got):\n%s", i, d)
@@ -336,7 +340,7 @@ func TestIntegrationRunAgainstExternalServe(t *testing.T) {
 	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h := startHarness(t, "serve", "--sources", path, "--json")
+	h := startHarness(t, "serve", "--sources", path, "--json", "--state-dir", t.TempDir())
 	pass := []string{"vv-proxy-fields", "vv-direct-fields", "proxy-handshake", "token-replay", "foreign-session",
 		"multi-channel", "need-secured", "ticket-rotation", "terminate", "pixels-proxy-equal-direct",
 		"key-through-proxy", "two-vms-isolated", "display-drop-before-init"}

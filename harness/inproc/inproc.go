@@ -20,14 +20,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/spiceharness/spiceharness/harness"
 	"github.com/spiceharness/spiceharness/proxy"
-	"github.com/spiceharness/spiceharness/proxy/api"
+	"github.com/spiceharness/spiceharness/proxy/daemon"
 	"github.com/spiceharness/spiceharness/proxy/store"
 	"github.com/spiceharness/spiceharness/static"
 )
@@ -62,20 +61,19 @@ func New(opts ...Option) harness.NewTarget {
 	}
 }
 
-// Target is the in-process proxy of one lane.
+// Target is the in-process proxy of one lane: a proxy/daemon (the
+// proxy, its store and its `.vv` API, as `harness serve` runs them) fed
+// with the lane's sources directly instead of from a file.
 type Target struct {
 	cfg      config
 	settings harness.Settings
 	env      *harness.Env
 
 	offset atomic.Int64 // the token clock's lead over the wall clock, ns
-	st     *store.Store
-	p      *proxy.Proxy
+	d      *daemon.Daemon
 
-	mu      sync.Mutex
-	stopAPI func(context.Context) error
-	apiURL  string
-	loaded  map[static.Key]static.Console
+	mu     sync.Mutex
+	loaded map[static.Key]static.Console
 }
 
 // Of returns the in-process target of env, if that is env's target.
@@ -84,11 +82,14 @@ func Of(env *harness.Env) (*Target, bool) {
 	return t, ok
 }
 
-// Proxy and Store are the lane's proxy and console store.
-func (t *Target) Proxy() *proxy.Proxy { return t.p }
+// Proxy is the lane's proxy.
+func (t *Target) Proxy() *proxy.Proxy { return t.d.Proxy() }
 
 // Store is the lane's console store.
-func (t *Target) Store() *store.Store { return t.st }
+func (t *Target) Store() *store.Store { return t.d.Store() }
+
+// Daemon is the lane's proxy, store and API together.
+func (t *Target) Daemon() *daemon.Daemon { return t.d }
 
 func (t *Target) Name() string { return "in-process" }
 
@@ -100,48 +101,27 @@ func (t *Target) now() time.Time { return time.Now().Add(time.Duration(t.offset.
 func (t *Target) Start(ctx context.Context, env *harness.Env) error {
 	s := t.settings
 	t.env = env
-	t.st = store.New(store.Options{TokenTTL: s.TokenTTL, Now: t.now})
-	t.p = &proxy.Proxy{Store: t.st, AllowPlain: s.AllowPlain, Firewall: t.cfg.firewall, BackendTimeout: s.BackendTimeout,
-		HandshakeTimeout: s.HandshakeTimeout, Logger: s.Logger}
-	for _, f := range t.cfg.configure {
-		f(t.p)
+	cfg := daemon.Config{
+		PlainAddr: s.PlainAddr, TLSAddr: s.TLSAddr, APIAddr: s.APIAddr, APIKey: s.APIKey, TokenTTL: s.TokenTTL,
+		AllowPlain: s.AllowPlain, Firewall: t.cfg.firewall, BackendTimeout: s.BackendTimeout, HandshakeTimeout: s.HandshakeTimeout,
+		AuditLogger: s.Logger, Now: t.now,
 	}
-	if err := t.p.Start(orLoopback(s.PlainAddr), orLoopback(s.TLSAddr)); err != nil {
-		return err
+	if len(t.cfg.configure) > 0 {
+		cfg.Configure = func(p *proxy.Proxy) {
+			for _, f := range t.cfg.configure {
+				f(p)
+			}
+		}
 	}
-	if err := t.startAPI(orLoopback(s.APIAddr)); err != nil {
-		return err
-	}
-	env.APIURL = t.apiURL
-	return nil
-}
-
-func orLoopback(addr string) string {
-	if addr == "" {
-		return "127.0.0.1:0"
-	}
-	return addr
-}
-
-func (t *Target) startAPI(addr string) error {
-	p := t.p
-	srv, err := api.New(api.Config{
-		Store: t.st,
-		Proxy: api.ProxyEndpoint{Host: "127.0.0.1", Port: p.PlainAddr().Port, TLSPort: p.TLSAddr().Port,
-			CAPEM: p.CAPEM(), HostSubject: p.HostSubject()},
-		APIKey:  t.settings.APIKey,
-		Metrics: p.MetricsHandler(),
-		Logger:  t.settings.Logger,
-	})
+	d, err := daemon.New(cfg)
 	if err != nil {
 		return err
 	}
-	if err := srv.Start(addr); err != nil {
+	t.d = d
+	if err := d.Start(ctx); err != nil {
 		return err
 	}
-	t.mu.Lock()
-	t.apiURL, t.stopAPI = srv.URL(), srv.Shutdown
-	t.mu.Unlock()
+	env.APIURL = d.APIURL()
 	return nil
 }
 
@@ -158,18 +138,20 @@ func (t *Target) Load(ctx context.Context, srcs []static.Source) error {
 	defer t.mu.Unlock()
 	if t.loaded != nil && maps.EqualFunc(t.loaded, next, func(a, b static.Console) bool { a.Ticket = b.Ticket; return a == b }) {
 		for k, c := range next {
-			if err := t.st.SetTicket(k, c.Ticket); err != nil {
+			if err := t.d.Store().SetTicket(k, c.Ticket); err != nil {
 				return err
 			}
 		}
 		t.loaded = next
 		return nil
 	}
-	t.st.Load(srcs...)
+	if res := t.d.Load(srcs...); res.Err != nil || len(res.Problems) > 0 {
+		return fmt.Errorf("inproc: loading the lane's sources: %v %v", res.Err, res.Problems)
+	}
 	t.loaded = next
 	// Ready means steady: the caps probes of the new consoles are done,
 	// so no connection of the proxy's own reaches qemu after Load.
-	return t.p.WarmCapsWait(ctx)
+	return t.d.Proxy().WarmCapsWait(ctx)
 }
 
 func (t *Target) ProxyVV(ctx context.Context, k static.Key) (*harness.VVResponse, error) {
@@ -181,9 +163,7 @@ func (t *Target) DirectVV(ctx context.Context, k static.Key) (*harness.VVRespons
 }
 
 func (t *Target) client() *harness.APIClient {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return &harness.APIClient{URL: t.apiURL, Token: t.settings.APIKey, CredentialsHint: "harness.APIKey"}
+	return &harness.APIClient{URL: t.d.APIURL(), Token: t.settings.APIKey, CredentialsHint: "harness.APIKey"}
 }
 
 // SessionID reads the session from the title this API writes
@@ -201,7 +181,7 @@ func (t *Target) TerminateConsole(ctx context.Context, k static.Key) error {
 }
 
 func (t *Target) Session(_ context.Context, id string) (harness.SessionState, error) {
-	info, err := t.st.Session(id)
+	info, err := t.d.Store().Session(id)
 	if err != nil {
 		return harness.SessionState{}, err
 	}
@@ -209,11 +189,11 @@ func (t *Target) Session(_ context.Context, id string) (harness.SessionState, er
 }
 
 func (t *Target) Metric(_ context.Context, name string, labels ...string) (float64, error) {
-	return t.p.Metric(name, labels...)
+	return t.d.Proxy().Metric(name, labels...)
 }
 
 func (t *Target) Audit(context.Context) ([]harness.AuditEvent, error) {
-	evs := t.st.Audit()
+	evs := t.d.Store().Audit()
 	out := make([]harness.AuditEvent, len(evs))
 	for i, e := range evs {
 		out[i] = harness.AuditEvent{Time: e.Time, Kind: string(e.Kind), Source: e.Source, UUID: e.UUID, Session: e.Session, Detail: e.Detail}
@@ -256,9 +236,9 @@ func (t *Target) HandshakeDeadline() time.Duration {
 func (t *Target) WaitIdle(ctx context.Context) error {
 	var last string
 	for {
-		st := t.p.Stats()
-		ch, _ := t.p.Metric("spice_proxy_channels_active")
-		conns, _ := t.p.Metric("spice_proxy_connections_active")
+		st := t.d.Proxy().Stats()
+		ch, _ := t.d.Proxy().Metric("spice_proxy_channels_active")
+		conns, _ := t.d.Proxy().Metric("spice_proxy_connections_active")
 		if st.Channels == 0 && st.Handshaking == 0 && ch == 0 && conns == 0 {
 			return nil
 		}
@@ -271,36 +251,18 @@ func (t *Target) WaitIdle(ctx context.Context) error {
 	}
 }
 
-func (t *Target) ShutdownProxy(ctx context.Context) error { return t.p.Shutdown(ctx) }
+func (t *Target) ShutdownProxy(ctx context.Context) error { return t.d.Proxy().Shutdown(ctx) }
 
 // RestartAPI stops the `.vv` API and starts a new one on the same
 // address, store and proxy, as an operator restarting the API would.
-func (t *Target) RestartAPI(ctx context.Context) error {
-	t.mu.Lock()
-	stop, apiURL := t.stopAPI, t.apiURL
-	t.stopAPI = nil
-	t.mu.Unlock()
-	if stop == nil {
-		return errors.New("inproc: the API is not running")
-	}
-	u, err := url.Parse(apiURL)
-	if err != nil {
-		return err
-	}
-	if err := stop(ctx); err != nil {
-		return fmt.Errorf("inproc: stopping the API: %w", err)
-	}
-	if err := t.startAPI(u.Host); err != nil {
-		return fmt.Errorf("inproc: restarting the API on %s: %w", u.Host, err)
-	}
-	return nil
-}
+func (t *Target) RestartAPI(ctx context.Context) error { return t.d.RestartAPI(ctx) }
 
 func (t *Target) SPICEAddrs() (plain, tls string) {
-	if a := t.p.PlainAddr(); a != nil {
+	p := t.d.Proxy()
+	if a := p.PlainAddr(); a != nil {
 		plain = a.String()
 	}
-	if a := t.p.TLSAddr(); a != nil {
+	if a := p.TLSAddr(); a != nil {
 		tls = a.String()
 	}
 	return plain, tls
@@ -308,24 +270,15 @@ func (t *Target) SPICEAddrs() (plain, tls string) {
 
 // Close stops the API and the proxy (a one-second drain).
 func (t *Target) Close() error {
-	var errs []error
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if t.d == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	t.mu.Lock()
-	stop := t.stopAPI
-	t.stopAPI = nil
-	t.mu.Unlock()
-	if stop != nil {
-		errs = append(errs, stop(ctx))
+	if err := t.d.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
 	}
-	if t.p != nil {
-		dctx, dcancel := context.WithTimeout(ctx, time.Second)
-		if err := t.p.Shutdown(dctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			errs = append(errs, err)
-		}
-		dcancel()
-	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // TerminatesSPICE: the proxy swaps its own credential for qemu's ticket.

@@ -21,8 +21,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/spiceharness/spiceharness/harness"
-	"github.com/spiceharness/spiceharness/harness/inproc"
+	"github.com/spiceharness/spiceharness/proxy"
+	"github.com/spiceharness/spiceharness/proxy/daemon"
 	"github.com/spiceharness/spiceharness/internal/proc"
 )
 
@@ -76,11 +76,18 @@ func runHelper(args []string) error {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	env, err := inproc.Serve(ctx, *sources, inproc.ServeConfig{Settings: harness.Settings{AllowPlain: true}})
+	d, err := daemon.New(daemon.Config{Sources: *sources, AllowPlain: true})
+	if err == nil {
+		err = d.Start(ctx)
+	}
 	if err != nil {
 		return err
 	}
-	defer env.Close()
+	defer d.Close()
+	env := struct {
+		APIURL string
+		Proxy  *proxy.Proxy
+	}{d.APIURL(), d.Proxy()}
 	ca := filepath.Join(filepath.Dir(*sources), "proxy-ca.pem")
 	if err := os.WriteFile(ca, env.Proxy.CAPEM(), 0o644); err != nil {
 		return err
@@ -110,10 +117,10 @@ func runHelper(args []string) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return env.Close()
+			return d.Close()
 		case cmd, ok := <-cmds:
 			if !ok {
-				return env.Close()
+				return d.Close()
 			}
 			switch cmd {
 			case "gc":

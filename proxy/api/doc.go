@@ -22,12 +22,15 @@
 //
 //	GET       /console/proxy/{source}/{uuid}/console.vv   mint a token (store.Mint), .vv for the proxy
 //	GET       /console/direct/{source}/{uuid}/console.vv  .vv for the hypervisor, current ticket
-//	GET       /source, /source/{name}                     sources, with problems when errored
+//	GET       /source, /source/{name}                     sources: state, errored, consoles served,
+//	                                                      loaded_at, last_good_at, problems
 //	GET       /console, /console/{source}/{uuid}          consoles (never a ticket)
 //	GET       /session, /session/{id}                     sessions (never a token)
 //	POST|GET  /console/{source}/{uuid}/terminate          end the console's sessions and channels
 //	POST|GET  /session/{id}/terminate                     end one session and its channels
 //	GET       /healthz, /metrics (when Config.Metrics)
+//	POST      /reload                                      reload the sources now (when Config.Reloader)
+//	GET       /reload                                      the last reload: result, changes, problems
 //
 // A proxy .vv has type=spice, host, port (the proxy's plain listener),
 // tls-port, password=<token>, ca (the proxy CA, newlines as \n),
@@ -46,7 +49,9 @@
 // {"error": "...", "status": N}: 400 malformed path, 401 missing or wrong
 // API key (every route, including unknown ones, when Config.APIKey is
 // set), 404 unknown source, console, session or route, 405 wrong method
-// (with Allow), 431 headers over MaxHeaderBytes, 503 no proxy configured.
+// (with Allow), 409 POST /reload without a sources file, 422 POST or GET
+// /reload when the file has errors (the report is in the body beside the
+// error), 431 headers over MaxHeaderBytes, 503 no proxy configured.
 //
 // # Security
 //

@@ -48,6 +48,10 @@ func (s *Server) router() http.Handler {
 	if s.cfg.Metrics != nil {
 		r.Handle(RouteMetrics, s.cfg.Metrics).Methods(get...)
 	}
+	if s.cfg.Reloader != nil {
+		r.HandleFunc(RouteReload, s.reload).Methods(http.MethodPost)
+		r.HandleFunc(RouteReload, s.lastReload).Methods(get...)
+	}
 	r.HandleFunc(RouteSources, s.listSources).Methods(get...)
 	r.HandleFunc(RouteSource, s.getSource).Methods(get...)
 	r.HandleFunc(RouteConsoles, s.listConsoles).Methods(get...)

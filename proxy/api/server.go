@@ -70,6 +70,10 @@ type Config struct {
 	// Metrics, when set, is served at GET /metrics (behind the API key
 	// like every route); nil: /metrics is 404.
 	Metrics http.Handler
+	// Reloader, when set, serves POST /reload (reload the sources now)
+	// and GET /reload (the last reload), behind the API key like every
+	// route; nil: /reload is 404.
+	Reloader Reloader
 	// Logger gets one line per request (method, route, ids, status,
 	// size, duration; never a ticket, token, key or header) and the HTTP
 	// server's own errors. nil: discarded.

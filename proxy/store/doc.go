@@ -3,6 +3,14 @@
 // problems), consoles keyed by (source, uuid), tokens and the sessions
 // they open, and a bounded audit log.
 //
+// Sources are loaded by Apply (one reload of a sources file) or Load
+// (some sources): last good wins. A source whose new entry has errors is
+// marked errored with its problems and keeps serving the consoles of its
+// last good entry until a good one comes; Apply with prune removes the
+// sources a complete list no longer names. Live sessions survive all of
+// it. Sources and Source report, per source, when it was last read, when
+// last good, what it serves and its problems.
+//
 // A token is 48 characters of [A-Za-z0-9] from crypto/rand, valid for
 // Options.TokenTTL (60 s by default) to open one session. The API mints
 // it (Mint); the proxy redeems it (Authorize): the main channel consumes

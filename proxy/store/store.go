@@ -62,13 +62,6 @@ type Store struct {
 	audit     audit
 }
 
-type sourceState struct {
-	src      static.Source
-	loadErr  error
-	consoles []static.Key
-	loaded   time.Time
-}
-
 type consoleState struct {
 	console static.Console
 	caCert  string
@@ -98,50 +91,6 @@ func New(opts Options) *Store {
 // TokenTTL returns the configured token lifetime.
 func (s *Store) TokenTTL() time.Duration { return s.opts.TokenTTL }
 
-// Load puts sources into the store through the static driver: each
-// source replaces any source of the same name, atomically with its
-// consoles. An errored or unsupported source is kept (with its problems)
-// and serves no console; it does not stop the others.
-func (s *Store) Load(sources ...static.Source) {
-	now := s.opts.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, src := range sources {
-		if old, ok := s.sources[src.Name]; ok {
-			for _, k := range old.consoles {
-				delete(s.consoles, k)
-			}
-		}
-		st := &sourceState{src: src, loaded: now}
-		consoles, err := src.Load()
-		st.loadErr = err
-		for _, c := range consoles {
-			k := static.Key{Source: src.Name, UUID: c.UUID}
-			s.consoles[k] = &consoleState{console: c, caCert: src.CACert}
-			st.consoles = append(st.consoles, k)
-		}
-		s.sources[src.Name] = st
-		s.audit.add(Event{Time: now, Kind: EventSourceLoaded, Source: src.Name, Detail: fmt.Sprintf("type %s, %d consoles", src.Type, len(consoles))})
-	}
-	s.reorderLocked()
-}
-
-// Remove drops a source and its consoles (live sessions keep running).
-func (s *Store) Remove(name string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st, ok := s.sources[name]
-	if !ok {
-		return fmt.Errorf("%w %q", ErrUnknownSource, name)
-	}
-	for _, k := range st.consoles {
-		delete(s.consoles, k)
-	}
-	delete(s.sources, name)
-	s.reorderLocked()
-	return nil
-}
-
 // SetTicket replaces the stored ticket of a console (after the harness
 // rotated it over QMP). Live proxy sessions are not affected.
 func (s *Store) SetTicket(k static.Key, ticket string) error {
@@ -153,55 +102,6 @@ func (s *Store) SetTicket(k static.Key, ticket string) error {
 	}
 	c.console.Ticket = ticket
 	return nil
-}
-
-// SourceInfo describes a source without secrets.
-type SourceInfo struct {
-	Name      string           `json:"source"`
-	Type      string           `json:"type"`
-	State     string           `json:"state"` // "ok", "errored" or "unsupported"
-	Consoles  int              `json:"consoles"`
-	HasCACert bool             `json:"has_ca_cert"`
-	Problems  []static.Problem `json:"-"`
-	Warnings  []static.Problem `json:"-"`
-	Loaded    time.Time        `json:"loaded"`
-}
-
-func (st *sourceState) info() SourceInfo {
-	state := "ok"
-	switch {
-	case errors.Is(st.loadErr, static.ErrUnsupportedType):
-		state = "unsupported"
-	case st.loadErr != nil:
-		state = "errored"
-	}
-	return SourceInfo{
-		Name: st.src.Name, Type: st.src.Type, State: state, Consoles: len(st.consoles),
-		HasCACert: st.src.CACert != "", Problems: st.src.Errors, Warnings: st.src.Warnings, Loaded: st.loaded,
-	}
-}
-
-// Sources lists the sources by name.
-func (s *Store) Sources() []SourceInfo {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]SourceInfo, 0, len(s.sources))
-	for _, st := range s.sources {
-		out = append(out, st.info())
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
-}
-
-// Source describes one source.
-func (s *Store) Source(name string) (SourceInfo, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st, ok := s.sources[name]
-	if !ok {
-		return SourceInfo{}, fmt.Errorf("%w %q", ErrUnknownSource, name)
-	}
-	return st.info(), nil
 }
 
 // Target is everything needed to reach a console: the console (ticket
