@@ -16,7 +16,8 @@ import (
 
 // RouteTunnelVV answers a .vv that reaches the console through the HTTP
 // CONNECT proxy (the Proxmox `spiceproxy` way): proxy=, a signed host,
-// the hypervisor's own ports, CA and subject, and a short-lived ticket.
+// the hypervisor's own TLS port (its plain port when it has none), CA and
+// subject, and a short-lived ticket.
 const RouteTunnelVV = "/console/tunnel/{source}/{uuid}/console.vv"
 
 // KeyProxy is the .vv key naming the HTTP proxy spice-gtk sends CONNECT
@@ -76,8 +77,16 @@ func (s *Server) tunnelVV(w http.ResponseWriter, r *http.Request) {
 		}
 		source = "fresh ticket"
 	}
+	// With a TLS port the .vv (and its host) names only that one, as
+	// Proxmox does: the tunnel crosses the network between client and
+	// proxy, and on the TLS port the whole session is encrypted end to
+	// end with qemu.
 	c := t.Console
-	host, hostExpires, err := ep.Sign(k, c.InsecurePort, c.SecurePort)
+	port, tlsPort := c.InsecurePort, c.SecurePort
+	if tlsPort != 0 {
+		port = 0
+	}
+	host, hostExpires, err := ep.Sign(k, port, tlsPort)
 	if err != nil {
 		s.log.Error("api: sign tunnel host", "source", k.Source, "uuid", k.UUID, "err", err)
 		writeError(w, r, http.StatusInternalServerError, "cannot sign a tunnel host for the console")
@@ -91,13 +100,13 @@ func (s *Server) tunnelVV(w http.ResponseWriter, r *http.Request) {
 	f := &vv.File{
 		Type:           "spice",
 		Host:           host,
-		Port:           c.InsecurePort,
-		TLSPort:        c.SecurePort,
+		Port:           port,
+		TLSPort:        tlsPort,
 		Password:       ticket,
 		Title:          fmt.Sprintf("%s via CONNECT tunnel", c.Name),
 		DeleteThisFile: true,
 	}
-	if c.SecurePort != 0 {
+	if tlsPort != 0 {
 		f.CA, f.HostSubject = t.CACert, c.HostSubject
 	}
 	proxyHost := ep.Host

@@ -169,14 +169,14 @@ func linkThrough(t *testing.T, f *vv.File, port int, secure bool) error {
 }
 
 // TestTunnelVV: the tunnel .vv has proxy=, a signed host, the
-// hypervisor's own ports, CA and subject and the console's ticket, and
-// a client configured only from it links end to end through the CONNECT
-// listener: NEED_SECURED on the plain port, then TLS (verified against
-// the hypervisor's CA and subject, not the proxy's) on the TLS port.
+// hypervisor's own TLS port (plain port when it has none), CA and
+// subject and the console's ticket, and a client configured only from
+// it links end to end through the CONNECT listener, over TLS verified
+// against the hypervisor's CA and subject (not the proxy's).
 func TestTunnelVV(t *testing.T) {
 	e := newTunnelEnv(t, nil, true)
 	f := e.fetch("tls")
-	want := vv.File{Type: "spice", Host: f.Host, Port: e.tlsCon.InsecurePort, TLSPort: e.tlsCon.SecurePort, Password: tunnelTicket,
+	want := vv.File{Type: "spice", Host: f.Host, TLSPort: e.tlsCon.SecurePort, Password: tunnelTicket,
 		CA: string(e.ca.CertPEM), HostSubject: e.tlsCon.HostSubject, Title: "vm-tls via CONNECT tunnel", DeleteThisFile: true,
 		Extra: []vv.Entry{{Key: "proxy", Value: fmt.Sprintf("http://127.0.0.1:%d", e.proxy.ConnectAddr().Port)}}}
 	if diff := cmp.Diff(want.String(), f.String()); diff != "" || f.Password != tunnelTicket || f.CA != want.CA {
@@ -188,9 +188,9 @@ func TestTunnelVV(t *testing.T) {
 	if _, err := tunnel.Decode(f.Host); err != nil {
 		t.Fatalf("host is not a signed tunnel host: %v", err)
 	}
-	err := linkThrough(t, f, f.Port, false)
-	if !errors.Is(err, spice.ErrNeedSecured) {
-		t.Fatalf("plain port through the tunnel: %v, want NEED_SECURED from the console", err)
+	// The host opens the TLS port only: the plain one is refused.
+	if err := linkThrough(t, f, e.tlsCon.InsecurePort, false); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("plain port through the tunnel: %v, want 403", err)
 	}
 	if err := linkThrough(t, f, f.TLSPort, true); err != nil {
 		t.Fatalf("TLS port through the tunnel: %v", err)
