@@ -40,14 +40,18 @@ func (e *Env) RestartAPI(ctx context.Context) error {
 
 func (e *Env) startAPIOn(addr string) error {
 	p := e.Proxy
-	srv, err := api.New(api.Config{
+	cfg := api.Config{
 		Store: e.Store,
 		Proxy: api.ProxyEndpoint{Host: "127.0.0.1", Port: p.PlainAddr().Port, TLSPort: p.TLSAddr().Port,
 			CAPEM: p.CAPEM(), HostSubject: p.HostSubject()},
 		APIKey:  e.cfg.apiKey,
 		Metrics: p.MetricsHandler(),
 		Logger:  e.cfg.proxyLog,
-	})
+	}
+	if a := p.ConnectAddr(); a != nil { // the CONNECT listener is up: serve tunnel .vv files
+		cfg.Tunnel = api.TunnelEndpoint{Host: "127.0.0.1", Port: a.Port, Sign: p.SignTunnel}
+	}
+	srv, err := api.New(cfg)
 	if err != nil {
 		return err
 	}

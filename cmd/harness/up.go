@@ -33,6 +33,9 @@ type readyProxy struct {
 	Port    int    `json:"port"`
 	TLSPort int    `json:"tls_port"`
 	CAFile  string `json:"ca_file"`
+	// ConnectPort is the HTTP CONNECT listener's port (--connect-listen;
+	// 0 and left out when off).
+	ConnectPort int `json:"connect_port,omitempty"`
 }
 
 type readyConsole struct {
@@ -42,6 +45,9 @@ type readyConsole struct {
 	Direct readyDirect `json:"direct"`
 	VVFile string      `json:"vv_file,omitempty"`
 	VVURL  string      `json:"vv_url"`
+	// TunnelVVURL answers a .vv through the CONNECT listener (only with
+	// --connect-listen).
+	TunnelVVURL string `json:"tunnel_vv_url,omitempty"`
 }
 
 type readyDirect struct {
@@ -91,10 +97,11 @@ func (f *laneFlags) options() ([]harness.Option, error) {
 
 func newUpCmd() *cobra.Command {
 	var (
-		lane    laneFlags
-		emit    string
-		asJSON  bool
-		verbose bool
+		lane          laneFlags
+		emit          string
+		asJSON        bool
+		verbose       bool
+		connectListen string
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -109,12 +116,18 @@ down (no qemu left).
 Progress goes to stderr. With --json, stdout gets exactly one JSON line
 once everything is ready (no tickets or tokens in it):
 
-  {"api":…,"proxy":{"host":…,"port":…,"tls_port":…,"ca_file":…},
+  {"api":…,"proxy":{"host":…,"port":…,"tls_port":…,"ca_file":…[,"connect_port":…]},
    "sources_yaml":…,"consoles":[{"source":…,"uuid":…,"name":…,
-   "direct":{"host":…,"port":…},"vv_file":…,"vv_url":…}]}
+   "direct":{"host":…,"port":…},"vv_file":…,"vv_url":…[,"tunnel_vv_url":…]}]}
 
 Each console.vv holds a one-session token valid for --token-ttl; fetch a
-fresh one from its vv_url.`,
+fresh one from its vv_url.
+
+With --connect-listen ADDR the proxy also serves HTTP CONNECT tunnels
+(the Proxmox spiceproxy / oVirt squid family, see docs/tunnels.md): the
+ready line adds proxy.connect_port and a tunnel_vv_url per console,
+whose .vv has proxy=, a signed host valid for 60 s and the console's
+ticket.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts, err := lane.options()
@@ -132,6 +145,12 @@ fresh one from its vv_url.`,
 				return &exitError{Code: exitFailure, Err: explain(err)}
 			}
 			defer env.Close()
+			if connectListen != "" {
+				if err := startConnect(ctx, env, connectListen); err != nil {
+					return &exitError{Code: exitFailure, Err: err}
+				}
+				log.Info("CONNECT listener up", "addr", env.Proxy.ConnectAddr().String())
+			}
 			ready, err := writeReady(ctx, env)
 			if err != nil {
 				return &exitError{Code: exitFailure, Err: err}
@@ -150,7 +169,17 @@ fresh one from its vv_url.`,
 	cmd.Flags().StringVar(&emit, "emit", "", "also write the lane's sources.yaml to this file (it holds the tickets; mode 0600)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON line on stdout when ready")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "also log the proxy's audit events")
+	cmd.Flags().StringVar(&connectListen, "connect-listen", "", "also serve HTTP CONNECT tunnels on this address (127.0.0.1:0 for a free port); see docs/tunnels.md")
 	return cmd
+}
+
+// startConnect starts the proxy's CONNECT listener on addr, then the
+// API again so that it serves tunnel .vv files for it.
+func startConnect(ctx context.Context, env *harness.Env, addr string) error {
+	if err := env.Proxy.StartConnect(addr); err != nil {
+		return fmt.Errorf("--connect-listen %s: %w", addr, err)
+	}
+	return env.RestartAPI(ctx)
 }
 
 // writeReady writes the proxy CA and a proxy console.vv per VM into the
@@ -163,12 +192,18 @@ func writeReady(ctx context.Context, env *harness.Env) (readyLine, error) {
 			return ready, err
 		}
 		ready.Proxy = readyProxy{Host: "127.0.0.1", Port: env.Proxy.PlainAddr().Port, TLSPort: env.Proxy.TLSAddr().Port, CAFile: ca}
+		if a := env.Proxy.ConnectAddr(); a != nil {
+			ready.Proxy.ConnectPort = a.Port
+		}
 	}
 	for _, vm := range env.VMs {
 		c := vm.Console()
 		rc := readyConsole{Source: vm.Key.Source, UUID: c.UUID, Name: c.Name,
 			Direct: readyDirect{Host: c.HypervisorIP, Port: c.InsecurePort},
 			VVURL:  env.VVURL(harness.Proxy, vm.Key.Source, c.UUID)}
+		if ready.Proxy.ConnectPort != 0 {
+			rc.TunnelVVURL = env.VVURL(harness.Kind("tunnel"), vm.Key.Source, c.UUID)
+		}
 		f, err := env.FetchVV(ctx, harness.Proxy, vm)
 		if err != nil {
 			return ready, err
@@ -190,12 +225,18 @@ func printReady(cmd *cobra.Command, r readyLine, asJSON bool) {
 	}
 	w := cmd.OutOrStdout()
 	fmt.Fprintf(w, "ready: API %s, proxy TLS 127.0.0.1:%d (plain %d), sources.yaml %s\n", r.API, r.Proxy.TLSPort, r.Proxy.Port, r.SourcesYAML)
+	if r.Proxy.ConnectPort != 0 {
+		fmt.Fprintf(w, "CONNECT proxy: http://127.0.0.1:%d\n", r.Proxy.ConnectPort)
+	}
 	for _, c := range r.Consoles {
 		fmt.Fprintf(w, "\n%s (%s/%s), qemu SPICE at %s:%d\n", c.Name, c.Source, c.UUID, c.Direct.Host, c.Direct.Port)
 		if c.VVFile != "" {
 			fmt.Fprintf(w, "  remote-viewer %s\n", c.VVFile)
 		}
 		fmt.Fprintf(w, "  fresh .vv: curl -sO %s\n", c.VVURL)
+		if c.TunnelVVURL != "" {
+			fmt.Fprintf(w, "  through the CONNECT proxy: curl -sO %s\n", c.TunnelVVURL)
+		}
 	}
 	fmt.Fprintln(w, "\nCtrl-C tears everything down.")
 }
