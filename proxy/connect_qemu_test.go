@@ -46,6 +46,8 @@ type qemuTunnel struct {
 	log   syncbuf.Buffer
 	home  string       // spicy-screenshot's HOME, kept: a fresh one costs ~140 ms
 	clock atomic.Int64 // offset of the proxy's tunnel clock, ns
+	// hostExpires is when the last host sign made expires.
+	hostExpires time.Time
 }
 
 func startQemuTunnel(t testing.TB, ctx context.Context) *qemuTunnel {
@@ -108,10 +110,11 @@ func (q *qemuTunnel) proxyURL() string {
 
 func (q *qemuTunnel) sign(t testing.TB) string {
 	t.Helper()
-	host, _, err := q.proxy.SignTunnel(q.key, q.con.InsecurePort, q.con.SecurePort)
+	host, exp, err := q.proxy.SignTunnel(q.key, q.con.InsecurePort, q.con.SecurePort)
 	if err != nil {
 		t.Fatal(err)
 	}
+	q.hostExpires = exp
 	return host
 }
 
@@ -127,9 +130,16 @@ type shot struct {
 // as soon as it is done (the ticket is on its argv: it has no other
 // way), and returns the PPM it wrote.
 func (q *qemuTunnel) capture(ctx context.Context, s shot) ([]byte, error) {
+	img, _, err := q.timedCapture(ctx, s)
+	return img, err
+}
+
+// timedCapture is capture, also returning how long the spicy-screenshot
+// process ran (the ticket changes are outside that time).
+func (q *qemuTunnel) timedCapture(ctx context.Context, s shot) ([]byte, time.Duration, error) {
 	ticket, err := q.vm.SetTicket(ctx)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer q.vm.SetTicket(ctx)
 	out := filepath.Join(q.home, "shot.ppm")
@@ -143,10 +153,14 @@ func (q *qemuTunnel) capture(ctx context.Context, s shot) ([]byte, error) {
 	if s.proxyURL != "" {
 		cmd.Env = append(cmd.Env, "SPICE_PROXY="+s.proxyURL)
 	}
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("spicy-screenshot %s port %d via %q: %v\n%s", map[bool]string{false: "plain", true: "TLS"}[s.secure], s.port, s.proxyURL, err, b)
+	start := time.Now()
+	b, err := cmd.CombinedOutput()
+	took := time.Since(start)
+	if err != nil {
+		return nil, took, fmt.Errorf("spicy-screenshot %s port %d via %q: %v\n%s", map[bool]string{false: "plain", true: "TLS"}[s.secure], s.port, s.proxyURL, err, b)
 	}
-	return os.ReadFile(out)
+	img, err := os.ReadFile(out)
+	return img, took, err
 }
 
 // TestIntegrationTunnelScreenshot: spicy-screenshot through the CONNECT
