@@ -17,8 +17,8 @@
 // reveal which console it opens; the proxy finds the console by comparing
 // hints. The MAC is HMAC-SHA256, truncated to 128 bits, with the proxy's
 // secret over the version, the full console key, both ports and the expiry
-// (unix seconds). Lower case because virt-viewer lower-cases host names in
-// places (Proxmox notes the same); Decode accepts either case.
+// (unix seconds). Hosts are written in lower case, as Proxmox writes its
+// signed hosts for virt-viewer; Decode accepts either case.
 //
 // H is a bearer credential until it expires: whoever holds it can open
 // tunnels to that console's SPICE ports (the SPICE ticket is still needed
