@@ -81,9 +81,13 @@ func (p *Proxy) initTunnel() error {
 	} else {
 		t.signer = tunnel.RandomSigner()
 	}
-	for _, c := range p.Tunnel.Domain {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
-			return fmt.Errorf("proxy: Tunnel.Domain %q: want a DNS name (letters, digits, '-' and '.')", p.Tunnel.Domain)
+	if d := p.Tunnel.Domain; d != "" {
+		bad := strings.HasPrefix(d, ".") || strings.HasSuffix(d, ".") || strings.Contains(d, "..") || len(d) > 253-tunnel.HostLen-1
+		for _, c := range d {
+			bad = bad || !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.')
+		}
+		if bad {
+			return fmt.Errorf("proxy: Tunnel.Domain %q: want a DNS name (labels of letters, digits and '-', joined by '.')", d)
 		}
 	}
 	n := p.Tunnel.MaxPending

@@ -645,6 +645,8 @@ func TestConnectConfigErrors(t *testing.T) {
 	for name, p := range map[string]*proxy.Proxy{
 		"short secret": {Store: st, Tunnel: proxy.TunnelConfig{Secret: []byte("short")}},
 		"bad domain":   {Store: st, Tunnel: proxy.TunnelConfig{Domain: "a b"}},
+		"empty label":  {Store: st, Tunnel: proxy.TunnelConfig{Domain: "a..b"}},
+		"leading dot":  {Store: st, Tunnel: proxy.TunnelConfig{Domain: ".a"}},
 	} {
 		if err := p.StartConnect("127.0.0.1:0"); err == nil || !strings.Contains(err.Error(), "Tunnel.") {
 			t.Errorf("%s: %v, want an error naming the field", name, err)
