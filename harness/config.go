@@ -58,6 +58,9 @@ type Settings struct {
 	// PlainAddr, TLSAddr and APIAddr are listen addresses for a target
 	// the harness starts ("": 127.0.0.1 on a free port).
 	PlainAddr, TLSAddr, APIAddr string
+	// ConnectAddr, when set, asks a target the harness starts to serve
+	// HTTP CONNECT tunnels there too (tunnel `.vv` files, Kind Tunnel).
+	ConnectAddr string
 	// Logger receives the proxy's own log and audit lines (never nil).
 	Logger *slog.Logger
 }
@@ -215,6 +218,13 @@ func Listen(plain, tls, api string) Option {
 		c.settings.PlainAddr, c.settings.TLSAddr, c.settings.APIAddr = plain, tls, api
 		return nil
 	}
+}
+
+// ConnectListen asks the proxy to serve HTTP CONNECT tunnels on addr
+// too ("127.0.0.1:0" for a free port): remote-viewer's `proxy=` key and
+// spice-gtk's SPICE_PROXY reach qemu through it (see docs/tunnels.md).
+func ConnectListen(addr string) Option {
+	return func(c *config) error { c.settings.ConnectAddr = addr; return nil }
 }
 
 // WithTarget sets the proxy under test (default: the registered default

@@ -19,6 +19,9 @@ const (
 	Proxy Kind = "proxy"
 	// Direct: the hypervisor's own endpoint and the console's ticket.
 	Direct Kind = "direct"
+	// Tunnel: through an HTTP CONNECT proxy (proxy=), to qemu's own port
+	// under a signed host, with a qemu ticket.
+	Tunnel Kind = "tunnel"
 )
 
 // VVResponse is a fetched console.vv with its HTTP metadata (Header is

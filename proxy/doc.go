@@ -31,6 +31,11 @@
 // handshake delays nobody. Terminate (through the store) closes a
 // session's channels before it returns; Shutdown drains to a deadline.
 //
+// StartConnect adds the other family of SPICE proxies: an HTTP CONNECT
+// listener that opens a tunnel to a console's own SPICE port only for a
+// host SignTunnel made (see package tunnel and docs/tunnels.md), and
+// relays bytes unread, so TLS runs end to end between client and qemu.
+//
 // It is not a SPICE client or server library (see package spice), and it
 // knows nothing of qemu processes or the `.vv` API.
 package proxy

@@ -23,6 +23,11 @@ type metrics struct {
 	backendDials   *prometheus.CounterVec   // result
 	sessionsEnded  prometheus.Counter
 	displayGuarded prometheus.Counter
+
+	// The CONNECT listener (connect.go).
+	connectRequests *prometheus.CounterVec // result
+	tunnelsActive   prometheus.Gauge
+	tunnelBytes     *prometheus.CounterVec // direction
 }
 
 func newMetrics(p *Proxy) *metrics {
@@ -66,6 +71,21 @@ func newMetrics(p *Proxy) *metrics {
 	f(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "spice_proxy_link_keys_inline_total", Help: "RSA link keys generated inline because the pool was empty.",
 	}, func() float64 { _, miss := p.keys.Stats(); return float64(miss) }))
+	m.connectRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spice_proxy_connect_requests_total", Help: "HTTP CONNECT requests by result (ok, bad_request, method_not_allowed, bad_version, too_large, line_too_long, timeout, closed, busy, unknown_host, expired, bad_port, backend_error, backend_timeout, shutdown).",
+	}, []string{"result"})
+	m.tunnelsActive = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "spice_proxy_tunnels_active", Help: "CONNECT tunnels relaying between a client and a console's SPICE port.",
+	})
+	m.tunnelBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spice_proxy_tunnel_bytes_total", Help: "Bytes relayed through CONNECT tunnels (ciphertext on TLS ports), by direction; updated every 64 KiB and when a tunnel ends.",
+	}, []string{"direction"})
+	f(m.connectRequests)
+	f(m.tunnelsActive)
+	f(m.tunnelBytes)
+	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "spice_proxy_connect_pending", Help: "CONNECT connections still sending their request head (capped by Tunnel.MaxPending).",
+	}, func() float64 { return float64(len(p.tun.pending)) }))
 	f(prometheus.NewGoCollector())
 	f(prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m

@@ -79,6 +79,9 @@ type Proxy struct {
 	// and tokens are never logged.
 	Logger *slog.Logger
 
+	// Tunnel configures the HTTP CONNECT listener (StartConnect).
+	Tunnel TunnelConfig
+
 	initOnce sync.Once
 	initErr  error
 	keys     *spice.KeyPool
@@ -86,6 +89,7 @@ type Proxy struct {
 	tlsConf  *tls.Config
 	host     string // host subject of the TLS certificate
 	caps     capsCache
+	tun      tunnelState
 
 	// stop is cancelled when the proxy starts shutting down: backend
 	// links of handshakes in progress are cut (their clients are gone).
@@ -126,6 +130,9 @@ func (p *Proxy) init() {
 		p.stop, p.stopCancel = context.WithCancel(context.Background())
 		p.caps.stop = p.stop
 		p.initErr = p.initTLS()
+		if p.initErr == nil {
+			p.initErr = p.initTunnel()
+		}
 	})
 }
 
@@ -281,6 +288,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	for c := range p.conns {
 		c.Close()
 	}
+	p.closeConnectConnsLocked()
 	p.mu.Unlock()
 	p.stopCancel()
 	if _, ok := ctx.Deadline(); !ok {
@@ -292,11 +300,12 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 drain:
-	for p.activeChannels() > 0 {
+	for p.activeChannels()+p.activeTunnels() > 0 {
 		select {
 		case <-ctx.Done():
 			err = ctx.Err()
 			p.closeChannels("shutdown")
+			p.closeTunnels("shutdown")
 			break drain
 		case <-tick.C:
 		}
@@ -316,6 +325,7 @@ func (p *Proxy) Close() error {
 	p.closing = true
 	p.mu.Unlock()
 	p.closeChannels("proxy closed")
+	p.closeTunnels("proxy closed")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	p.Shutdown(ctx)
@@ -345,6 +355,8 @@ type Stats struct {
 	Listening   bool
 	Handshaking int // accepted connections still in TLS or link
 	Channels    int // relaying channels
+	Connecting  int // CONNECT requests still in their head or refusal
+	Tunnels     int // relaying CONNECT tunnels
 }
 
 // Stats returns a snapshot.
@@ -352,7 +364,8 @@ func (p *Proxy) Stats() Stats {
 	p.init()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return Stats{Listening: len(p.listeners) > 0 && !p.closing, Handshaking: len(p.conns), Channels: len(p.channels)}
+	return Stats{Listening: len(p.listeners) > 0 && !p.closing, Handshaking: len(p.conns), Channels: len(p.channels),
+		Connecting: len(p.tun.conns), Tunnels: len(p.tun.tunnels)}
 }
 
 // ServeMetrics serves /metrics on addr until ctx ends (for the CLI; tests

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spiceharness/spiceharness/harness"
 	"github.com/spiceharness/spiceharness/proxy/daemon"
 	"github.com/spiceharness/spiceharness/static"
 )
@@ -28,6 +29,7 @@ var serveNames = map[daemon.Setting]string{
 	daemon.SettingPlainAddr:    "--listen",
 	daemon.SettingTLSAddr:      "--tls-listen",
 	daemon.SettingAPIAddr:      "--api",
+	daemon.SettingConnectAddr:  "--connect-listen",
 	daemon.SettingProxyHost:    "--proxy-host",
 	daemon.SettingAPIKey:       EnvAPIKey,
 	daemon.SettingTokenTTL:     "--token-ttl",
@@ -141,6 +143,7 @@ With --json, stdout gets one JSON line when ready (see harness up --help).`,
 	fl.StringVar(&cfg.APIAddr, "api", daemon.DefaultAddr, "the .vv API's listener (not loopback: set HARNESS_API_KEY)")
 	fl.StringVar(&cfg.ProxyHost, "proxy-host", "", "host proxy .vv files send clients to (default: the --tls-listen host, or 127.0.0.1)")
 	fl.BoolVar(&cfg.AllowPlain, "allow-plain", false, "serve sessions on the plain listener")
+	fl.StringVar(&cfg.ConnectAddr, "connect-listen", "", "also serve HTTP CONNECT tunnels on this address (127.0.0.1:0 for a free port; tunnel .vv files carry the stored ticket); see docs/tunnels.md")
 	fl.StringVar(&cfg.TLSCertFile, "tls-cert", "", "the proxy's TLS certificate (PEM; may hold the chain); with --tls-key")
 	fl.StringVar(&cfg.TLSKeyFile, "tls-key", "", "its private key (PEM, mode 0600)")
 	fl.StringVar(&cfg.CAFile, "ca", "", "the CA .vv files embed for --tls-cert (default: none, clients use their trust store; the certificate itself when self-signed)")
@@ -184,9 +187,17 @@ func serveReady(d *daemon.Daemon) (readyLine, func(), error) {
 		}
 		r.Proxy.CAFile, cleanup = ca, func() { os.Remove(ca) }
 	}
+	if a := p.ConnectAddr(); a != nil {
+		r.Proxy.ConnectPort = a.Port
+	}
 	for _, c := range d.Store().Consoles() {
-		r.Consoles = append(r.Consoles, readyConsole{Source: c.Source, UUID: c.UUID, Name: c.Name,
-			Direct: readyDirect{Host: c.HypervisorIP, Port: c.InsecurePort}, VVURL: d.ProxyVVURL(static.Key{Source: c.Source, UUID: c.UUID})})
+		k := static.Key{Source: c.Source, UUID: c.UUID}
+		rc := readyConsole{Source: c.Source, UUID: c.UUID, Name: c.Name,
+			Direct: readyDirect{Host: c.HypervisorIP, Port: c.InsecurePort}, VVURL: d.ProxyVVURL(k)}
+		if r.Proxy.ConnectPort != 0 {
+			rc.TunnelVVURL = harness.VVURL(d.APIURL(), harness.Tunnel, k)
+		}
+		r.Consoles = append(r.Consoles, rc)
 	}
 	return r, cleanup, nil
 }

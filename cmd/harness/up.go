@@ -34,6 +34,9 @@ type readyProxy struct {
 	Port    int    `json:"port"`
 	TLSPort int    `json:"tls_port"`
 	CAFile  string `json:"ca_file"`
+	// ConnectPort is the HTTP CONNECT listener's port (--connect-listen;
+	// 0 and left out when off).
+	ConnectPort int `json:"connect_port,omitempty"`
 }
 
 type readyConsole struct {
@@ -43,6 +46,9 @@ type readyConsole struct {
 	Direct readyDirect `json:"direct"`
 	VVFile string      `json:"vv_file,omitempty"`
 	VVURL  string      `json:"vv_url"`
+	// TunnelVVURL answers a .vv through the CONNECT listener (only with
+	// --connect-listen).
+	TunnelVVURL string `json:"tunnel_vv_url,omitempty"`
 }
 
 type readyDirect struct {
@@ -119,10 +125,11 @@ func (f *laneFlags) options() ([]harness.Option, error) {
 
 func newUpCmd() *cobra.Command {
 	var (
-		lane    laneFlags
-		emit    string
-		asJSON  bool
-		verbose bool
+		lane          laneFlags
+		emit          string
+		asJSON        bool
+		verbose       bool
+		connectListen string
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -137,12 +144,18 @@ down (no qemu left).
 Progress goes to stderr. With --json, stdout gets exactly one JSON line
 once everything is ready (no tickets or tokens in it):
 
-  {"api":…,"proxy":{"host":…,"port":…,"tls_port":…,"ca_file":…},
+  {"api":…,"proxy":{"host":…,"port":…,"tls_port":…,"ca_file":…[,"connect_port":…]},
    "sources_yaml":…,"consoles":[{"source":…,"uuid":…,"name":…,
-   "direct":{"host":…,"port":…},"vv_file":…,"vv_url":…}]}
+   "direct":{"host":…,"port":…},"vv_file":…,"vv_url":…[,"tunnel_vv_url":…]}]}
 
 Each console.vv holds a one-session token valid for --token-ttl; fetch a
-fresh one from its vv_url.`,
+fresh one from its vv_url.
+
+With --connect-listen ADDR the proxy also serves HTTP CONNECT tunnels
+(the Proxmox spiceproxy / oVirt squid family, see docs/tunnels.md): the
+ready line adds proxy.connect_port and a tunnel_vv_url per console,
+whose .vv has proxy=, a signed host valid for 60 s and the console's
+ticket.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts, err := lane.options()
@@ -153,6 +166,9 @@ fresh one from its vv_url.`,
 			opts = append(opts, harness.Logger(log))
 			if verbose {
 				opts = append(opts, harness.ProxyLogger(log))
+			}
+			if connectListen != "" {
+				opts = append(opts, harness.ConnectListen(connectListen))
 			}
 			ctx := cmd.Context()
 			env, err := harness.Up(ctx, opts...)
@@ -178,6 +194,7 @@ fresh one from its vv_url.`,
 	cmd.Flags().StringVar(&emit, "emit", "", "also write the lane's sources.yaml to this file (it holds the tickets; mode 0600)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON line on stdout when ready")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "also log the proxy's audit events")
+	cmd.Flags().StringVar(&connectListen, "connect-listen", "", "also serve HTTP CONNECT tunnels on this address (127.0.0.1:0 for a free port); see docs/tunnels.md")
 	return cmd
 }
 
@@ -192,12 +209,18 @@ func writeReady(ctx context.Context, env *harness.Env) (readyLine, error) {
 			return ready, err
 		}
 		ready.Proxy = readyProxy{Host: "127.0.0.1", Port: p.PlainAddr().Port, TLSPort: p.TLSAddr().Port, CAFile: ca}
+		if a := p.ConnectAddr(); a != nil {
+			ready.Proxy.ConnectPort = a.Port
+		}
 	}
 	for _, vm := range env.VMs {
 		c := vm.Console()
 		rc := readyConsole{Source: vm.Key.Source, UUID: c.UUID, Name: c.Name,
 			Direct: readyDirect{Host: c.HypervisorIP, Port: c.InsecurePort},
 			VVURL:  harness.VVURL(env.APIURL, harness.Proxy, vm.Key)}
+		if ready.Proxy.ConnectPort != 0 {
+			rc.TunnelVVURL = harness.VVURL(env.APIURL, harness.Tunnel, vm.Key)
+		}
 		f, err := env.FetchVV(ctx, harness.Proxy, vm)
 		if err != nil {
 			return ready, err
@@ -219,12 +242,18 @@ func printReady(cmd *cobra.Command, r readyLine, asJSON bool) {
 	}
 	w := cmd.OutOrStdout()
 	fmt.Fprintf(w, "ready: API %s, proxy TLS 127.0.0.1:%d (plain %d), sources.yaml %s\n", r.API, r.Proxy.TLSPort, r.Proxy.Port, r.SourcesYAML)
+	if r.Proxy.ConnectPort != 0 {
+		fmt.Fprintf(w, "CONNECT proxy: http://127.0.0.1:%d\n", r.Proxy.ConnectPort)
+	}
 	for _, c := range r.Consoles {
 		fmt.Fprintf(w, "\n%s (%s/%s), qemu SPICE at %s:%d\n", c.Name, c.Source, c.UUID, c.Direct.Host, c.Direct.Port)
 		if c.VVFile != "" {
 			fmt.Fprintf(w, "  remote-viewer %s\n", c.VVFile)
 		}
 		fmt.Fprintf(w, "  fresh .vv: curl -sO %s\n", c.VVURL)
+		if c.TunnelVVURL != "" {
+			fmt.Fprintf(w, "  through the CONNECT proxy: curl -sO %s\n", c.TunnelVVURL)
+		}
 	}
 	fmt.Fprintln(w, "\nCtrl-C tears everything down.")
 }

@@ -102,7 +102,7 @@ func (t *Target) Start(ctx context.Context, env *harness.Env) error {
 	s := t.settings
 	t.env = env
 	cfg := daemon.Config{
-		PlainAddr: s.PlainAddr, TLSAddr: s.TLSAddr, APIAddr: s.APIAddr, APIKey: s.APIKey, TokenTTL: s.TokenTTL,
+		PlainAddr: s.PlainAddr, TLSAddr: s.TLSAddr, APIAddr: s.APIAddr, ConnectAddr: s.ConnectAddr, APIKey: s.APIKey, TokenTTL: s.TokenTTL,
 		AllowPlain: s.AllowPlain, Firewall: t.cfg.firewall, BackendTimeout: s.BackendTimeout, HandshakeTimeout: s.HandshakeTimeout,
 		AuditLogger: s.Logger, Now: t.now,
 	}

@@ -57,6 +57,7 @@ func (s *Server) router() http.Handler {
 	r.HandleFunc(RouteConsoles, s.listConsoles).Methods(get...)
 	r.HandleFunc(RouteProxyVV, s.proxyVV).Methods(get...)
 	r.HandleFunc(RouteDirectVV, s.directVV).Methods(get...)
+	r.HandleFunc(RouteTunnelVV, s.tunnelVV).Methods(get...)
 	r.HandleFunc(RouteConsole, s.getConsole).Methods(get...)
 	r.HandleFunc(RouteTerminateConsole, s.terminateConsole).Methods(getPost...)
 	r.HandleFunc(RouteSessions, s.listSessions).Methods(get...)

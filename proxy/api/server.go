@@ -61,6 +61,10 @@ type Config struct {
 	Store *store.Store
 	// Proxy is where proxy .vv files point.
 	Proxy ProxyEndpoint
+	// Tunnel is where tunnel .vv files point (RouteTunnelVV), and
+	// TunnelTicket issues their passwords (nil: the stored ticket).
+	Tunnel       TunnelEndpoint
+	TunnelTicket TunnelTicketFunc
 	// APIKey, when set, is required on every route as
 	// "Authorization: Bearer <key>" (compared in constant time). It must
 	// not contain white space or control characters.
@@ -106,7 +110,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, fmt.Errorf("%w: Store is required", ErrConfig)
 	}
-	for name, p := range map[string]int{"Proxy.Port": cfg.Proxy.Port, "Proxy.TLSPort": cfg.Proxy.TLSPort} {
+	for name, p := range map[string]int{"Proxy.Port": cfg.Proxy.Port, "Proxy.TLSPort": cfg.Proxy.TLSPort, "Tunnel.Port": cfg.Tunnel.Port} {
 		if p < 0 || p > 65535 {
 			return nil, fmt.Errorf("%w: %s %d is not a port (1-65535, 0 for none)", ErrConfig, name, p)
 		}

@@ -84,6 +84,14 @@ type Config struct {
 	APIKey string
 	// TokenTTL is how long a minted token may open its session (0: 60 s).
 	TokenTTL time.Duration
+	// ConnectAddr, when set, is where the proxy also serves HTTP CONNECT
+	// tunnels for hosts it signed (the Proxmox spiceproxy / oVirt squid
+	// family); the API then serves tunnel `.vv` files
+	// (GET /console/tunnel/{source}/{uuid}/console.vv). "": no tunnels.
+	ConnectAddr string
+	// TunnelTicket gives the password of a tunnel `.vv` (a short-lived
+	// qemu ticket set over QMP, say); nil: the console's stored ticket.
+	TunnelTicket api.TunnelTicketFunc
 
 	// Proxy settings passed to proxy.Proxy (zero values: its defaults).
 	AllowPlain       bool
@@ -142,6 +150,7 @@ const (
 	SettingPlainAddr    Setting = "PlainAddr"
 	SettingTLSAddr      Setting = "TLSAddr"
 	SettingAPIAddr      Setting = "APIAddr"
+	SettingConnectAddr  Setting = "ConnectAddr"
 	SettingProxyHost    Setting = "ProxyHost"
 	SettingAPIKey       Setting = "APIKey"
 	SettingTokenTTL     Setting = "TokenTTL"
@@ -207,6 +216,11 @@ func (c *Config) check() error {
 		}
 		if _, _, err := net.SplitHostPort(*a.addr); err != nil {
 			return c.errorf(a.s, ErrConfig, "%s %q is not HOST:PORT (for example 127.0.0.1:5900, or port 0 for a free one)", c.name(a.s), *a.addr)
+		}
+	}
+	if c.ConnectAddr != "" {
+		if _, _, err := net.SplitHostPort(c.ConnectAddr); err != nil {
+			return c.errorf(SettingConnectAddr, ErrConfig, "%s %q is not HOST:PORT (for example 127.0.0.1:3128, or port 0 for a free one)", c.name(SettingConnectAddr), c.ConnectAddr)
 		}
 	}
 	if c.ProxyHost == "" {

@@ -126,6 +126,12 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	d.log.Info("proxy listening", "tls", d.proxy.TLSAddr().String(), "plain", d.proxy.PlainAddr().String(),
 		"allow_plain", d.cfg.AllowPlain, "certificate", m.origin, "host_subject", d.proxy.HostSubject(), "ca_file", m.caFile)
+	if d.cfg.ConnectAddr != "" {
+		if err := d.proxy.StartConnect(d.cfg.ConnectAddr); err != nil {
+			return d.cfg.errorf(SettingConnectAddr, fmt.Errorf("%w: %w", ErrConfig, err), "%s %s: %v", d.cfg.name(SettingConnectAddr), d.cfg.ConnectAddr, listenCause(err))
+		}
+		d.log.Info("CONNECT listening", "addr", d.proxy.ConnectAddr().String())
+	}
 	if err := d.startAPI(d.cfg.APIAddr); err != nil {
 		return err
 	}
@@ -165,15 +171,20 @@ func listenCause(err error) error {
 }
 
 func (d *Daemon) startAPI(addr string) error {
-	srv, err := api.New(api.Config{
+	cfg := api.Config{
 		Store: d.store,
 		Proxy: api.ProxyEndpoint{Host: d.cfg.ProxyHost, Port: d.proxy.PlainAddr().Port, TLSPort: d.proxy.TLSAddr().Port,
 			CAPEM: d.proxy.CAPEM(), HostSubject: d.proxy.HostSubject()},
-		APIKey:   d.cfg.APIKey,
-		Metrics:  d.MetricsHandler(),
-		Reloader: apiReloader{d},
-		Logger:   d.cfg.AuditLogger,
-	})
+		APIKey:       d.cfg.APIKey,
+		Metrics:      d.MetricsHandler(),
+		Reloader:     apiReloader{d},
+		Logger:       d.cfg.AuditLogger,
+		TunnelTicket: d.cfg.TunnelTicket,
+	}
+	if a := d.proxy.ConnectAddr(); a != nil {
+		cfg.Tunnel = api.TunnelEndpoint{Host: d.cfg.ProxyHost, Port: a.Port, Sign: d.proxy.SignTunnel}
+	}
+	srv, err := api.New(cfg)
 	if err != nil {
 		return d.cfg.errorf(SettingAPIKey, fmt.Errorf("%w: %w", ErrConfig, err), "%s: %v", d.cfg.name(SettingAPIKey), err)
 	}
