@@ -1,0 +1,82 @@
+// Package mutant switches off, for tests only, the guarantees of this
+// repository's proxy one at a time, so a test can show that the scenario
+// guarding each guarantee fails without it (a scenario that passes
+// against a broken proxy is no test).
+//
+// A mutation is enabled for one value (a *proxy.Proxy, a *store.Store)
+// and the code under test asks On(itself, m) at the one place the
+// guarantee lives. The package is internal: nothing outside this module
+// can enable a mutation, and with none enabled On is a single atomic
+// load.
+package mutant
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// Mutation names a guarantee switched off.
+type Mutation string
+
+// The mutations, each the opposite of a guarantee.
+const (
+	// ReusableTokens: a used token opens another session (store).
+	ReusableTokens Mutation = "reusable-tokens"
+	// NoConnIDBinding: a channel may name any session id; the link goes
+	// upstream anyway (store).
+	NoConnIDBinding Mutation = "no-connection-id-binding"
+	// FixedCaps: every channel's link reply carries the same fixed caps,
+	// not the ones qemu offers for that channel type (proxy).
+	FixedCaps Mutation = "fixed-caps"
+	// NoDisplayGuard: a display channel whose client left before
+	// DISPLAY_INIT is closed upstream at once (proxy).
+	NoDisplayGuard Mutation = "no-display-guard"
+	// EarlyLinkOK: the client's link result is OK before qemu answered
+	// the backend link; a backend failure then just closes (proxy).
+	EarlyLinkOK Mutation = "early-link-ok"
+	// TerminateKeepsChannels: terminate ends the tokens and the session
+	// record but leaves its live channels open (store).
+	TerminateKeepsChannels Mutation = "terminate-keeps-channels"
+)
+
+// All lists every mutation.
+var All = []Mutation{ReusableTokens, NoConnIDBinding, FixedCaps, NoDisplayGuard, EarlyLinkOK, TerminateKeepsChannels}
+
+var (
+	active atomic.Int64 // how many values have mutations
+	mu     sync.Mutex
+	set    = map[any]map[Mutation]bool{}
+)
+
+// Enable switches ms on for owner.
+func Enable(owner any, ms ...Mutation) {
+	mu.Lock()
+	defer mu.Unlock()
+	if set[owner] == nil {
+		set[owner] = map[Mutation]bool{}
+		active.Add(1)
+	}
+	for _, m := range ms {
+		set[owner][m] = true
+	}
+}
+
+// Disable switches every mutation of owner off.
+func Disable(owner any) {
+	mu.Lock()
+	defer mu.Unlock()
+	if _, ok := set[owner]; ok {
+		delete(set, owner)
+		active.Add(-1)
+	}
+}
+
+// On reports whether m is switched on for owner.
+func On(owner any, m Mutation) bool {
+	if active.Load() == 0 {
+		return false
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return set[owner][m]
+}
