@@ -81,7 +81,7 @@ func TestPlainListenerAnswersNeedSecured(t *testing.T) {
 	// Without a TLS port the client is told NEED_SECURED in the reply.
 	d2 := &spice.Dialer{Host: "127.0.0.1", Port: e.proxy.PlainAddr().Port, Password: "x"}
 	_, err = d2.Connect(ctx)
-	if spice.CodeOf(err) != spice.ErrNeedSecured {
+	if !errors.Is(err, spice.ErrNeedSecured) {
 		t.Fatalf("plain-only client: got %v, want NEED_SECURED", err)
 	}
 }
@@ -186,7 +186,7 @@ func TestSilentBackendHitsDeadline(t *testing.T) {
 	e := newEnv(t, func(p *proxy.Proxy) { p.BackendTimeout = 300 * time.Millisecond }, &spicetest.Server{Silent: true})
 	start := time.Now()
 	_, err := e.dialer(e.mint(0).Token).Connect(ctxT(t))
-	if spice.CodeOf(err) != spice.ErrLinkGeneric {
+	if !errors.Is(err, spice.ErrLinkGeneric) {
 		t.Fatalf("got %v, want link result ERROR", err)
 	}
 	if d := time.Since(start); d > 5*time.Second {
@@ -316,7 +316,7 @@ func TestTerminateClosesEveryChannelFast(t *testing.T) {
 		}
 	}
 	t.Logf("terminate → all 4 client channels closed in %v", time.Since(start))
-	if _, err := s.Open(ctx, spice.ChannelCursor, 0); spice.CodeOf(err) != spice.ErrBadConnectionID {
+	if _, err := s.Open(ctx, spice.ChannelCursor, 0); !errors.Is(err, spice.ErrBadConnectionID) {
 		t.Fatalf("joining a terminated session: got %v, want BAD_CONNECTION_ID", err)
 	}
 }
