@@ -1083,7 +1083,9 @@ func settleGoroutines() {
 	}
 }
 
-// metricSum sums every series of name whose labels match.
+// metricSum sums every series of name whose labels include the given
+// ones, through the proxy's public Metric (testutil reads a single
+// series: metric does that).
 func metricSum(t *testing.T, e *env, name string, labels ...string) float64 {
 	t.Helper()
 	v, err := e.proxy.Metric(name, labels...)

@@ -206,7 +206,7 @@ func (p *Proxy) backendTimeout() time.Duration {
 func (p *Proxy) register(ch *channel) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	delete(p.conns, ch.rawClient)
+	p.untrackConnLocked(ch.rawClient)
 	if p.closing {
 		return false
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/spiceharness/spiceharness/proxy"
 	"github.com/spiceharness/spiceharness/proxy/spice"
 	"github.com/spiceharness/spiceharness/proxy/spice/spicetest"
@@ -459,10 +460,11 @@ func TestHostileLinkMessages(t *testing.T) {
 	}
 }
 
-// metric reads one series (labels narrow it down) from the proxy.
+// metric reads one series of the proxy's metric name, given every label
+// of it as name, value pairs, with prometheus/testutil.
 func metric(t *testing.T, e *env, name string, labels ...string) float64 {
 	t.Helper()
-	return metricSum(t, e, name, labels...)
+	return testutil.ToFloat64(proxy.Series(e.proxy, name, labels...))
 }
 
 // waitChannelClosed waits for the store's channel_closed event of ch
