@@ -127,7 +127,7 @@ func decodeSessionCursor(c string) (uint64, error) {
 	return 0, errBadCursor
 }
 
-var errBadCursor = fmt.Errorf("%w: malformed cursor: pass the cursor of the previous page as it was given", ErrBadQuery)
+var errBadCursor = fmt.Errorf("%w: cursor: malformed; pass the cursor of the previous page unchanged", ErrBadQuery)
 
 func encodeConsoleCursor(k static.Key) string {
 	return base64.RawURLEncoding.EncodeToString([]byte("c" + k.Source + "\x00" + k.UUID))
