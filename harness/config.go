@@ -42,6 +42,8 @@ type config struct {
 	firewall    proxy.FirewallMode
 	backendTO   time.Duration
 	handshakeTO time.Duration
+	maxHS       int // proxy.Proxy.MaxHandshakes
+	maxHSSource int // proxy.Proxy.MaxHandshakesPerSource
 	qemuOpts    []qemu.Option
 	logger      *slog.Logger
 	proxyLog    *slog.Logger
@@ -147,6 +149,14 @@ func HandshakeTimeout(d time.Duration) Option {
 		c.handshakeTO = d
 		return nil
 	}
+}
+
+// HandshakeLimits sets the proxy's caps on connections still in their
+// handshake, over both listeners and per client address
+// (proxy.Proxy.MaxHandshakes and MaxHandshakesPerSource): 0 keeps the
+// proxy's default, negative turns the cap off.
+func HandshakeLimits(total, perSource int) Option {
+	return func(c *config) error { c.maxHS, c.maxHSSource = total, perSource; return nil }
 }
 
 // QemuOptions passes options to every qemu.Start.

@@ -119,7 +119,7 @@ func (e *Env) up(ctx context.Context) error {
 	e.Store = store.New(store.Options{TokenTTL: c.tokenTTL})
 	e.Store.Load(e.source())
 	e.Proxy = &proxy.Proxy{Store: e.Store, AllowPlain: c.allowPlain, Firewall: c.firewall, BackendTimeout: c.backendTO,
-		HandshakeTimeout: c.handshakeTO, Logger: c.proxyLog}
+		HandshakeTimeout: c.handshakeTO, MaxHandshakes: c.maxHS, MaxHandshakesPerSource: c.maxHSSource, Logger: c.proxyLog}
 	if err := e.Proxy.Start(c.plainAddr, c.tlsAddr); err != nil {
 		return err
 	}

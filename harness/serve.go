@@ -38,7 +38,7 @@ func Serve(ctx context.Context, path string, opts ...Option) (*Env, error) {
 		}
 	}
 	e.Proxy = &proxy.Proxy{Store: e.Store, AllowPlain: c.allowPlain, Firewall: c.firewall, BackendTimeout: c.backendTO,
-		HandshakeTimeout: c.handshakeTO, Logger: c.proxyLog}
+		HandshakeTimeout: c.handshakeTO, MaxHandshakes: c.maxHS, MaxHandshakesPerSource: c.maxHSSource, Logger: c.proxyLog}
 	if err := e.Proxy.Start(c.plainAddr, c.tlsAddr); err != nil {
 		return nil, errors.Join(err, e.Close())
 	}
