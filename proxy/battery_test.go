@@ -21,10 +21,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/spiceharness/spiceharness/internal/syncbuf"
 	"github.com/spiceharness/spiceharness/proxy"
 	"github.com/spiceharness/spiceharness/proxy/spice"
 	"github.com/spiceharness/spiceharness/proxy/spice/spicetest"
+	"go.uber.org/goleak"
 )
 
 // The hostile-input battery (issue 8, item 2): malformed and abusive
@@ -117,8 +119,7 @@ func TestBattery(t *testing.T) {
 	defer cancel()
 
 	legit := b.connectLegit(ctx)
-	settleGoroutines()
-	goroutines0, heap0 := runtime.NumGoroutine(), heapInuse()
+	baseline, heap0 := goleak.IgnoreCurrent(), heapInuse()
 	handshakes0 := metricSum(t, b.e, "spice_proxy_handshakes_total")
 	b.dials.Store(0)
 
@@ -178,28 +179,23 @@ func TestBattery(t *testing.T) {
 			metric(t, b.e, "spice_proxy_connections_active", "listener", "plain") == 0
 	})
 	if got := metricSum(t, b.e, "spice_proxy_firewall_verdicts_total", "verdict", "blocked"); got != float64(wantBlocked) {
-		t.Errorf("unexpected firewall blocked verdicts (-want +got):\n-%d\n+%v", wantBlocked, got)
+		t.Errorf("unexpected firewall blocked verdicts (-want +got):\n%s", cmp.Diff(float64(wantBlocked), got))
 	}
 	if got := metric(t, b.e, "spice_proxy_display_init_injected_total"); got != 1 {
-		t.Errorf("unexpected DISPLAY_INIT injections (-want +got):\n-1 (the display closed by the firewall before its init)\n+%v", got)
+		t.Errorf("unexpected DISPLAY_INIT injections, want 1 for the display closed by the firewall before its init (-want +got):\n%s", cmp.Diff(1.0, got))
 	}
 	for i := range 4 {
 		if b.e.server(i).Crashed.Load() {
 			t.Errorf("backend %d: a display channel was closed before qemu answered DISPLAY_INIT (qemu would have crashed)", i)
 		}
 	}
-	var goroutines1 int
-	eventually(t, 5*time.Second, "goroutines back to the baseline", func() bool {
-		settleGoroutines()
-		goroutines1 = runtime.NumGoroutine()
-		return goroutines1 <= goroutines0
-	})
+	noLeaks(t, baseline)
 	heap1 := heapInuse()
 	if d := int64(heap1) - int64(heap0); d > 4<<20 {
 		t.Errorf("heap in use grew by %.1f MiB over the battery (bound 4 MiB)", float64(d)/(1<<20))
 	}
-	b.row("", "", "", 0, fmt.Sprintf("after: goroutines %d → %d; heap in use %+.1f MiB; %d connections, all accounted for; %d blocked verdicts",
-		goroutines0, goroutines1, mib(heap1-heap0), b.dials.Load(), wantBlocked))
+	b.row("", "", "", 0, fmt.Sprintf("after: no goroutine left (goleak); heap in use %+.1f MiB; %d connections, all accounted for; %d blocked verdicts",
+		mib(heap1-heap0), b.dials.Load(), wantBlocked))
 
 	// A new session still works end to end.
 	legit.s.Close()
@@ -260,7 +256,7 @@ func (b *battery) runCase(t *testing.T, tc batteryCase) {
 		o.min = o.elapsed
 	}
 	if o.got != tc.want {
-		t.Errorf("unexpected outcome (-want +got):\n-%s\n+%s", tc.want, o.got)
+		t.Errorf("unexpected outcome (-want +got):\n%s", cmp.Diff(tc.want, o.got))
 	}
 	switch tc.timing {
 	case prompt:
@@ -628,7 +624,7 @@ func (b *battery) truncations(t *testing.T, link []byte, halfClose bool) outcome
 			t.Run(fmt.Sprintf("%d_bytes", n), func(t *testing.T) {
 				res[n] = b.sendTLS(t, link[:n], 0, halfClose)
 				if res[n].got != "closed" {
-					t.Errorf("unexpected outcome of %d bytes (-want +got):\n-closed\n+%s", n, res[n].got)
+					t.Errorf("unexpected outcome of %d bytes (-want +got):\n%s", n, cmp.Diff("closed", res[n].got))
 				}
 			})
 		}()
@@ -1016,7 +1012,9 @@ func (b *battery) startNeverReading(ctx context.Context) *neverReading {
 		t.Fatal(err)
 	}
 	nr := &neverReading{s: s, c: tc}
-	// Wait until the proxy stops writing display bytes: backpressure.
+	// Wait until the proxy stops writing display bytes: backpressure. No
+	// event says so (it is an absence of writes), so the counter is
+	// polled until it holds still for five samples.
 	last, stable := -1.0, 0
 	for stable < 5 {
 		if time.Since(start) > 15*time.Second {
@@ -1075,14 +1073,6 @@ func heapInuse() uint64 {
 
 func mib(b uint64) float64 { return float64(int64(b)) / (1 << 20) }
 
-// settleGoroutines lets exiting goroutines finish before a count.
-func settleGoroutines() {
-	for range 5 {
-		runtime.Gosched()
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // metricSum sums every series of name whose labels include the given
 // ones, through the proxy's public Metric (testutil reads a single
 // series: metric does that).
@@ -1128,7 +1118,7 @@ func TestBatteryHardCap(t *testing.T) {
 			}
 			for verdict, want := range map[string]float64{"blocked": 1, "warned": wantWarned} {
 				if got := metric(t, e, "spice_proxy_firewall_verdicts_total", "channel", "inputs", "direction", "to_server", "verdict", verdict); got != want {
-					t.Errorf("unexpected %s verdicts (-want +got):\n-%v\n+%v", verdict, want, got)
+					t.Errorf("unexpected %s verdicts (-want +got):\n%s", verdict, cmp.Diff(want, got))
 				}
 			}
 			select {

@@ -40,3 +40,11 @@ func Series(p *Proxy, name string, labels ...string) prometheus.Collector {
 	}
 	panic(fmt.Sprintf("proxy.Series: no metric %q", name))
 }
+
+// ProbeWait is how long a client's link reply waits for a console's
+// first caps probe.
+const ProbeWait = probeWait
+
+// WaitProbes waits for the caps probes in flight. Call it only while no
+// link is in progress (the probes' WaitGroup must not see an Add then).
+func WaitProbes(p *Proxy) { p.caps.wg.Wait() }

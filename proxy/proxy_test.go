@@ -329,7 +329,14 @@ func TestShutdownDrains(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { time.Sleep(100 * time.Millisecond); s.Close() }()
+	// The session ends on its own once Shutdown is draining (its
+	// listeners closed).
+	go func() {
+		for e.proxy.Stats().Listening {
+			time.Sleep(5 * time.Millisecond)
+		}
+		s.Close()
+	}()
 	sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	if err := e.proxy.Shutdown(sctx); err != nil {
