@@ -24,6 +24,10 @@ import (
 type shooter struct {
 	bin  string
 	home string
+	// failLog is where the spice-gtk debug log of a failed capture goes
+	// (every capture logs to memory; only failures are written).
+	failLog string
+	fails   atomic.Int64
 }
 
 func newShooter(dir, name string) (*shooter, error) {
@@ -35,7 +39,7 @@ func newShooter(dir, name string) (*shooter, error) {
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return nil, err
 	}
-	return &shooter{bin: bin, home: home}, nil
+	return &shooter{bin: bin, home: home, failLog: filepath.Join(dir, "failed-"+name)}, nil
 }
 
 // endpoint is where one capture connects.
@@ -69,6 +73,7 @@ func (s *shooter) shoot(ctx context.Context, ep endpoint) (*harness.Image, error
 	if ep.caFile != "" {
 		env = append(env, "SSL_CERT_FILE="+ep.caFile)
 	}
+	env = append(env, "SPICE_DEBUG=1") // kept only when the capture fails
 	cmd.Env = env
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
@@ -80,7 +85,9 @@ func (s *shooter) shoot(ctx context.Context, ep endpoint) (*harness.Image, error
 	defer cancel()
 	if err := child.Wait(ctx); err != nil {
 		child.Stop(time.Second)
-		return nil, fmt.Errorf("spicy-screenshot: %v: %s", err, lastLine(stderr.String()))
+		log := fmt.Sprintf("%s-%d.log", s.failLog, s.fails.Add(1))
+		os.WriteFile(log, redact(stderr.Bytes(), ep.password), 0o600)
+		return nil, fmt.Errorf("spicy-screenshot: %v (spice-gtk debug log: %s)", err, log)
 	}
 	b, err := os.ReadFile(out)
 	if err != nil {
@@ -89,9 +96,9 @@ func (s *shooter) shoot(ctx context.Context, ep endpoint) (*harness.Image, error
 	return harness.DecodePPM(b)
 }
 
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return lines[len(lines)-1]
+// redact removes the capture's password from its log.
+func redact(b []byte, password string) []byte {
+	return bytes.ReplaceAll(b, []byte(password), []byte("[redacted]"))
 }
 
 // vmLoop captures one VM through the proxy again and again, alternating

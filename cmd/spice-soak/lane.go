@@ -58,7 +58,11 @@ func startLane(ctx context.Context, o options, dir string) (*lane, error) {
 		return nil, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(o.harness, "up", "--vms", strconv.Itoa(o.vms), "--allow-plain", "--json")
+	args := []string{"up", "--vms", strconv.Itoa(o.vms), "--allow-plain", "--json"}
+	if o.proxyLog {
+		args = append(args, "-v")
+	}
+	cmd := exec.Command(o.harness, args...)
 	cmd.Stderr = logf
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -52,6 +52,9 @@ type options struct {
 	idle     time.Duration
 	rate     float64
 	keep     bool
+	verbose  bool
+	clients  bool
+	proxyLog bool
 }
 
 func main() {
@@ -63,7 +66,10 @@ func main() {
 	flag.DurationVar(&o.abuse, "abuse", 0, "length of the abuse phase (0: from -duration)")
 	flag.DurationVar(&o.idle, "idle", 45*time.Second, "idle period before the last measure (keep it past the store's 30 s grace for ended sessions)")
 	flag.Float64Var(&o.rate, "rate", 50, "hostile connections per second in the abuse phase")
-	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (spicy-screenshot homes, the harness log)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (spicy-screenshot homes, the harness log); it is kept anyway when the verdict fails")
+	flag.BoolVar(&o.verbose, "v", false, "also print the harness's RSS, heap and goroutines every 10 s")
+	flag.BoolVar(&o.clients, "clients", true, "run the real-client loops (false: hostile connections only, to study the proxy alone)")
+	flag.BoolVar(&o.proxyLog, "proxy-log", false, "run harness up -v: the proxy's events go to the harness log (costs CPU at 50 hostile/s)")
 	flag.Parse()
 	if err := o.fill(); err != nil {
 		fmt.Fprintln(os.Stderr, "spice-soak:", err)

@@ -21,6 +21,8 @@ type snapshot struct {
 	rss        int64 // bytes, /proc/PID/stat
 	fds        int   // /proc/PID/fd
 	goroutines int   // go_goroutines from its /metrics
+	heapInuse  int64 // go_memstats_heap_inuse_bytes
+	stackInuse int64 // go_memstats_stack_inuse_bytes
 	// The proxy's own gauges and counters.
 	handshaking int // connections accepted and not relaying
 	channels    int // relaying channels
@@ -28,8 +30,8 @@ type snapshot struct {
 }
 
 func (s snapshot) String() string {
-	return fmt.Sprintf("RSS %6.1f MiB  fds %4d  goroutines %4d  (handshaking %d, channels %d)",
-		float64(s.rss)/(1<<20), s.fds, s.goroutines, s.handshaking, s.channels)
+	return fmt.Sprintf("RSS %5.1f MiB  fds %4d  goroutines %4d  (Go heap in use %5.1f MiB, stacks %4.1f MiB; handshaking %3d, channels %2d)",
+		mib(s.rss), s.fds, s.goroutines, mib(s.heapInuse), mib(s.stackInuse), s.handshaking, s.channels)
 }
 
 // measure reads the harness's RSS and fds from /proc and its metrics.
@@ -52,6 +54,8 @@ func measure(ctx context.Context, l *lane) (snapshot, error) {
 		return s, err
 	}
 	s.goroutines = int(sum(fams, "go_goroutines"))
+	s.heapInuse = int64(sum(fams, "go_memstats_heap_inuse_bytes"))
+	s.stackInuse = int64(sum(fams, "go_memstats_stack_inuse_bytes"))
 	s.channels = int(sum(fams, "spice_proxy_channels_active"))
 	s.handshaking = int(sum(fams, "spice_proxy_connections_active")) - s.channels
 	s.refused = int(sum(fams, "spice_proxy_connections_refused_total"))
