@@ -5,9 +5,10 @@ BIN       ?= bin/harness
 FUZZTIME  ?= 5s
 LONGFUZZ  ?= 60s
 GOTESTFLAGS ?=
+SOAKFLAGS ?=
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all deps services build up test unit stress examples bench fuzz fuzz-smoke lint fmt-check vet guest clean
+.PHONY: all deps services build up test unit stress soak examples bench fuzz fuzz-smoke lint fmt-check vet guest clean
 
 all: build
 
@@ -65,6 +66,10 @@ fuzz:
 ## bench: ratios against direct qemu measured in the same run
 bench: deps build
 	@bash scripts/bench.sh
+
+## soak: ~5 min of real clients and hostile connections against `harness up --vms 4`, with a verdict on growth
+soak: deps
+	@bash scripts/soak.sh $(SOAKFLAGS)
 
 ## guest: rebuild the test guest boot sector from fixtures/guest/guest.asm
 guest:

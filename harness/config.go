@@ -58,6 +58,10 @@ type Settings struct {
 	// PlainAddr, TLSAddr and APIAddr are listen addresses for a target
 	// the harness starts ("": 127.0.0.1 on a free port).
 	PlainAddr, TLSAddr, APIAddr string
+	// MaxHandshakes and MaxHandshakesPerSource cap the connections
+	// still in their handshake, over both listeners and per client
+	// address (0: the proxy's default; negative: no cap).
+	MaxHandshakes, MaxHandshakesPerSource int
 	// ConnectAddr, when set, asks a target the harness starts to serve
 	// HTTP CONNECT tunnels there too (tunnel `.vv` files, Kind Tunnel).
 	ConnectAddr string
@@ -186,6 +190,18 @@ func HandshakeTimeout(d time.Duration) Option {
 			return fmt.Errorf("harness: HandshakeTimeout(%v): want > 0", d)
 		}
 		c.settings.HandshakeTimeout = d
+		return nil
+	}
+}
+
+// HandshakeLimits sets the proxy's caps on connections still in their
+// handshake, over both listeners and per client address
+// (in this repository's proxy: Proxy.MaxHandshakes and
+// MaxHandshakesPerSource): 0 keeps the proxy's default, negative turns
+// the cap off.
+func HandshakeLimits(total, perSource int) Option {
+	return func(c *config) error {
+		c.settings.MaxHandshakes, c.settings.MaxHandshakesPerSource = total, perSource
 		return nil
 	}
 }

@@ -54,7 +54,7 @@ func dialBackend(ctx context.Context, t store.Target, secure bool, deadline time
 func (p *Proxy) linkBackend(stop context.Context, t store.Target, m *spice.LinkMess, deadline time.Time) (net.Conn, *spice.LinkReply, error) {
 	secure := t.Console.SecurePort != 0
 	conn, reply, err := linkOnce(stop, t, m, secure, deadline)
-	if err != nil && !secure && spice.CodeOf(err) == spice.ErrNeedSecured && t.Console.SecurePort != 0 {
+	if err != nil && !secure && errors.Is(err, spice.ErrNeedSecured) && t.Console.SecurePort != 0 {
 		conn, reply, err = linkOnce(stop, t, m, true, deadline)
 	}
 	return conn, reply, err

@@ -253,7 +253,7 @@ func (p *Proxy) refuseBusy(c net.Conn) {
 	go func() {
 		defer p.wg.Done()
 		defer func() { <-p.tun.busy }()
-		lingerClose(c, answer)
+		answerAndClose(c, answer)
 		p.mu.Lock()
 		delete(p.tun.conns, c)
 		p.mu.Unlock()

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -227,17 +226,14 @@ func isToken(s string) bool {
 	return true
 }
 
-// lingerClose answers a refused request and closes its connection
-// gracefully: the answer, then our FIN, then the client's leftovers read
-// and dropped for a short while, so that closing with unread data does
-// not reset the connection before the client read the answer.
-func lingerClose(c net.Conn, answer []byte) {
+// answerAndClose answers a refused request and closes its connection
+// gracefully (lingerClose): the answer, our FIN, then the client's
+// leftovers read and dropped for a short while, so that closing with
+// unread data does not reset the connection before the client read the
+// answer.
+func answerAndClose(c net.Conn, answer []byte) {
 	c.SetWriteDeadline(time.Now().Add(time.Second))
 	c.Write(answer)
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite()
-		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-		io.CopyN(io.Discard, c, 64<<10)
-	}
+	lingerClose(c, time.Now().Add(lingerTimeout))
 	c.Close()
 }

@@ -43,7 +43,7 @@ func (p *Proxy) handleConnect(c net.Conn) {
 	// also sees it counted.
 	p.metrics.connectRequests.WithLabelValues(result).Inc()
 	if answer != nil {
-		lingerClose(c, answer)
+		answerAndClose(c, answer)
 	}
 	if t == nil {
 		p.mu.Lock()

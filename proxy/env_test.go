@@ -15,6 +15,7 @@ import (
 	"github.com/spiceharness/spiceharness/proxy/spice/spicetest"
 	"github.com/spiceharness/spiceharness/proxy/store"
 	"github.com/spiceharness/spiceharness/static"
+	"go.uber.org/goleak"
 )
 
 // backendKeys is shared by the synthetic servers so that each test does
@@ -128,4 +129,16 @@ func eventually(t *testing.T, d time.Duration, what string, f func() bool) {
 		}
 	}
 	t.Fatalf("timed out after %v waiting for %s", d, what)
+}
+
+// noLeaks fails t if a goroutine started after baseline (a
+// goleak.IgnoreCurrent taken then) is still running. The proxy's
+// goroutines end on events (closes, deadlines of at most a few seconds);
+// goleak retries for about 0.4 s only, so first give them up to 5 s.
+func noLeaks(t *testing.T, baseline goleak.Option) {
+	t.Helper()
+	for end := time.Now().Add(5 * time.Second); goleak.Find(baseline) != nil && time.Now().Before(end); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	goleak.VerifyNone(t, baseline)
 }

@@ -6,6 +6,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // A backend link is cut by Shutdown only before its ticket is written
@@ -36,7 +38,7 @@ func TestFaultLinkConnInterrupt(t *testing.T) {
 			lc.SetDeadline(time.Now().Add(time.Minute))
 			_, err := lc.Write([]byte("ticket"))
 			if cut := errors.Is(err, errLinkInterrupted); cut != tc.wantCut {
-				t.Fatalf("unexpected write after interrupt (-want +got):\n-cut=%v\n+%v", tc.wantCut, err)
+				t.Fatalf("unexpected write after interrupt, cut (-want +got):\n%s\n(error: %v)", cmp.Diff(tc.wantCut, cut), err)
 			}
 			if tc.wantCut {
 				start := time.Now()

@@ -63,20 +63,25 @@ func (p *Proxy) handshake(raw net.Conn, secure bool, start time.Time) (*channel,
 		c = tc
 	}
 
+	// refuse answers a whole error link reply, as spice-server does.
+	refuse := func(code spice.LinkErr, args ...any) (*channel, string) {
+		log.Info("link refused", append([]any{"code", code.String()}, args...)...)
+		c.Write(spice.MarshalLinkError(code))
+		lingerClose(raw, deadline)
+		return nil, code.Name()
+	}
+	// Each header field is judged as soon as its bytes are in: four bytes
+	// of bad magic are answered at once, not at the deadline.
 	m, err := spice.ReadLinkMess(c, spice.DefaultMaxLinkSize)
 	if err != nil {
-		if code := spice.CodeOf(err); code != spice.LinkOK {
-			log.Info("link refused", "code", code.String(), "err", err)
-			c.Write(spice.MarshalLinkError(code))
-			return nil, code.Name()
+		if code, ok := spice.CodeOf(err); ok {
+			return refuse(code, "err", err)
 		}
 		return nil, ioResult(err)
 	}
 	log = log.With("channel", fmt.Sprintf("%s:%d", m.ChannelType, m.ChannelID))
 	refuseLink := func(code spice.LinkErr, why string) (*channel, string) {
-		log.Info("link refused", "code", code.String(), "reason", why)
-		c.Write(spice.MarshalLinkError(code))
-		return nil, code.Name()
+		return refuse(code, "reason", why)
 	}
 	if !secure && !p.AllowPlain {
 		return refuseLink(spice.ErrNeedSecured, "plain listener; clients must use TLS")
@@ -169,6 +174,26 @@ func (p *Proxy) handshake(raw net.Conn, secure bool, start time.Time) (*channel,
 	return ch, "ok"
 }
 
+// lingerTimeout bounds lingerClose.
+const lingerTimeout = 500 * time.Millisecond
+
+// lingerClose follows an error link reply on raw: it sends FIN at once,
+// then reads and discards what the client still sends, until EOF or
+// lingerTimeout (or the handshake deadline, whichever comes first). A
+// close with unread bytes (the rest of a header refused after its magic)
+// would reset the connection, and a reset may destroy the reply before
+// the client reads it (Windows' TCP does). The caller closes raw.
+func lingerClose(raw net.Conn, deadline time.Time) {
+	if cw, ok := raw.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	if end := time.Now().Add(lingerTimeout); end.Before(deadline) {
+		deadline = end
+	}
+	raw.SetReadDeadline(deadline)
+	io.Copy(io.Discard, io.LimitReader(raw, 64<<10))
+}
+
 func (p *Proxy) backendTimeout() time.Duration {
 	if p.BackendTimeout > 0 {
 		return p.BackendTimeout
@@ -181,7 +206,7 @@ func (p *Proxy) backendTimeout() time.Duration {
 func (p *Proxy) register(ch *channel) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	delete(p.conns, ch.rawClient)
+	p.untrackConnLocked(ch.rawClient)
 	if p.closing {
 		return false
 	}
@@ -203,7 +228,7 @@ func authCode(err error) spice.LinkErr {
 // own refusal passes through; a channel qemu does not have (closed with
 // no reply) is CHANNEL_NOT_AVAILABLE; an unreachable backend is ERROR.
 func backendCode(err error) spice.LinkErr {
-	if code := spice.CodeOf(err); code != spice.LinkOK {
+	if code, ok := spice.CodeOf(err); ok {
 		return code
 	}
 	var le *spice.LinkError

@@ -14,6 +14,7 @@ type metrics struct {
 	reg *prometheus.Registry
 
 	connections    *prometheus.GaugeVec     // listener
+	refused        *prometheus.CounterVec   // listener, reason
 	channels       *prometheus.GaugeVec     // channel
 	handshakes     *prometheus.CounterVec   // result
 	handshakeTime  *prometheus.HistogramVec // channel
@@ -36,6 +37,10 @@ func newMetrics(p *Proxy) *metrics {
 	m.connections = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "spice_proxy_connections_active", Help: "Client connections open, by listener (tls, plain).",
 	}, []string{"listener"})
+	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spice_proxy_connections_refused_total",
+		Help: "Connections closed at accept, before any byte was read, by listener and reason (handshake_limit: MaxHandshakes; source_handshake_limit: MaxHandshakesPerSource).",
+	}, []string{"listener", "reason"})
 	m.channels = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "spice_proxy_channels_active", Help: "Channels relaying between a client and qemu, by channel type.",
 	}, []string{"channel"})
@@ -64,9 +69,14 @@ func newMetrics(p *Proxy) *metrics {
 	m.displayGuarded = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "spice_proxy_display_init_injected_total", Help: "Display channels closed before the client's DISPLAY_INIT, for which the proxy sent one to qemu (spice-server 0.15 crashes otherwise).",
 	})
-	for _, c := range []prometheus.Collector{m.connections, m.channels, m.handshakes, m.handshakeTime, m.bytes, m.messages,
+	for _, c := range []prometheus.Collector{m.connections, m.refused, m.channels, m.handshakes, m.handshakeTime, m.bytes, m.messages,
 		m.verdicts, m.backendDials, m.sessionsEnded, m.displayGuarded} {
 		f(c)
+	}
+	for _, l := range []string{"plain", "tls"} {
+		for _, r := range []string{refusedHandshakes, refusedSourceHandshakes} {
+			m.refused.WithLabelValues(l, r) // exported at 0 before the first refusal
+		}
 	}
 	f(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "spice_proxy_link_keys_inline_total", Help: "RSA link keys generated inline because the pool was empty.",

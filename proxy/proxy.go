@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -33,6 +34,20 @@ const (
 	DefaultHalfCloseTimeout = 2 * time.Second
 	DefaultDrainTimeout     = 5 * time.Second
 	DefaultKeyPoolSize      = 32
+
+	// DefaultMaxHandshakes bounds the connections in their handshake, over
+	// both listeners. Each costs an fd, a goroutine and its state: about
+	// 11 KiB of heap and stack on the plain listener, 31 KiB for a TLS
+	// client that sent its ClientHello and went silent (measured, Go
+	// 1.26), so 1024 is some 32 MiB at worst, while a healthy proxy holds
+	// a handful: a SPICE session links 2-8 channels, each in milliseconds.
+	DefaultMaxHandshakes = 1024
+	// DefaultMaxHandshakesPerSource bounds them per client IP address. It
+	// must stay above what one address legitimately holds at once: a NAT
+	// in front of many users, or the soak (make soak), where about 200
+	// hostile connections held to the 10 s deadline share 127.0.0.1 with
+	// the real clients.
+	DefaultMaxHandshakesPerSource = 256
 )
 
 // Proxy is an in-process SPICE proxy. Set its fields, then call Start
@@ -60,6 +75,19 @@ type Proxy struct {
 	HandshakeTimeout time.Duration
 	// BackendTimeout bounds dialing and linking qemu (0: 10 s).
 	BackendTimeout time.Duration
+	// MaxHandshakes caps the connections accepted and not yet relaying
+	// (in their TLS handshake, link stage or backend link), over both
+	// listeners (0: DefaultMaxHandshakes; negative: no cap). Past it a new
+	// connection is closed at once, before any byte is read, counted in
+	// spice_proxy_connections_refused_total{reason="handshake_limit"} and
+	// logged at Warn at most once per 5 s. Relaying channels do not count
+	// and are never affected.
+	MaxHandshakes int
+	// MaxHandshakesPerSource is the same cap per client IP address (0:
+	// DefaultMaxHandshakesPerSource; negative: no cap), counted with
+	// reason="source_handshake_limit". One address can then hold only
+	// part of MaxHandshakes.
+	MaxHandshakesPerSource int
 	// IdleTimeout closes a channel with no message in either direction
 	// for that long (0: never; SPICE channels are legitimately silent).
 	IdleTimeout time.Duration
@@ -90,6 +118,8 @@ type Proxy struct {
 	host     string // host subject of the TLS certificate
 	caps     capsCache
 	tun      tunnelState
+	// refusalLog rate-limits the log lines of refused connections.
+	refusalLog rateLog
 
 	// stop is cancelled when the proxy starts shutting down: backend
 	// links of handshakes in progress are cut (their clients are gone).
@@ -98,8 +128,9 @@ type Proxy struct {
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
-	conns     map[net.Conn]struct{} // accepted, not yet relaying
-	channels  map[*channel]struct{} // relaying
+	conns     map[net.Conn]netip.Addr // accepted, not yet relaying → client address
+	perSource map[netip.Addr]int      // conns by client address
+	channels  map[*channel]struct{}   // relaying
 	closing   bool
 	wg        sync.WaitGroup
 	plainAddr *net.TCPAddr
@@ -125,7 +156,8 @@ func (p *Proxy) init() {
 		p.keys = spice.NewKeyPool(n)
 		p.metrics = newMetrics(p)
 		p.listeners = map[net.Listener]struct{}{}
-		p.conns = map[net.Conn]struct{}{}
+		p.conns = map[net.Conn]netip.Addr{}
+		p.perSource = map[netip.Addr]int{}
 		p.channels = map[*channel]struct{}{}
 		p.stop, p.stopCancel = context.WithCancel(context.Background())
 		p.caps.stop = p.stop

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/spiceharness/spiceharness/proxy"
 	"github.com/spiceharness/spiceharness/proxy/spice"
 	"github.com/spiceharness/spiceharness/proxy/spice/spicetest"
@@ -81,7 +82,7 @@ func TestPlainListenerAnswersNeedSecured(t *testing.T) {
 	// Without a TLS port the client is told NEED_SECURED in the reply.
 	d2 := &spice.Dialer{Host: "127.0.0.1", Port: e.proxy.PlainAddr().Port, Password: "x"}
 	_, err = d2.Connect(ctx)
-	if spice.CodeOf(err) != spice.ErrNeedSecured {
+	if !errors.Is(err, spice.ErrNeedSecured) {
 		t.Fatalf("plain-only client: got %v, want NEED_SECURED", err)
 	}
 }
@@ -186,7 +187,7 @@ func TestSilentBackendHitsDeadline(t *testing.T) {
 	e := newEnv(t, func(p *proxy.Proxy) { p.BackendTimeout = 300 * time.Millisecond }, &spicetest.Server{Silent: true})
 	start := time.Now()
 	_, err := e.dialer(e.mint(0).Token).Connect(ctxT(t))
-	if spice.CodeOf(err) != spice.ErrLinkGeneric {
+	if !errors.Is(err, spice.ErrLinkGeneric) {
 		t.Fatalf("got %v, want link result ERROR", err)
 	}
 	if d := time.Since(start); d > 5*time.Second {
@@ -316,7 +317,7 @@ func TestTerminateClosesEveryChannelFast(t *testing.T) {
 		}
 	}
 	t.Logf("terminate → all 4 client channels closed in %v", time.Since(start))
-	if _, err := s.Open(ctx, spice.ChannelCursor, 0); spice.CodeOf(err) != spice.ErrBadConnectionID {
+	if _, err := s.Open(ctx, spice.ChannelCursor, 0); !errors.Is(err, spice.ErrBadConnectionID) {
 		t.Fatalf("joining a terminated session: got %v, want BAD_CONNECTION_ID", err)
 	}
 }
@@ -328,7 +329,14 @@ func TestShutdownDrains(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { time.Sleep(100 * time.Millisecond); s.Close() }()
+	// The session ends on its own once Shutdown is draining (its
+	// listeners closed).
+	go func() {
+		for e.proxy.Stats().Listening {
+			time.Sleep(5 * time.Millisecond)
+		}
+		s.Close()
+	}()
 	sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	if err := e.proxy.Shutdown(sctx); err != nil {
@@ -459,10 +467,11 @@ func TestHostileLinkMessages(t *testing.T) {
 	}
 }
 
-// metric reads one series (labels narrow it down) from the proxy.
+// metric reads one series of the proxy's metric name, given every label
+// of it as name, value pairs, with prometheus/testutil.
 func metric(t *testing.T, e *env, name string, labels ...string) float64 {
 	t.Helper()
-	return metricSum(t, e, name, labels...)
+	return testutil.ToFloat64(proxy.Series(e.proxy, name, labels...))
 }
 
 // waitChannelClosed waits for the store's channel_closed event of ch

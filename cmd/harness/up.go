@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spiceharness/spiceharness/harness"
 	"github.com/spiceharness/spiceharness/harness/inproc"
+	"github.com/spiceharness/spiceharness/proxy"
 	"github.com/spiceharness/spiceharness/qemu"
 )
 
@@ -126,6 +127,7 @@ func (f *laneFlags) options() ([]harness.Option, error) {
 func newUpCmd() *cobra.Command {
 	var (
 		lane          laneFlags
+		limits        handshakeFlags
 		emit          string
 		asJSON        bool
 		verbose       bool
@@ -162,6 +164,7 @@ ticket.`,
 			if err != nil {
 				return err
 			}
+			opts = append(opts, limits.options(cmd)...)
 			log := progressLogger(cmd, verbose)
 			opts = append(opts, harness.Logger(log))
 			if verbose {
@@ -191,11 +194,36 @@ ticket.`,
 		},
 	}
 	lane.add(cmd, 10*time.Minute)
+	limits.add(cmd)
 	cmd.Flags().StringVar(&emit, "emit", "", "also write the lane's sources.yaml to this file (it holds the tickets; mode 0600)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON line on stdout when ready")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "also log the proxy's audit events")
 	cmd.Flags().StringVar(&connectListen, "connect-listen", "", "also serve HTTP CONNECT tunnels on this address (127.0.0.1:0 for a free port); see docs/tunnels.md")
 	return cmd
+}
+
+// handshakeFlags cap the proxy's connections still in their handshake
+// (up runs the proxy as an operator would; run's scenarios keep the
+// proxy's defaults).
+type handshakeFlags struct {
+	total, perSource int
+}
+
+func (f *handshakeFlags) add(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.IntVar(&f.total, "max-handshakes", 0, fmt.Sprintf(
+		"connections the proxy lets be in their TLS or link handshake at once, over both ports; more are closed at once (0: %d; negative: no cap)", proxy.DefaultMaxHandshakes))
+	fl.IntVar(&f.perSource, "max-handshakes-per-source", 0, fmt.Sprintf(
+		"the same cap per client IP address (0: %d; negative: no cap)", proxy.DefaultMaxHandshakesPerSource))
+}
+
+// options passes only the caps the user set.
+func (f *handshakeFlags) options(cmd *cobra.Command) []harness.Option {
+	fl := cmd.Flags()
+	if !fl.Changed("max-handshakes") && !fl.Changed("max-handshakes-per-source") {
+		return nil
+	}
+	return []harness.Option{harness.HandshakeLimits(f.total, f.perSource)}
 }
 
 // writeReady writes the proxy CA and a proxy console.vv per VM into the

@@ -104,6 +104,7 @@ func (t *Target) Start(ctx context.Context, env *harness.Env) error {
 	cfg := daemon.Config{
 		PlainAddr: s.PlainAddr, TLSAddr: s.TLSAddr, APIAddr: s.APIAddr, ConnectAddr: s.ConnectAddr, APIKey: s.APIKey, TokenTTL: s.TokenTTL,
 		AllowPlain: s.AllowPlain, Firewall: t.cfg.firewall, BackendTimeout: s.BackendTimeout, HandshakeTimeout: s.HandshakeTimeout,
+		MaxHandshakes: s.MaxHandshakes, MaxHandshakesPerSource: s.MaxHandshakesPerSource,
 		AuditLogger: s.Logger, Now: t.now,
 	}
 	if len(t.cfg.configure) > 0 {

@@ -24,13 +24,33 @@
 //	GET       /console/direct/{source}/{uuid}/console.vv  .vv for the hypervisor, current ticket
 //	GET       /source, /source/{name}                     sources: state, errored, consoles served,
 //	                                                      loaded_at, last_good_at, problems
-//	GET       /console, /console/{source}/{uuid}          consoles (never a ticket)
-//	GET       /session, /session/{id}                     sessions (never a token)
+//	GET       /console, /console/{source}/{uuid}          consoles (never a ticket), paged
+//	GET       /session, /session/{id}                     sessions (never a token), paged
 //	POST|GET  /console/{source}/{uuid}/terminate          end the console's sessions and channels
 //	POST|GET  /session/{id}/terminate                     end one session and its channels
 //	GET       /healthz, /metrics (when Config.Metrics)
 //	POST      /reload                                      reload the sources now (when Config.Reloader)
 //	GET       /reload                                      the last reload: result, changes, problems
+//
+// # Listings
+//
+// GET /session and GET /console answer a JSON array, as Kerbside's do,
+// one page at a time: newest session first, consoles by (source, uuid).
+// ?limit=N sets the page size (1-1000; default 100). When more items
+// follow, the answer carries the next page's address in a Link header
+// (RFC 8288, GitHub's convention), relative to the API:
+//
+//	Link: </session?cursor=cwQ&limit=100&state=live>; rel="next"
+//
+// Follow it until no Link comes; the cursor is opaque, and stays valid
+// while items come and go (a page never repeats an item of the pages
+// before it). GET /session also takes ?state=live (not ended: minted,
+// connecting, active), or one state: minted, connecting, active, ended.
+// The body keeps its shape, so a client that ignores Link reads the
+// first page. Ended sessions are listed for 30 s after they end (see
+// store.Options.EndedRetention), so the cost of a page does not grow
+// with the proxy's history. An unknown, repeated or malformed parameter
+// is a 400.
 //
 // A proxy .vv has type=spice, host, port (the proxy's plain listener),
 // tls-port, password=<token>, ca (the proxy CA, newlines as \n),

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -118,6 +120,9 @@ func writeError(w http.ResponseWriter, r *http.Request, status int, msg string) 
 // (logged, not shown) otherwise.
 func (s *Server) storeError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
+	case errors.Is(err, store.ErrBadQuery):
+		// The store's message names the parameter (state, cursor).
+		writeError(w, r, http.StatusBadRequest, "query parameter "+strings.TrimPrefix(err.Error(), store.ErrBadQuery.Error()+": "))
 	case errors.Is(err, store.ErrUnknownSource), errors.Is(err, store.ErrUnknownSession):
 		writeError(w, r, http.StatusNotFound, err.Error())
 	case errors.Is(err, store.ErrUnknownConsole):
@@ -264,12 +269,71 @@ func (s *Server) getSource(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, sourceJSON(si))
 }
 
+// Query parameters of the paged listings, GET /session and GET /console.
+const (
+	// QueryLimit is the page size: 1 to store.MaxPageSize (1000);
+	// store.DefaultPageSize (100) when absent.
+	QueryLimit = "limit"
+	// QueryCursor continues a listing where the previous page ended. Take
+	// it from that page's Link header as it is; it is opaque.
+	QueryCursor = "cursor"
+	// QueryState (GET /session only) keeps the sessions in one state:
+	// live (not ended: minted, connecting or active), minted, connecting,
+	// active or ended.
+	QueryState = "state"
+)
+
+// page reads the paging parameters of a listing, answering 400 for a
+// malformed limit or a parameter the route does not take.
+func page(w http.ResponseWriter, r *http.Request, allowed ...string) (q url.Values, limit int, ok bool) {
+	q = r.URL.Query()
+	allowed = append(allowed, QueryLimit, QueryCursor)
+	for name, vs := range q {
+		if !slices.Contains(allowed, name) {
+			writeError(w, r, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q: this listing takes %s", truncate(name, 64), strings.Join(allowed, ", ")))
+			return nil, 0, false
+		}
+		if len(vs) > 1 {
+			writeError(w, r, http.StatusBadRequest, fmt.Sprintf("query parameter %q given %d times: give it once", name, len(vs)))
+			return nil, 0, false
+		}
+	}
+	if v := q.Get(QueryLimit); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > store.MaxPageSize {
+			writeError(w, r, http.StatusBadRequest, fmt.Sprintf("query parameter limit=%q: want a number of items from 1 to %d", truncate(v, 64), store.MaxPageSize))
+			return nil, 0, false
+		}
+		limit = n
+	}
+	return q, limit, true
+}
+
+// setNext points the Link header (RFC 8288, as GitHub's API does) at the
+// next page: the same path and parameters with the new cursor.
+func setNext(w http.ResponseWriter, r *http.Request, q url.Values, next string) {
+	if next == "" {
+		return
+	}
+	q.Set(QueryCursor, next)
+	w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, r.URL.EscapedPath(), q.Encode()))
+}
+
 func (s *Server) listConsoles(w http.ResponseWriter, r *http.Request) {
-	list := s.cfg.Store.Consoles()
-	out := make([]Console, 0, len(list))
-	for _, ci := range list {
+	q, limit, ok := page(w, r)
+	if !ok {
+		return
+	}
+	p, err := s.cfg.Store.ListConsoles(store.ConsoleQuery{Limit: limit, Cursor: q.Get(QueryCursor)})
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	out := make([]Console, 0, len(p.Consoles))
+	for _, ci := range p.Consoles {
 		out = append(out, consoleJSON(ci))
 	}
+	setNext(w, r, q, p.Next)
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -287,7 +351,17 @@ func (s *Server) getConsole(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.cfg.Store.Sessions())
+	q, limit, ok := page(w, r, QueryState)
+	if !ok {
+		return
+	}
+	p, err := s.cfg.Store.ListSessions(store.SessionQuery{State: q.Get(QueryState), Limit: limit, Cursor: q.Get(QueryCursor)})
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	setNext(w, r, q, p.Next)
+	writeJSON(w, http.StatusOK, append(make([]store.SessionInfo, 0, len(p.Sessions)), p.Sessions...))
 }
 
 func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {

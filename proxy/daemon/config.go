@@ -98,6 +98,9 @@ type Config struct {
 	Firewall         proxy.FirewallMode
 	BackendTimeout   time.Duration
 	HandshakeTimeout time.Duration
+	// MaxHandshakes and MaxHandshakesPerSource cap the connections in
+	// their handshake (proxy.Proxy's fields: 0 its default, negative off).
+	MaxHandshakes, MaxHandshakesPerSource int
 	// Configure, when set, is called with the proxy after the daemon has
 	// set its fields and before it starts, for settings the daemon does
 	// not name (Rules, IdleTimeout, handshake caps, …).

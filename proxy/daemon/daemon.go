@@ -70,7 +70,8 @@ func New(cfg Config) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, log: cfg.Logger, reloadSem: make(chan struct{}, 1), stop: make(chan struct{}), path: cfg.Sources}
 	d.store = store.New(store.Options{TokenTTL: cfg.TokenTTL, Now: cfg.Now})
 	d.proxy = &proxy.Proxy{Store: d.store, AllowPlain: cfg.AllowPlain, Firewall: cfg.Firewall,
-		BackendTimeout: cfg.BackendTimeout, HandshakeTimeout: cfg.HandshakeTimeout, Logger: cfg.AuditLogger}
+		BackendTimeout: cfg.BackendTimeout, HandshakeTimeout: cfg.HandshakeTimeout, MaxHandshakes: cfg.MaxHandshakes, MaxHandshakesPerSource: cfg.MaxHandshakesPerSource,
+		Logger: cfg.AuditLogger}
 	d.metrics = newMetrics(d.store)
 	return d, nil
 }

@@ -125,7 +125,7 @@ func (d *Dialer) wantsTLS(t ChannelType) bool {
 func (d *Dialer) DialChannel(ctx context.Context, connID uint32, t ChannelType, id uint8) (*Channel, error) {
 	secure := d.wantsTLS(t)
 	ch, err := d.dialOnce(ctx, connID, t, id, secure)
-	if !secure && CodeOf(err) == ErrNeedSecured && d.TLSPort != 0 {
+	if !secure && errors.Is(err, ErrNeedSecured) && d.TLSPort != 0 {
 		ch, err = d.dialOnce(ctx, connID, t, id, true)
 		if ch != nil {
 			ch.FollowedNeedSecured = true

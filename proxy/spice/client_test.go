@@ -114,7 +114,7 @@ func TestClientLinkErrors(t *testing.T) {
 		t.Fatalf("wrong password: got %v, want link result PERMISSION_DENIED", err)
 	}
 	_, err = (&spice.Dialer{Host: "127.0.0.1", Port: srv.Port(), Password: "hunter2"}).DialChannel(ctx, 12345, spice.ChannelDisplay, 0)
-	if spice.CodeOf(err) != spice.ErrBadConnectionID {
+	if !errors.Is(err, spice.ErrBadConnectionID) {
 		t.Fatalf("foreign connection id: got %v, want BAD_CONNECTION_ID", err)
 	}
 	_, err = (&spice.Dialer{Host: "127.0.0.1", Port: srv.Port(), Password: "hunter2"}).DialChannel(ctx, 0, 42, 0)

@@ -92,13 +92,17 @@ func (e *LinkError) Unwrap() []error {
 	return errs
 }
 
-// CodeOf returns the link code carried by err, or LinkOK.
-func CodeOf(err error) LinkErr {
+// CodeOf returns the SPICE link code carried by err and true when err is
+// a link refusal: a code the peer sent (a *LinkError with Code set) or one
+// a check produced (ErrInvalidMagic, ErrInvalidData…). For nil and for
+// every other error (a dial failure, a timeout, EOF, a TLS error) it
+// returns LinkOK and false: "no link code" is not "linked".
+func CodeOf(err error) (LinkErr, bool) {
 	var le LinkErr
-	if errors.As(err, &le) {
-		return le
+	if errors.As(err, &le) && le != LinkOK {
+		return le, true
 	}
-	return LinkOK
+	return LinkOK, false
 }
 
 // Sentinel decode errors.

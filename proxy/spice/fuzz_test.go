@@ -110,3 +110,43 @@ func FuzzMainInit(f *testing.F) {
 		ParseDisconnecting(b)
 	})
 }
+
+// FuzzLinkHeader: reading the header field by field (ReadLinkHeader)
+// decides exactly as decoding all 16 bytes at once (ParseLinkHeader),
+// and reads no byte past the field that decided a refusal.
+func FuzzLinkHeader(f *testing.F) {
+	f.Add(AppendLinkHeader(nil, 26))
+	f.Add(AppendLinkHeader(nil, 0xffffffff))
+	f.Add([]byte("GET / HTTP/1.1\r\n"))
+	f.Add([]byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := bytes.NewReader(b)
+		h, err := ReadLinkHeader(r, LinkMessSize, DefaultMaxLinkSize)
+		read := len(b) - r.Len()
+		if len(b) < LinkHeaderSize {
+			if err == nil {
+				t.Fatalf("%d bytes decoded as a whole header", len(b))
+			}
+			return
+		}
+		h2, err2 := ParseLinkHeader(b, LinkMessSize, DefaultMaxLinkSize)
+		code, ok := CodeOf(err)
+		code2, ok2 := CodeOf(err2)
+		if code != code2 || ok != ok2 || (err == nil) != (err2 == nil) {
+			t.Fatalf("field by field: %v; all at once: %v", err, err2)
+		}
+		want := LinkHeaderSize
+		switch code {
+		case ErrInvalidMagic:
+			want = 4
+		case ErrVersionMismatch:
+			want = 8
+		}
+		if read != want {
+			t.Fatalf("read %d bytes to answer %v, want %d", read, err, want)
+		}
+		if err == nil && h != h2 {
+			t.Fatalf("decoded %+v, ParseLinkHeader %+v", h, h2)
+		}
+	})
+}

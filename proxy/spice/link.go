@@ -2,6 +2,7 @@ package spice
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 )
@@ -40,13 +41,47 @@ func ParseLinkHeader(b []byte, minSize, maxSize uint32) (LinkHeader, error) {
 		return LinkHeader{}, fmt.Errorf("%w: link header of %d bytes", ErrMalformed, len(b))
 	}
 	h := LinkHeader{le.Uint32(b), le.Uint32(b[4:]), le.Uint32(b[8:]), le.Uint32(b[12:])}
+	return h, h.check(LinkHeaderSize, minSize, maxSize)
+}
+
+// check validates the fields of h that lie in its first n bytes: magic
+// (bytes 0-3), major (4-7), size (12-15).
+func (h LinkHeader) check(n int, minSize, maxSize uint32) error {
 	switch {
-	case h.Magic != Magic:
-		return h, ErrInvalidMagic
-	case h.Major != VersionMajor:
-		return h, ErrVersionMismatch
-	case h.Size < minSize || h.Size > maxSize:
-		return h, fmt.Errorf("%w: link size %d outside [%d, %d]", ErrInvalidData, h.Size, minSize, maxSize)
+	case n >= 4 && h.Magic != Magic:
+		return ErrInvalidMagic
+	case n >= 8 && h.Major != VersionMajor:
+		return ErrVersionMismatch
+	case n >= 16 && (h.Size < minSize || h.Size > maxSize):
+		return fmt.Errorf("%w: link size %d outside [%d, %d]", ErrInvalidData, h.Size, minSize, maxSize)
+	}
+	return nil
+}
+
+// ReadLinkHeader reads a SpiceLinkHeader from r field by field and checks
+// each field as soon as its bytes have arrived: a peer that sends four
+// bytes of bad magic gets INVALID_MAGIC at once instead of after the
+// other twelve (or its deadline), and a wrong major version is refused
+// before minor and size are read. The checks are ParseLinkHeader's. A
+// connection that ends inside the header returns io.ErrUnexpectedEOF
+// (io.EOF when nothing at all was read).
+func ReadLinkHeader(r io.Reader, minSize, maxSize uint32) (LinkHeader, error) {
+	var (
+		b [LinkHeaderSize]byte
+		h LinkHeader
+	)
+	// magic, then major, then minor and size together.
+	for _, f := range [...]struct{ from, to int }{{0, 4}, {4, 8}, {8, LinkHeaderSize}} {
+		if _, err := io.ReadFull(r, b[f.from:f.to]); err != nil {
+			if f.from > 0 && errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return LinkHeader{}, err
+		}
+		h = LinkHeader{le.Uint32(b[:]), le.Uint32(b[4:]), le.Uint32(b[8:]), le.Uint32(b[12:])}
+		if err := h.check(f.to, minSize, maxSize); err != nil {
+			return h, err
+		}
 	}
 	return h, nil
 }
@@ -94,16 +129,13 @@ func ParseLinkMess(body []byte) (*LinkMess, error) {
 	return m, nil
 }
 
-// ReadLinkMess reads a link header and SpiceLinkMess from r. A protocol
+// ReadLinkMess reads a link header (with ReadLinkHeader: each field is
+// checked as soon as it arrives) and SpiceLinkMess from r. A protocol
 // violation returns an error wrapping the LinkErr the client should get
 // (INVALID_MAGIC, VERSION_MISMATCH or INVALID_DATA); the body is
 // allocated only after its size has been checked against maxSize.
 func ReadLinkMess(r io.Reader, maxSize uint32) (*LinkMess, error) {
-	var hb [LinkHeaderSize]byte
-	if _, err := io.ReadFull(r, hb[:]); err != nil {
-		return nil, err
-	}
-	h, err := ParseLinkHeader(hb[:], LinkMessSize, maxSize)
+	h, err := ReadLinkHeader(r, LinkMessSize, maxSize)
 	if err != nil {
 		return nil, err
 	}
@@ -176,11 +208,7 @@ func ParseLinkReply(body []byte) (*LinkReply, error) {
 
 // ReadLinkReply reads a link header and SpiceLinkReply from r.
 func ReadLinkReply(r io.Reader, maxSize uint32) (*LinkReply, error) {
-	var hb [LinkHeaderSize]byte
-	if _, err := io.ReadFull(r, hb[:]); err != nil {
-		return nil, err
-	}
-	h, err := ParseLinkHeader(hb[:], 4, maxSize)
+	h, err := ReadLinkHeader(r, 4, maxSize)
 	if err != nil {
 		return nil, err
 	}

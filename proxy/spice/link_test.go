@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
 	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // gtkMainLink is spice-gtk 0.42's main-channel link, captured on the wire
@@ -91,8 +94,8 @@ func TestLinkMessErrors(t *testing.T) {
 		}
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ReadLinkMess(bytes.NewReader(tc.in), DefaultMaxLinkSize)
-			if !errors.Is(err, tc.want) {
-				t.Fatalf("unexpected error: got %v, want %v", err, tc.want)
+			if diff := cmp.Diff(error(tc.want), err, cmpopts.EquateErrors()); diff != "" {
+				t.Fatalf("unexpected error (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -171,17 +174,94 @@ func TestLinkErrorReply(t *testing.T) {
 
 func TestLinkErrorWrapping(t *testing.T) {
 	err := error(&LinkError{Step: StepLinkResult, Channel: ChannelDisplay, Code: ErrPermissionDenied})
-	if !errors.Is(err, ErrPermissionDenied) || CodeOf(err) != ErrPermissionDenied {
+	if code, ok := CodeOf(err); !errors.Is(err, ErrPermissionDenied) || !ok || code != ErrPermissionDenied {
 		t.Fatalf("LinkError does not unwrap to its code: %v", err)
 	}
-	if want := "spice: link display:0: link result: PERMISSION_DENIED (7)"; err.Error() != want {
-		t.Fatalf("unexpected message (-want +got):\n-%s\n+%s", want, err.Error())
+	if diff := cmp.Diff("spice: link display:0: link result: PERMISSION_DENIED (7)", err.Error()); diff != "" {
+		t.Fatalf("unexpected message (-want +got):\n%s", diff)
 	}
 	if ErrPermissionDenied.Name() != "PERMISSION_DENIED" || LinkErr(42).Name() != "ERR_42" {
 		t.Fatalf("Name: %q %q", ErrPermissionDenied.Name(), LinkErr(42).Name())
 	}
-	if CodeOf(errors.New("x")) != LinkOK {
-		t.Fatal("CodeOf of a plain error must be OK")
+}
+
+func TestCodeOf(t *testing.T) {
+	type result struct {
+		Code LinkErr
+		OK   bool
+	}
+	dial := &LinkError{Step: StepDial, Channel: ChannelMain, Err: errors.New("connection refused")}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want result
+	}{
+		{"nil", nil, result{LinkOK, false}},
+		{"plain error", errors.New("x"), result{LinkOK, false}},
+		{"EOF", io.EOF, result{LinkOK, false}},
+		{"dial failure without a code", dial, result{LinkOK, false}},
+		{"a LinkErr", ErrInvalidMagic, result{ErrInvalidMagic, true}},
+		{"wrapped LinkErr", fmt.Errorf("%w: link size 0", ErrInvalidData), result{ErrInvalidData, true}},
+		{"peer's code", &LinkError{Step: StepLinkResult, Code: ErrBadConnectionID}, result{ErrBadConnectionID, true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, ok := CodeOf(tc.err)
+			if diff := cmp.Diff(tc.want, result{code, ok}); diff != "" {
+				t.Errorf("unexpected CodeOf(%v) (-want +got):\n%s", tc.err, diff)
+			}
+		})
+	}
+}
+
+// stopReader fails the test if it is read: ReadLinkHeader must decide
+// from the bytes before it.
+type stopReader struct{ t *testing.T }
+
+func (r stopReader) Read([]byte) (int, error) {
+	r.t.Error("read past the field that decides the answer")
+	return 0, io.ErrClosedPipe
+}
+
+// TestReadLinkHeaderEarly: each field is checked as soon as its bytes are
+// in, without waiting for the rest of the header.
+func TestReadLinkHeaderEarly(t *testing.T) {
+	hdr := AppendLinkHeader(nil, 26)
+	bad := func(off int, v uint32) []byte {
+		b := bytes.Clone(hdr)
+		le.PutUint32(b[off:], v)
+		return b
+	}
+	for _, tc := range []struct {
+		name string
+		sent []byte // the bytes available before the reader would block
+		want LinkErr
+	}{
+		{"bad magic: 4 bytes", bad(0, 0xdeadbeef)[:4], ErrInvalidMagic},
+		{"HTTP request: 4 bytes", []byte("GET "), ErrInvalidMagic},
+		{"major 3: 8 bytes", bad(4, 3)[:8], ErrVersionMismatch},
+		{"major 1: 8 bytes", bad(4, 1)[:8], ErrVersionMismatch},
+		{"size 4 GiB: 16 bytes", bad(12, 0xffffffff), ErrInvalidData},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ReadLinkHeader(io.MultiReader(bytes.NewReader(tc.sent), stopReader{t}), LinkMessSize, DefaultMaxLinkSize)
+			if diff := cmp.Diff(error(tc.want), err, cmpopts.EquateErrors()); diff != "" {
+				t.Errorf("unexpected error (-want +got):\n%s", diff)
+			}
+		})
+	}
+	// A good header is read whole; ending inside it is ErrUnexpectedEOF.
+	if h, err := ReadLinkHeader(bytes.NewReader(hdr), LinkMessSize, DefaultMaxLinkSize); err != nil || h.Size != 26 {
+		t.Errorf("unexpected good header: %+v, %v", h, err)
+	}
+	for n := range len(hdr) {
+		want := io.ErrUnexpectedEOF
+		if n == 0 {
+			want = io.EOF
+		}
+		_, err := ReadLinkHeader(bytes.NewReader(hdr[:n]), LinkMessSize, DefaultMaxLinkSize)
+		if diff := cmp.Diff(want, err, cmpopts.EquateErrors()); diff != "" {
+			t.Errorf("header cut at %d bytes: unexpected error (-want +got):\n%s", n, diff)
+		}
 	}
 }
 

@@ -53,7 +53,8 @@ func Link(conn net.Conn, m *LinkMess, password string, opts LinkOptions) (*LinkR
 			// not have (type 42, display:1, playback without audio).
 			err = fmt.Errorf("server closed without a link reply (channel not available?): %w", err)
 		}
-		return fail(StepLinkReply, CodeOf(err), err)
+		code, _ := CodeOf(err)
+		return fail(StepLinkReply, code, err)
 	}
 	if reply.Error != LinkOK {
 		return fail(StepLinkReply, reply.Error, nil)
@@ -86,7 +87,8 @@ func Link(conn net.Conn, m *LinkMess, password string, opts LinkOptions) (*LinkR
 		}
 		r, err := ReadLinkReplyBody(conn, le.Uint32(rest[8:]), maxReply)
 		if err != nil {
-			return fail(StepLinkResult, CodeOf(err), err)
+			code, _ := CodeOf(err)
+			return fail(StepLinkResult, code, err)
 		}
 		code = r.Error
 	}

@@ -19,7 +19,15 @@
 // Terminate closes a session's live channels through the hooks the
 // proxy registered (Lease.Attach).
 //
+// Memory follows live work: an ended session is kept for
+// Options.EndedRetention (30 s) and at most Options.MaxEnded (1024) of
+// them, not for the token lifetime; an unused token's session until its
+// token expired and one more TokenTTL passed; the audit log holds the
+// last Options.AuditSize events. A timer sweeps while something is due.
+//
 // Listings (Sources, Consoles, Sessions, Audit) never carry a ticket or
 // token; Console and Targets do carry tickets, for the proxy and the
-// direct `.vv` route only.
+// direct `.vv` route only. ListSessions and ListConsoles answer one page
+// (100 by default) and an opaque cursor for the next, at the cost of the
+// page.
 package store

@@ -23,6 +23,8 @@ func (s sessionState) String() string {
 }
 
 type session struct {
+	seq     uint64 // mint order, unique: the listings' order and cursor
+	gone    bool   // forgotten (out of the maps, still in s.index until compacted)
 	id      string
 	token   string
 	key     static.Key
@@ -138,6 +140,7 @@ func (l *Lease) Failed(reason string) {
 	if l.Main && l.ss.state == stateConnecting {
 		l.ss.state = stateMinted
 		l.s.audit.add(Event{Time: l.s.opts.Now(), Kind: EventBackendFailed, Source: l.ss.key.Source, UUID: l.ss.key.UUID, Session: l.ss.id, Detail: reason})
+		l.s.armSweepLocked() // the token expires again
 	}
 }
 
@@ -184,8 +187,9 @@ func (s *Store) end(ss *session, reason string) int {
 	for c := range ss.chans {
 		chans = append(chans, c)
 	}
-	ss.chans = map[*Channel]struct{}{}
+	ss.chans = nil // an ended session holds no channel (Attach refuses)
 	s.audit.add(Event{Time: ss.ended, Kind: EventSessionEnded, Source: ss.key.Source, UUID: ss.key.UUID, Session: ss.id, Detail: reason})
+	s.endedLocked(ss)
 	s.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, c := range chans {
@@ -255,16 +259,18 @@ func (ss *session) info() SessionInfo {
 		Expires: ss.expires, Started: ss.started, Ended: ss.ended, Reason: ss.reason, Channels: chans, SpiceSessionID: ss.spiceID}
 }
 
-// Sessions lists sessions, newest first.
+// Sessions lists every retained session, newest first (ListSessions
+// lists a page).
 func (s *Store) Sessions() []SessionInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.expireLocked(s.opts.Now())
 	out := make([]SessionInfo, 0, len(s.sessions))
-	for _, ss := range s.sessions {
-		out = append(out, ss.info())
+	for i := len(s.index.list) - 1; i >= 0; i-- {
+		if ss := s.index.list[i]; !ss.gone {
+			out = append(out, ss.info())
+		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
 	return out
 }
 

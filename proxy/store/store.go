@@ -17,6 +17,16 @@ const DefaultTokenTTL = 60 * time.Second
 // DefaultAuditSize is how many audit events the store keeps.
 const DefaultAuditSize = 1024
 
+// Defaults for the retention of ended sessions (Options).
+const (
+	// DefaultEndedRetention: long enough to read why a session ended
+	// (GET /session/{id}) right after it did; not the token lifetime, so
+	// memory follows live sessions under churn.
+	DefaultEndedRetention = 30 * time.Second
+	// DefaultMaxEnded: about 0.8 KiB each, so 1 MiB at most.
+	DefaultMaxEnded = 1024
+)
+
 // TokenLength is the length of a token: 48 characters of [A-Za-z0-9].
 const TokenLength = 48
 
@@ -43,6 +53,15 @@ type Options struct {
 	TokenTTL time.Duration
 	// AuditSize bounds the audit log (0: 1024 events).
 	AuditSize int
+	// EndedRetention is how long an ended session stays known (listed,
+	// and refused as ended rather than unknown) after it ended (0:
+	// DefaultEndedRetention; negative: forgotten when it ends). Its token
+	// can never open another session either way.
+	EndedRetention time.Duration
+	// MaxEnded bounds the ended sessions kept; past it the oldest ended
+	// one is forgotten at once (0: DefaultMaxEnded; negative: no bound
+	// but EndedRetention).
+	MaxEnded int
 	// Now is the clock (nil: time.Now); tests move it.
 	Now func() time.Time
 }
@@ -58,7 +77,12 @@ type Store struct {
 	order     []static.Key        // keys of consoles, sorted by (source, uuid)
 	tokens    map[string]*session // token value → session
 	sessions  map[string]*session // session id → session
+	index     sessionIndex        // sessions in mint order, for listings
+	seq       uint64              // of the last minted session
+	live      map[static.Key]int  // sessions not ended, by console
+	ended     endedQueue          // ended sessions, oldest first
 	lastSweep time.Time           // of expireLocked
+	sweep     *time.Timer         // armed while something will expire
 	audit     audit
 }
 
@@ -78,12 +102,19 @@ func New(opts Options) *Store {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.EndedRetention == 0 {
+		opts.EndedRetention = DefaultEndedRetention
+	}
+	if opts.MaxEnded == 0 {
+		opts.MaxEnded = DefaultMaxEnded
+	}
 	return &Store{
 		opts:     opts,
 		sources:  map[string]*sourceState{},
 		consoles: map[static.Key]*consoleState{},
 		tokens:   map[string]*session{},
 		sessions: map[string]*session{},
+		live:     map[static.Key]int{},
 		audit:    audit{max: opts.AuditSize},
 	}
 }
@@ -199,16 +230,9 @@ func (s *Store) ConsoleInfo(k static.Key) (ConsoleInfo, error) {
 	return consoleInfo(t, s.liveSessionsLocked()[k]), nil
 }
 
-// liveSessionsLocked counts the sessions not ended, per console.
-func (s *Store) liveSessionsLocked() map[static.Key]int {
-	n := map[static.Key]int{}
-	for _, ss := range s.sessions {
-		if ss.state != stateEnded {
-			n[ss.key]++
-		}
-	}
-	return n
-}
+// liveSessionsLocked counts the sessions not ended, per console (kept up
+// to date by Mint, end and forgetLocked; read only).
+func (s *Store) liveSessionsLocked() map[static.Key]int { return s.live }
 
 func consoleInfo(t Target, sessions int) ConsoleInfo {
 	c := t.Console
@@ -255,7 +279,9 @@ func (s *Store) Mint(k static.Key) (Minted, error) {
 		return Minted{}, err
 	}
 	s.expireLocked(now)
+	s.seq++
 	ss := &session{
+		seq:     s.seq,
 		id:      newToken(16),
 		token:   newToken(TokenLength),
 		key:     k,
@@ -266,6 +292,9 @@ func (s *Store) Mint(k static.Key) (Minted, error) {
 	}
 	s.tokens[ss.token] = ss
 	s.sessions[ss.id] = ss
+	s.index.add(ss)
+	s.live[k]++
+	s.armSweepLocked()
 	s.audit.add(Event{Time: now, Kind: EventTokenMinted, Source: k.Source, UUID: k.UUID, Session: ss.id})
 	return Minted{Token: ss.token, SessionID: ss.id, Expires: ss.expires, Target: t}, nil
 }
@@ -274,22 +303,12 @@ func (s *Store) Mint(k static.Key) (Minted, error) {
 // calls it, and a walk per mint made minting O(sessions).
 const sweepInterval = time.Second
 
-// expireLocked forgets sessions whose token expired unused, and ended
-// sessions older than the token TTL, so the maps stay bounded. It walks
-// the sessions at most once per sweepInterval.
+// expireLocked runs sweepLocked at most once per sweepInterval.
 func (s *Store) expireLocked(now time.Time) {
 	if now.Sub(s.lastSweep) < sweepInterval && !now.Before(s.lastSweep) {
 		return
 	}
-	s.lastSweep = now
-	for id, ss := range s.sessions {
-		unused := ss.state == stateMinted && now.After(ss.expires.Add(s.opts.TokenTTL))
-		old := ss.state == stateEnded && now.After(ss.ended.Add(s.opts.TokenTTL))
-		if unused || old {
-			delete(s.sessions, id)
-			delete(s.tokens, ss.token)
-		}
-	}
+	s.sweepLocked(now)
 }
 
 // Keys lists the console keys, for completeness checks.

@@ -229,7 +229,7 @@ func (p *proxy) handle(c net.Conn) {
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	m, err := spice.ReadLinkMess(c, spice.DefaultMaxLinkSize)
 	if err != nil {
-		if code := spice.CodeOf(err); code != spice.LinkOK {
+		if code, ok := spice.CodeOf(err); ok {
 			c.Write(spice.MarshalLinkError(code))
 		}
 		c.Close()
@@ -281,8 +281,8 @@ func (p *proxy) handle(c net.Conn) {
 	}
 	if _, err := spice.Link(b, m, console.Ticket, spice.LinkOptions{Deadline: time.Now().Add(10 * time.Second)}); err != nil {
 		b.Close()
-		code := spice.CodeOf(err)
-		if code == spice.LinkOK {
+		code, ok := spice.CodeOf(err)
+		if !ok {
 			code = spice.ErrLinkGeneric
 		}
 		result(code)

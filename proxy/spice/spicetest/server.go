@@ -215,7 +215,7 @@ func (s *Server) serveConn(c net.Conn) {
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	m, err := spice.ReadLinkMess(c, spice.DefaultMaxLinkSize)
 	if err != nil {
-		if code := spice.CodeOf(err); code != spice.LinkOK {
+		if code, ok := spice.CodeOf(err); ok {
 			c.Write(spice.MarshalLinkError(code))
 		}
 		return
