@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"github.com/spiceharness/spiceharness/internal/mutant"
 	"net"
 	"strconv"
 	"sync"
@@ -121,6 +122,15 @@ func (cc *capsCache) get(p *Proxy, typ spice.ChannelType, deadline time.Time) sp
 		}
 	}
 	return orFallback(out, found, typ)
+}
+
+// replyCaps are the channel caps of the link reply to a client linking
+// typ: what the consoles offer (get), never one fixed set.
+func (p *Proxy) replyCaps(typ spice.ChannelType, deadline time.Time) spice.Caps {
+	if mutant.On(p, mutant.FixedCaps) {
+		return spice.ServerChannelCaps(spice.ChannelMain) // one set for every channel
+	}
+	return p.caps.get(p, typ, deadline)
 }
 
 func orFallback(c spice.Caps, found bool, typ spice.ChannelType) spice.Caps {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/spiceharness/spiceharness/internal/mutant"
 	"io"
 	"net"
 	"os"
@@ -95,7 +96,7 @@ func (p *Proxy) handshake(raw net.Conn, secure bool, start time.Time) (*channel,
 		log.Error("link key", "err", err)
 		return nil, "internal_error"
 	}
-	reply := &spice.LinkReply{PubKey: key.Public, CommonCaps: proxyCommonCaps, ChannelCaps: p.caps.get(p, m.ChannelType, deadline)}
+	reply := &spice.LinkReply{PubKey: key.Public, CommonCaps: proxyCommonCaps, ChannelCaps: p.replyCaps(m.ChannelType, deadline)}
 	if _, err := c.Write(reply.Marshal()); err != nil {
 		return nil, ioResult(err)
 	}
@@ -137,6 +138,10 @@ func (p *Proxy) handshake(raw net.Conn, secure bool, start time.Time) (*channel,
 	}
 	log = log.With("session", lease.SessionID, "console", lease.Target.Key.String())
 
+	earlyOK := mutant.On(p, mutant.EarlyLinkOK)
+	if earlyOK {
+		c.Write(binary.LittleEndian.AppendUint32(nil, uint32(spice.LinkOK)))
+	}
 	bconn, breply, err := p.linkBackend(p.stop, lease.Target, m, time.Now().Add(p.backendTimeout()))
 	if err != nil {
 		code := backendCode(err)
@@ -144,6 +149,9 @@ func (p *Proxy) handshake(raw net.Conn, secure bool, start time.Time) (*channel,
 		lease.Failed(err.Error())
 		p.Logger.Warn("backend link failed", "session", lease.SessionID, "console", lease.Target.Key.String(),
 			"channel", fmt.Sprintf("%s:%d", m.ChannelType, m.ChannelID), "err", err)
+		if earlyOK {
+			return nil, code.Name() // the client was told OK: it just sees the close
+		}
 		return result(code, "backend link failed", "err", err)
 	}
 	p.metrics.backendDials.WithLabelValues("ok").Inc()
@@ -160,7 +168,9 @@ func (p *Proxy) handshake(raw net.Conn, secure bool, start time.Time) (*channel,
 	if ch.clientMini != ch.backendMini {
 		log.Info("re-framing: the legs disagree on MINI_HEADER", "client_mini", ch.clientMini, "backend_mini", ch.backendMini)
 	}
-	if _, err := c.Write(binary.LittleEndian.AppendUint32(nil, uint32(spice.LinkOK))); err != nil {
+	if earlyOK {
+		// Written above, before qemu was asked.
+	} else if _, err := c.Write(binary.LittleEndian.AppendUint32(nil, uint32(spice.LinkOK))); err != nil {
 		lease.Failed("client left before its link result")
 		ch.close("client left before its link result")
 		return nil, ioResult(err)

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/spiceharness/spiceharness/harness"
+	"github.com/spiceharness/spiceharness/internal/mutant"
 	"github.com/spiceharness/spiceharness/proxy"
 	"github.com/spiceharness/spiceharness/proxy/daemon"
 	"github.com/spiceharness/spiceharness/proxy/store"
@@ -36,6 +37,7 @@ func init() { harness.RegisterDefaultTarget(New()) }
 type config struct {
 	firewall  proxy.FirewallMode
 	configure []func(*proxy.Proxy)
+	mutations []mutant.Mutation
 }
 
 // Option configures the in-process target.
@@ -48,6 +50,13 @@ func Firewall(m proxy.FirewallMode) Option { return func(c *config) { c.firewall
 // settings were applied: for fields the harness has no option for.
 func Configure(f func(*proxy.Proxy)) Option {
 	return func(c *config) { c.configure = append(c.configure, f) }
+}
+
+// Mutate switches guarantees of the proxy off (tests only: the
+// mutations are in an internal package), to show that the scenario
+// guarding each one fails without it.
+func Mutate(ms ...mutant.Mutation) Option {
+	return func(c *config) { c.mutations = append(c.mutations, ms...) }
 }
 
 // New returns the in-process target with opts.
@@ -119,6 +128,10 @@ func (t *Target) Start(ctx context.Context, env *harness.Env) error {
 		return err
 	}
 	t.d = d
+	if len(t.cfg.mutations) > 0 {
+		mutant.Enable(d.Proxy(), t.cfg.mutations...)
+		mutant.Enable(d.Store(), t.cfg.mutations...)
+	}
 	if err := d.Start(ctx); err != nil {
 		return err
 	}
@@ -276,6 +289,8 @@ func (t *Target) Close() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
+	defer mutant.Disable(t.d.Proxy())
+	defer mutant.Disable(t.d.Store())
 	if err := t.d.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}

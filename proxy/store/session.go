@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"github.com/spiceharness/spiceharness/internal/mutant"
 	"sort"
 	"sync"
 	"time"
@@ -92,7 +93,7 @@ func (s *Store) Authorize(token string, main bool, connID uint32) (*Lease, error
 	}
 	if main && connID == 0 {
 		switch {
-		case ss.state != stateMinted:
+		case ss.state != stateMinted && !mutant.On(s, mutant.ReusableTokens):
 			return refuse(ErrTokenUsed)
 		case now.After(ss.expires):
 			return refuse(ErrTokenExpired)
@@ -112,7 +113,7 @@ func (s *Store) Authorize(token string, main bool, connID uint32) (*Lease, error
 	case stateEnded:
 		return refuse(ErrSessionEnded)
 	}
-	if connID != ss.spiceID {
+	if connID != ss.spiceID && !mutant.On(s, mutant.NoConnIDBinding) {
 		return refuse(fmt.Errorf("%w (got %#x)", ErrWrongSession, connID))
 	}
 	return &Lease{s: s, ss: ss, Target: t, SessionID: ss.id}, nil
@@ -191,6 +192,9 @@ func (s *Store) end(ss *session, reason string) int {
 	s.audit.add(Event{Time: ss.ended, Kind: EventSessionEnded, Source: ss.key.Source, UUID: ss.key.UUID, Session: ss.id, Detail: reason})
 	s.endedLocked(ss)
 	s.mu.Unlock()
+	if reason == "terminated" && mutant.On(s, mutant.TerminateKeepsChannels) {
+		return 0
+	}
 	var wg sync.WaitGroup
 	for _, c := range chans {
 		wg.Add(1)

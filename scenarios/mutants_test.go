@@ -1,0 +1,91 @@
+package scenarios_test
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/spiceharness/spiceharness/harness"
+	"github.com/spiceharness/spiceharness/harness/inproc"
+	"github.com/spiceharness/spiceharness/internal/mutant"
+	"github.com/spiceharness/spiceharness/internal/testenv"
+	"github.com/spiceharness/spiceharness/scenarios"
+)
+
+// guards says which scenarios guard each guarantee: against the proxy
+// with that guarantee switched off (its mutant), exactly these fail.
+// docs/mutants.md explains each row.
+var guards = map[mutant.Mutation][]string{
+	mutant.ReusableTokens:         {"token-replay"},
+	mutant.NoConnIDBinding:        {"foreign-session", "two-vms-isolated"},
+	mutant.FixedCaps:              {"multi-channel"},
+	mutant.NoDisplayGuard:         {"display-drop-before-init", "fault-shutdown-under-load"},
+	mutant.EarlyLinkOK:            {"backend-down", "fault-qemu-stopped", "fault-stale-ticket"},
+	mutant.TerminateKeepsChannels: {"fault-api-restart", "terminate"},
+}
+
+// notThroughTheProxy are the scenarios that never use the proxy under
+// test (they check qemu, the sources file and the direct path the other
+// scenarios compare against): no mutant can change their verdict, so the
+// matrix leaves them out.
+var notThroughTheProxy = []string{"direct-handshake", "direct-multi-channel", "qemu-link-errors", "sources-roundtrip", "wrong-ticket"}
+
+// TestMutants runs the scenarios against each mutant of the in-process
+// proxy and checks that exactly the scenarios guarding the switched-off
+// guarantee fail: every hardening guarantee has a scenario that catches
+// its absence, and no other scenario changes its verdict.
+// MUTANTS=fixed-caps,… runs some mutants only.
+func TestMutants(t *testing.T) {
+	testenv.Short(t, "qemu and real clients, for every scenario against every mutant")
+	only := strings.FieldsFunc(os.Getenv("MUTANTS"), func(r rune) bool { return r == ',' })
+	var mu sync.Mutex
+	table := map[mutant.Mutation][]string{}
+	for _, m := range mutant.All {
+		if len(only) > 0 && !slices.Contains(only, string(m)) {
+			continue
+		}
+		want, ok := guards[m]
+		if !ok {
+			t.Fatalf("mutant %s has no guarding scenario in the table", m)
+		}
+		t.Run(string(m), func(t *testing.T) {
+			t.Parallel()
+			opt := harness.WithTarget(inproc.New(inproc.Mutate(m)))
+			for _, s := range scenarios.All() {
+				if slices.Contains(notThroughTheProxy, s.Name) {
+					continue
+				}
+				t.Run(s.Name, func(t *testing.T) {
+					t.Parallel()
+					r := scenarios.Run(t.Context(), s, scenarios.RunOptions{}, opt)
+					switch {
+					case r.Status == scenarios.Skipped:
+						testenv.Missing(t, r.Reason, "run make deps")
+					case r.Status == scenarios.Failed:
+						mu.Lock()
+						table[m] = append(table[m], s.Name)
+						mu.Unlock()
+						if !slices.Contains(want, s.Name) {
+							t.Errorf("%s fails against the %s mutant, which it does not guard:\n%s", s.Name, m, strings.Join(r.Log, "\n"))
+						}
+					case slices.Contains(want, s.Name):
+						t.Errorf("%s passes against the %s mutant: it does not catch the missing guarantee (%s)", s.Name, m, r.Status)
+					}
+				})
+			}
+		})
+	}
+	t.Cleanup(func() {
+		var b strings.Builder
+		for _, m := range mutant.All {
+			got := table[m]
+			sort.Strings(got)
+			fmt.Fprintf(&b, "%-26s caught by %s\n", m, strings.Join(got, ", "))
+		}
+		t.Logf("mutants:\n%s", b.String())
+	})
+}
