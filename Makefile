@@ -2,12 +2,13 @@
 # machine (they run `make deps`, which installs missing packages as root).
 GO        ?= go
 BIN       ?= bin/harness
+BENCHBIN  ?= bin/spice-bench
 FUZZTIME  ?= 5s
 LONGFUZZ  ?= 60s
 GOTESTFLAGS ?=
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all deps services build up test unit bench fuzz fuzz-smoke lint fmt-check vet guest clean
+.PHONY: all deps services build bench-build up test unit bench fuzz fuzz-smoke lint fmt-check vet guest clean
 
 all: build
 
@@ -21,6 +22,10 @@ services:
 
 build:
 	$(GO) build -o $(BIN) ./cmd/harness
+
+## bench-build: the benchmark command (cmd/spice-bench)
+bench-build:
+	$(GO) build -o $(BENCHBIN) ./cmd/spice-bench
 
 ## up: boot a VM behind the proxy, print a ready console.vv, wait for Ctrl-C
 up: deps build
@@ -53,8 +58,9 @@ fuzz:
 	@bash scripts/fuzz.sh $(LONGFUZZ)
 
 ## bench: ratios against direct qemu measured in the same run
-bench: deps build
-	@bash scripts/bench.sh
+##        (BENCHFLAGS: scripts/bench.sh flags, e.g. BENCHFLAGS="-- -sections screenshot")
+bench: deps build bench-build
+	@bash scripts/bench.sh $(BENCHFLAGS)
 
 ## guest: rebuild the test guest boot sector from fixtures/guest/guest.asm
 guest:

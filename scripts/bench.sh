@@ -4,7 +4,7 @@
 #
 #   name: value (ratio vs direct)
 #
-# The end-to-end figures come from internal/bench (built as bin/spice-bench;
+# The end-to-end figures come from cmd/spice-bench (built as bin/spice-bench;
 # direct and proxied runs interleaved, medians and percentiles over many
 # runs, ratios per round); the RSA ticket costs from Go benchmarks
 # (proxy/spice/ticket_bench_test.go, median of several counts).
@@ -35,7 +35,7 @@ done
 
 start=$(date +%s)
 mkdir -p bin
-go build -o bin/spice-bench ./internal/bench
+go build -o bin/spice-bench ./cmd/spice-bench # make bench-build
 [ -x bin/harness ] || go build -o bin/harness ./cmd/harness
 
 out=bin/bench-latest.txt

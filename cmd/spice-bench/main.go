@@ -1,4 +1,4 @@
-// Command bench measures spice-harness end to end against direct qemu
+// Command spice-bench measures spice-harness end to end against direct qemu
 // and a synthetic SPICE backend, and prints one line per figure:
 //
 //	name: value (ratio vs direct)
