@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spiceharness/spiceharness/internal/pki"
@@ -86,6 +87,10 @@ type Proxy struct {
 	tlsConf  *tls.Config
 	host     string // host subject of the TLS certificate
 	caps     capsCache
+
+	// trace is SetTrace's function; traceConns numbers traced connections.
+	trace      atomic.Pointer[func(TraceEvent)]
+	traceConns atomic.Uint64
 
 	// stop is cancelled when the proxy starts shutting down: backend
 	// links of handshakes in progress are cut (their clients are gone).
