@@ -21,7 +21,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/spiceharness/spiceharness/harness"
 	"github.com/spiceharness/spiceharness/internal/proc"
 )
 
@@ -75,17 +74,16 @@ func runHelper(args []string) error {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	env, err := harness.Serve(ctx, *sources, harness.AllowPlain())
+	env, err := serve(ctx, *sources)
 	if err != nil {
 		return err
 	}
-	defer env.Close()
+	defer env.close()
 	ca := filepath.Join(filepath.Dir(*sources), "proxy-ca.pem")
-	if err := os.WriteFile(ca, env.Proxy.CAPEM(), 0o644); err != nil {
+	if err := os.WriteFile(ca, env.caPEM, 0o644); err != nil {
 		return err
 	}
-	ready := helperReady{API: env.APIURL, Port: env.Proxy.PlainAddr().Port, TLSPort: env.Proxy.TLSAddr().Port,
-		CAFile: ca, HostSubject: env.Proxy.HostSubject()}
+	ready := helperReady{API: env.api, Port: env.port, TLSPort: env.tlsPort, CAFile: ca, HostSubject: env.hostSubject}
 	if *forward != "" {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -109,10 +107,10 @@ func runHelper(args []string) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return env.Close()
+			return env.close()
 		case cmd, ok := <-cmds:
 			if !ok {
-				return env.Close()
+				return env.close()
 			}
 			switch cmd {
 			case "gc":
@@ -124,7 +122,7 @@ func runHelper(args []string) error {
 			}
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
-			st := env.Proxy.Stats()
+			st := env.stats()
 			out.Encode(helperMem{HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse, Sys: ms.Sys, HeapObjects: ms.HeapObjects,
 				NumGoroutine: runtime.NumGoroutine(), Channels: st.Channels, Handshaking: st.Handshaking})
 		}

@@ -12,8 +12,9 @@
 //
 // Sections (-sections, default all):
 //
-//	screenshot  spicy-screenshot wall time, qemu direct vs proxy (plain, TLS)
-//	handshake   Go client link latency per channel, qemu direct vs proxy
+//	screenshot  spicy-screenshot wall time: qemu's plain port, the proxy's
+//	            plain and TLS listeners, qemu's TLS port, interleaved
+//	handshake   Go client link latency per channel, the same four modes
 //	relay       display stream throughput, synthetic backend, direct vs proxy
 //	sessions    250 sessions x 4 channels through a proxy process: failures,
 //	            handshake latency, RSS per channel
@@ -73,7 +74,7 @@ func main() {
 	var o options
 	var sections, modes string
 	flag.StringVar(&sections, "sections", strings.Join(allSections, ","), "comma-separated sections to run: "+strings.Join(allSections, ", "))
-	flag.IntVar(&o.shots, "shots", 20, "spicy-screenshot captures per mode (interleaved)")
+	flag.IntVar(&o.shots, "shots", 25, "spicy-screenshot rounds (each round times every mode once, interleaved)")
 	flag.IntVar(&o.handshakes, "handshakes", 100, "Go client sessions per mode for the handshake latencies (interleaved)")
 	flag.Int64Var(&o.relayBytes, "relay-bytes", 1<<30, "bytes of display messages streamed per relay run")
 	flag.IntVar(&o.relayRuns, "relay-runs", 3, "relay runs per mode (interleaved)")
@@ -113,6 +114,7 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	defer removeClientHome()
 	r := &report{w: os.Stdout}
 	failed := false
 	for _, s := range allSections {
@@ -146,6 +148,7 @@ func main() {
 	}
 	if failed {
 		pprof.StopCPUProfile()
+		removeClientHome()
 		os.Exit(1)
 	}
 }

@@ -1,0 +1,173 @@
+package main
+
+// lane.go is the bench's only contact with package harness: booting a
+// lane, handing out credentials and endpoints, running the real clients
+// and serving the proxy helper. Everything else works on the types
+// defined or aliased here.
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"os"
+
+	"github.com/spiceharness/spiceharness/harness"
+	"github.com/spiceharness/spiceharness/proxy"
+	"github.com/spiceharness/spiceharness/proxy/spice"
+	"github.com/spiceharness/spiceharness/static"
+)
+
+type (
+	picture  = harness.Image
+	endpoint = harness.Endpoint
+)
+
+// mode is how a client reaches the lane's qemu.
+type mode int
+
+const (
+	modeDirect    mode = iota // qemu's plain port
+	modePlain                 // the proxy's plain listener (AllowPlain)
+	modeTLS                   // the proxy's TLS listener
+	modeDirectTLS             // qemu's own TLS port: the TLS floor
+	nModes
+)
+
+func (m mode) String() string {
+	return [...]string{"direct", "proxy_plain", "proxy_tls", "direct_tls"}[m]
+}
+
+func (m mode) proxied() bool { return m == modePlain || m == modeTLS }
+
+// lane is one VM (TCG) serving SPICE on a plain and a TLS port, behind
+// the in-process proxy with AllowPlain. The proxy reaches qemu on its
+// plain port, as in a default lane, so the proxy figures measure the
+// client leg alone; qemu's TLS port is there for the direct_tls floor.
+type lane struct {
+	env *harness.Env
+	vm  *harness.VM
+}
+
+func upLane(ctx context.Context) (*lane, error) {
+	progress("booting a VM (plain and TLS SPICE ports) behind the proxy (AllowPlain)")
+	opts := []harness.Option{harness.VMs(1), harness.AllowPlain(), harness.TLSBackends()}
+	if os.Getenv("BENCH_PROXY_LOG") != "" {
+		opts = append(opts, harness.ProxyLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	}
+	env, err := harness.Up(ctx, opts...)
+	if err != nil {
+		return nil, err
+	}
+	l := &lane{env: env, vm: env.VM(0)}
+	c := l.vm.Console()
+	c.SecurePort = 0 // the proxy's backend leg stays plain
+	src := static.Source{Name: env.Source, Type: static.TypeStatic, Consoles: []static.Console{c}}
+	env.Store.Load(src)
+	env.Proxy.WarmCaps()
+	return l, nil
+}
+
+func (l *lane) Close() error { return l.env.Close() }
+
+// proxy is the lane's in-process proxy (for SetTrace).
+func (l *lane) proxy() *proxy.Proxy { return l.env.Proxy }
+
+// endpoint returns single-use credentials for m, fetched or set now
+// (outside any clock): through the proxy a fresh one-session token;
+// direct, a temporary qemu ticket, which release replaces.
+func (l *lane) endpoint(ctx context.Context, m mode) (ep endpoint, release func() error, err error) {
+	release = func() error { return nil }
+	if m.proxied() {
+		f, err := l.env.FetchVV(ctx, harness.Proxy, l.vm)
+		if err != nil {
+			return ep, nil, err
+		}
+		ep = harness.EndpointOf(f.File)
+		if m == modePlain {
+			ep.TLSPort, ep.CAPEM = 0, nil
+		} else {
+			ep.Port = 0
+		}
+		return ep, release, nil
+	}
+	tmp, err := l.env.SetTicket(ctx, l.vm)
+	if err != nil {
+		return ep, nil, err
+	}
+	c := l.vm.Console()
+	ep = endpoint{Host: c.HypervisorIP, Port: c.InsecurePort, Password: tmp}
+	if m == modeDirectTLS {
+		ep = endpoint{Host: c.HypervisorIP, TLSPort: c.SecurePort, Password: tmp, CAPEM: l.env.BackendCA.CertPEM}
+	}
+	release = func() error {
+		_, err := l.env.SetTicket(ctx, l.vm)
+		return err
+	}
+	return ep, release, nil
+}
+
+// dialer is a Go client for m: proxied with a fresh token, direct with
+// qemu's ticket in memory.
+func (l *lane) dialer(ctx context.Context, m mode) (*spice.Dialer, error) {
+	if !m.proxied() {
+		c := l.vm.Console()
+		d := &spice.Dialer{Host: c.HypervisorIP, Port: c.InsecurePort, Password: c.Ticket}
+		if m == modeDirectTLS {
+			d.Port, d.TLSPort, d.CA = 0, c.SecurePort, l.env.BackendCA.Pool()
+		}
+		return d, nil
+	}
+	f, err := l.env.FetchVV(ctx, harness.Proxy, l.vm)
+	if err != nil {
+		return nil, err
+	}
+	d := harness.Dialer(f.File)
+	if m == modePlain {
+		d.TLSPort = 0
+	} else {
+		d.Port = 0
+	}
+	return d, nil
+}
+
+// screenshot runs one spicy-screenshot capture of ep.
+func (l *lane) screenshot(ctx context.Context, ep endpoint) (*picture, error) {
+	return harness.Screenshot(ctx, ep, l.env.Dir)
+}
+
+// removeClientHome removes the real clients' shared home at exit.
+func removeClientHome() { harness.RemoveClientHome() }
+
+// fetchProxyDialer fetches a proxy `.vv` (a fresh one-session token) from
+// the API at apiURL and returns a Go client for its plain or TLS port.
+func fetchProxyDialer(ctx context.Context, client *http.Client, apiURL, source, uuid string, secure bool) (*spice.Dialer, error) {
+	r, err := harness.FetchVV(ctx, client, apiURL, "", harness.Proxy, source, uuid)
+	if err != nil {
+		return nil, err
+	}
+	d := harness.Dialer(r.File)
+	if secure {
+		d.Port = 0
+	} else {
+		d.TLSPort = 0
+	}
+	return d, nil
+}
+
+// served is the proxy and `.vv` API of `harness serve --allow-plain`.
+type served struct {
+	api, hostSubject string
+	port, tlsPort    int
+	caPEM            []byte
+	stats            func() proxy.Stats
+	close            func() error
+}
+
+func serve(ctx context.Context, sources string) (*served, error) {
+	env, err := harness.Serve(ctx, sources, harness.AllowPlain())
+	if err != nil {
+		return nil, err
+	}
+	return &served{api: env.APIURL, hostSubject: env.Proxy.HostSubject(), port: env.Proxy.PlainAddr().Port,
+		tlsPort: env.Proxy.TLSAddr().Port, caPEM: env.Proxy.CAPEM(), stats: env.Proxy.Stats, close: env.Close}, nil
+}
