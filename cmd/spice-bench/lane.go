@@ -69,6 +69,20 @@ func upLane(ctx context.Context) (*lane, error) {
 
 func (l *lane) Close() error { return l.env.Close() }
 
+// port is the port a client of m connects to.
+func (l *lane) port(m mode) int {
+	c := l.vm.Console()
+	switch m {
+	case modePlain:
+		return l.env.Proxy.PlainAddr().Port
+	case modeTLS:
+		return l.env.Proxy.TLSAddr().Port
+	case modeDirectTLS:
+		return c.SecurePort
+	}
+	return c.InsecurePort
+}
+
 // proxy is the lane's in-process proxy (for SetTrace).
 func (l *lane) proxy() *proxy.Proxy { return l.env.Proxy }
 

@@ -14,6 +14,8 @@
 //
 //	screenshot  spicy-screenshot wall time: qemu's plain port, the proxy's
 //	            plain and TLS listeners, qemu's TLS port, interleaved
+//	trace       where a spicy-screenshot session's time goes: per-step
+//	            timestamps on the wire and inside the proxy, four modes
 //	handshake   Go client link latency per channel, the same four modes
 //	relay       display stream throughput, synthetic backend, direct vs proxy
 //	sessions    250 sessions x 4 channels through a proxy process: failures,
@@ -45,6 +47,7 @@ import (
 type options struct {
 	sections        []string
 	shots           int
+	traceRounds     int
 	handshakes      int
 	relayBytes      int64
 	relayRuns       int
@@ -61,7 +64,7 @@ type options struct {
 	abHelper        string
 }
 
-var allSections = []string{"screenshot", "handshake", "relay", "sessions", "up"}
+var allSections = []string{"screenshot", "trace", "handshake", "relay", "sessions", "up"}
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "proxy-helper" {
@@ -75,6 +78,7 @@ func main() {
 	var sections, modes string
 	flag.StringVar(&sections, "sections", strings.Join(allSections, ","), "comma-separated sections to run: "+strings.Join(allSections, ", "))
 	flag.IntVar(&o.shots, "shots", 25, "spicy-screenshot rounds (each round times every mode once, interleaved)")
+	flag.IntVar(&o.traceRounds, "trace-rounds", 9, "spicy-screenshot rounds of the trace section (per-step timestamps)")
 	flag.IntVar(&o.handshakes, "handshakes", 100, "Go client sessions per mode for the handshake latencies (interleaved)")
 	flag.Int64Var(&o.relayBytes, "relay-bytes", 1<<30, "bytes of display messages streamed per relay run")
 	flag.IntVar(&o.relayRuns, "relay-runs", 3, "relay runs per mode (interleaved)")
@@ -127,6 +131,8 @@ func main() {
 		switch s {
 		case "screenshot":
 			err = benchScreenshot(ctx, r, &o)
+		case "trace":
+			err = benchTrace(ctx, r, &o)
 		case "handshake":
 			err = benchHandshake(ctx, r, &o)
 		case "relay":

@@ -45,7 +45,7 @@ func benchScreenshot(ctx context.Context, r *report, o *options) error {
 		return d, nil
 	}
 
-	times, err := rounds(ctx, o.shots, o.verbose, "screenshot", func(m mode) (float64, error) {
+	times, err := rounds(ctx, o.shots, o.verbose, "screenshot", func(m mode, _ int) (float64, error) {
 		d, err := shot(m)
 		return ms(d), err
 	})
@@ -60,8 +60,9 @@ func benchScreenshot(ctx context.Context, r *report, o *options) error {
 
 // rounds runs f once per mode per round, n rounds after one warm-up
 // round that is not counted, the order of the modes rotating round by
-// round, and returns the values by mode and round.
-func rounds(ctx context.Context, n int, verbose bool, what string, f func(mode) (float64, error)) ([][]float64, error) {
+// round, and returns the values by mode and round. f learns the round
+// (-1: the warm-up).
+func rounds(ctx context.Context, n int, verbose bool, what string, f func(m mode, round int) (float64, error)) ([][]float64, error) {
 	vals := make([][]float64, nModes)
 	for round := -1; round < n; round++ {
 		for i := range nModes {
@@ -69,7 +70,7 @@ func rounds(ctx context.Context, n int, verbose bool, what string, f func(mode) 
 				return nil, err
 			}
 			m := mode((int(i) + max(round, 0)) % int(nModes))
-			v, err := f(m)
+			v, err := f(m, round)
 			if err != nil {
 				return nil, err
 			}
