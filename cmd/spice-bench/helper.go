@@ -287,22 +287,30 @@ func (h *helper) cpu() time.Duration { return procCPU(h.child.Pid()) }
 func cpuSelf() time.Duration { return procCPU(os.Getpid()) }
 
 // procCPU reads utime + stime from /proc/PID/stat (0 when unreadable).
-func procCPU(pid int) time.Duration {
+func procCPU(pid int) time.Duration { return statCPU(pid, 11) }
+
+// childrenCPU is the CPU time of pid's children it has waited for
+// (cutime + cstime).
+func childrenCPU(pid int) time.Duration { return statCPU(pid, 13) }
+
+// statCPU adds /proc/PID/stat's field i and i+1 (counted after the
+// command name) as clock ticks.
+func statCPU(pid, i int) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
 	}
 	// Fields after the command name, which is in parentheses.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
+	end := strings.LastIndexByte(string(b), ')')
+	if end < 0 {
 		return 0
 	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
+	f := strings.Fields(string(b[end+1:]))
+	if len(f) < i+2 {
 		return 0
 	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
+	ut, _ := strconv.ParseInt(f[i], 10, 64)
+	st, _ := strconv.ParseInt(f[i+1], 10, 64)
 	return time.Duration(ut+st) * time.Second / clockTicks
 }
 

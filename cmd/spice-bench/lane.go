@@ -6,10 +6,12 @@ package main
 // defined or aliased here.
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
 	"os"
+	"strconv"
 
 	"github.com/spiceharness/spiceharness/harness"
 	"github.com/spiceharness/spiceharness/proxy"
@@ -81,6 +83,23 @@ func (l *lane) port(m mode) int {
 		return c.SecurePort
 	}
 	return c.InsecurePort
+}
+
+// qemuPid is the pid of the lane's qemu (the process whose command line
+// carries its console's uuid), or 0.
+func (l *lane) qemuPid() int {
+	uuid := []byte(l.vm.Console().UUID)
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && bytes.Contains(b, uuid) && bytes.Contains(b, []byte("qemu")) {
+			return pid
+		}
+	}
+	return 0
 }
 
 // proxy is the lane's in-process proxy (for SetTrace).

@@ -47,6 +47,7 @@ import (
 type options struct {
 	sections        []string
 	shots           int
+	shotGap         time.Duration
 	traceRounds     int
 	handshakes      int
 	relayBytes      int64
@@ -78,6 +79,7 @@ func main() {
 	var sections, modes string
 	flag.StringVar(&sections, "sections", strings.Join(allSections, ","), "comma-separated sections to run: "+strings.Join(allSections, ", "))
 	flag.IntVar(&o.shots, "shots", 25, "spicy-screenshot rounds (each round times every mode once, interleaved)")
+	flag.DurationVar(&o.shotGap, "shot-gap", 250*time.Millisecond, "pause after each real-client run, so the next starts on a lane at rest")
 	flag.IntVar(&o.traceRounds, "trace-rounds", 9, "spicy-screenshot rounds of the trace section (per-step timestamps)")
 	flag.IntVar(&o.handshakes, "handshakes", 100, "Go client sessions per mode for the handshake latencies (interleaved)")
 	flag.Int64Var(&o.relayBytes, "relay-bytes", 1<<30, "bytes of display messages streamed per relay run")
