@@ -168,6 +168,11 @@ func (l *lane) screenshot(ctx context.Context, ep endpoint) (*picture, error) {
 	return harness.Screenshot(ctx, ep, l.env.Dir)
 }
 
+// xserver is a private X server for remote-viewer.
+type xserver = harness.Xvfb
+
+func startX(ctx context.Context) (*xserver, error) { return harness.StartXvfb(ctx) }
+
 // removeClientHome removes the real clients' shared home at exit.
 func removeClientHome() { harness.RemoveClientHome() }
 

@@ -16,6 +16,7 @@
 //	            plain and TLS listeners, qemu's TLS port, interleaved
 //	trace       where a spicy-screenshot session's time goes: per-step
 //	            timestamps on the wire and inside the proxy, four modes
+//	viewer      remote-viewer time to its first frame, the same four modes
 //	handshake   Go client link latency per channel, the same four modes
 //	relay       display stream throughput, synthetic backend, direct vs proxy
 //	sessions    250 sessions x 4 channels through a proxy process: failures,
@@ -49,6 +50,7 @@ type options struct {
 	shots           int
 	shotGap         time.Duration
 	traceRounds     int
+	viewerRounds    int
 	handshakes      int
 	relayBytes      int64
 	relayRuns       int
@@ -65,7 +67,7 @@ type options struct {
 	abHelper        string
 }
 
-var allSections = []string{"screenshot", "trace", "handshake", "relay", "sessions", "up"}
+var allSections = []string{"screenshot", "trace", "viewer", "handshake", "relay", "sessions", "up"}
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "proxy-helper" {
@@ -81,6 +83,7 @@ func main() {
 	flag.IntVar(&o.shots, "shots", 25, "spicy-screenshot rounds (each round times every mode once, interleaved)")
 	flag.DurationVar(&o.shotGap, "shot-gap", 250*time.Millisecond, "pause after each real-client run, so the next starts on a lane at rest")
 	flag.IntVar(&o.traceRounds, "trace-rounds", 9, "spicy-screenshot rounds of the trace section (per-step timestamps)")
+	flag.IntVar(&o.viewerRounds, "viewer-rounds", 21, "remote-viewer rounds (first-frame time, every mode once per round)")
 	flag.IntVar(&o.handshakes, "handshakes", 100, "Go client sessions per mode for the handshake latencies (interleaved)")
 	flag.Int64Var(&o.relayBytes, "relay-bytes", 1<<30, "bytes of display messages streamed per relay run")
 	flag.IntVar(&o.relayRuns, "relay-runs", 3, "relay runs per mode (interleaved)")
@@ -135,6 +138,8 @@ func main() {
 			err = benchScreenshot(ctx, r, &o)
 		case "trace":
 			err = benchTrace(ctx, r, &o)
+		case "viewer":
+			err = benchViewer(ctx, r, &o)
 		case "handshake":
 			err = benchHandshake(ctx, r, &o)
 		case "relay":
