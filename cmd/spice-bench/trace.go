@@ -213,6 +213,10 @@ func reportTrace(r *report, samples [][]map[string]float64, n int) {
 	// The phases of a session from the client's side: per round, then
 	// medians, and medians of the per-round ratios to direct.
 	phases := []struct{ name, from, to string }{
+		// Every mode, TLS ones included (their links cannot be read).
+		{"main_connect_to_display_connect", "main.client.connect", "display.client.connect"},
+		{"display_connect_to_exit", "display.client.connect", "exit"},
+		// Plain modes: the client's link steps.
 		{"startup", "", "main.client.connect"},
 		{"main_link", "main.client.connect", "main.client.result"},
 		{"main_to_display", "main.client.result", "display.client.connect"},
