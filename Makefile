@@ -2,13 +2,14 @@
 # machine (they run `make deps`, which installs missing packages as root).
 GO        ?= go
 BIN       ?= bin/harness
+BENCHBIN  ?= bin/spice-bench
 FUZZTIME  ?= 5s
 LONGFUZZ  ?= 60s
 GOTESTFLAGS ?=
 SOAKFLAGS ?=
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all deps services build up test unit stress soak examples bench fuzz fuzz-smoke lint fmt-check vet guest clean
+.PHONY: all deps services build bench-build up test unit stress soak examples bench fuzz fuzz-smoke lint fmt-check vet guest clean
 
 all: build
 
@@ -22,6 +23,10 @@ services:
 
 build:
 	$(GO) build -o $(BIN) ./cmd/harness
+
+## bench-build: the benchmark command (cmd/spice-bench)
+bench-build:
+	$(GO) build -o $(BENCHBIN) ./cmd/spice-bench
 
 ## up: boot a VM behind the proxy, print a ready console.vv, wait for Ctrl-C
 up: deps build
@@ -64,8 +69,9 @@ fuzz:
 	@bash scripts/fuzz.sh $(LONGFUZZ)
 
 ## bench: ratios against direct qemu measured in the same run
-bench: deps build
-	@bash scripts/bench.sh
+##        (BENCHFLAGS: scripts/bench.sh flags, e.g. BENCHFLAGS="-- -sections screenshot")
+bench: deps build bench-build
+	@bash scripts/bench.sh $(BENCHFLAGS)
 
 ## soak: ~5 min of real clients and hostile connections against `harness up --vms 4`, with a verdict on growth
 soak: deps

@@ -73,7 +73,9 @@ func channelEventName(n int) string {
 var eventRE = regexp.MustCompile(`main channel event: (\d+)`)
 
 // Screenshot captures the guest screen with spicy-screenshot (spice-gtk:
-// main + display channels), writing its files under dir.
+// main + display channels), writing its files under dir. It runs with
+// the process's client home (see clientHome), so a capture costs what a
+// user's does.
 //
 // spicy-screenshot takes the password only on its command line (-w): it
 // has no file, environment or stdin option. Callers must therefore give
@@ -102,13 +104,17 @@ func Screenshot(ctx context.Context, ep Endpoint, dir string) (*Image, error) {
 	if ep.Password != "" {
 		args = append(args, "-w", ep.Password)
 	}
-	env := append(os.Environ(), "HOME="+work, "XDG_CONFIG_HOME="+work)
+	var extra []string
 	if len(ep.CAPEM) > 0 {
 		ca := filepath.Join(work, "ca.pem")
 		if err := os.WriteFile(ca, ep.CAPEM, 0o600); err != nil {
 			return nil, err
 		}
-		env = append(env, "SSL_CERT_FILE="+ca)
+		extra = append(extra, "SSL_CERT_FILE="+ca)
+	}
+	env, err := clientEnv(extra...)
+	if err != nil {
+		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
@@ -280,8 +286,9 @@ type RemoteViewer struct {
 }
 
 // StartRemoteViewer writes vv (mode 0600; the password lives only there)
-// and opens it with `remote-viewer --debug` on a fresh Xvfb. title is the
-// .vv's title, used to find the window.
+// and opens it with `remote-viewer --debug` on a fresh Xvfb, with the
+// process's client home (see clientHome). title is the .vv's title, used
+// to find the window.
 func StartRemoteViewer(ctx context.Context, vv []byte, title, dir string) (*RemoteViewer, error) {
 	bin, err := exec.LookPath("remote-viewer")
 	if err != nil {
@@ -308,7 +315,10 @@ func StartRemoteViewer(ctx context.Context, vv []byte, title, dir string) (*Remo
 	}
 	defer logf.Close()
 	cmd := exec.Command(bin, "--debug", vvPath)
-	cmd.Env = append(os.Environ(), "HOME="+work, "XDG_CONFIG_HOME="+work, "XDG_CACHE_HOME="+work, "DISPLAY="+x.Display)
+	if cmd.Env, err = clientEnv("DISPLAY=" + x.Display); err != nil {
+		x.Close()
+		return nil, err
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if rv.child, err = proc.Start(cmd); err != nil {
 		x.Close()

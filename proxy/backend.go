@@ -17,6 +17,11 @@ import (
 // console's host_subject) when it has a secure port, else plain. It gives
 // up at deadline or when ctx ends.
 func dialBackend(ctx context.Context, t store.Target, secure bool, deadline time.Time) (net.Conn, error) {
+	return dialBackendTraced(ctx, t, secure, deadline, nil)
+}
+
+// dialBackendTraced is dialBackend reporting its steps to tr.
+func dialBackendTraced(ctx context.Context, t store.Target, secure bool, deadline time.Time, tr *tracer) (net.Conn, error) {
 	c := t.Console
 	port := c.InsecurePort
 	if secure {
@@ -30,6 +35,7 @@ func dialBackend(ctx context.Context, t store.Target, secure bool, deadline time
 	if err != nil {
 		return nil, &spice.LinkError{Step: spice.StepDial, Err: err}
 	}
+	tr.step(TraceBackendDialed)
 	if !secure {
 		return conn, nil
 	}
@@ -42,6 +48,7 @@ func dialBackend(ctx context.Context, t store.Target, secure bool, deadline time
 		conn.Close()
 		return nil, &spice.LinkError{Step: spice.StepTLS, Err: err}
 	}
+	tr.step(TraceBackendTLS)
 	return tc, nil
 }
 
@@ -51,21 +58,21 @@ func dialBackend(ctx context.Context, t store.Target, secure bool, deadline time
 // NEED_SECURED is retried on the secure port, as spice-gtk would. When
 // stop ends (the proxy shuts down) the link is cut, unless its ticket is
 // already on its way.
-func (p *Proxy) linkBackend(stop context.Context, t store.Target, m *spice.LinkMess, deadline time.Time) (net.Conn, *spice.LinkReply, error) {
+func (p *Proxy) linkBackend(stop context.Context, t store.Target, m *spice.LinkMess, deadline time.Time, tr *tracer) (net.Conn, *spice.LinkReply, error) {
 	secure := t.Console.SecurePort != 0
-	conn, reply, err := linkOnce(stop, t, m, secure, deadline)
+	conn, reply, err := linkOnce(stop, t, m, secure, deadline, tr)
 	if err != nil && !secure && errors.Is(err, spice.ErrNeedSecured) && t.Console.SecurePort != 0 {
-		conn, reply, err = linkOnce(stop, t, m, true, deadline)
+		conn, reply, err = linkOnce(stop, t, m, true, deadline, tr)
 	}
 	return conn, reply, err
 }
 
-func linkOnce(stop context.Context, t store.Target, m *spice.LinkMess, secure bool, deadline time.Time) (net.Conn, *spice.LinkReply, error) {
-	conn, err := dialBackend(stop, t, secure, deadline)
+func linkOnce(stop context.Context, t store.Target, m *spice.LinkMess, secure bool, deadline time.Time, tr *tracer) (net.Conn, *spice.LinkReply, error) {
+	conn, err := dialBackendTraced(stop, t, secure, deadline, tr)
 	if err != nil {
 		return nil, nil, withChannel(err, m)
 	}
-	lc := &linkConn{Conn: conn}
+	lc := &linkConn{Conn: conn, tr: tr}
 	cut := context.AfterFunc(stop, lc.interrupt)
 	reply, err := spice.Link(lc, m, t.Console.Ticket, spice.LinkOptions{Deadline: deadline})
 	cut()
@@ -93,6 +100,24 @@ type linkConn struct {
 	mu     sync.Mutex
 	writes int
 	cut    bool
+	// tr traces the first read after the link message (qemu's reply)
+	// and after the ticket (its result); traced[i] once done.
+	tr     *tracer
+	traced [2]bool
+}
+
+func (c *linkConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if c.tr != nil && n > 0 {
+		c.mu.Lock()
+		w := c.writes
+		c.mu.Unlock()
+		if w >= 1 && w <= 2 && !c.traced[w-1] {
+			c.traced[w-1] = true
+			c.tr.step([2]TraceStep{TraceBackendReply, TraceBackendResult}[w-1])
+		}
+	}
+	return n, err
 }
 
 var past = time.Unix(1, 0)

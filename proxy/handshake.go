@@ -28,7 +28,7 @@ func (p *Proxy) handleClient(raw net.Conn, secure bool) {
 	p.metrics.connections.WithLabelValues(lst).Inc()
 	defer p.metrics.connections.WithLabelValues(lst).Dec()
 
-	ch, result := p.handshake(raw, secure, start)
+	ch, result := p.handshake(raw, secure, start, p.newTracer(start))
 	p.metrics.handshakes.WithLabelValues(result).Inc()
 	if ch == nil {
 		p.untrackConn(raw)
@@ -42,7 +42,7 @@ func (p *Proxy) handleClient(raw net.Conn, secure bool) {
 // handshake runs the client leg and the backend leg of one channel's
 // link. It returns the channel, registered and ready to relay, or nil
 // and the reason (a metric label) after answering the client.
-func (p *Proxy) handshake(raw net.Conn, secure bool, start time.Time) (*channel, string) {
+func (p *Proxy) handshake(raw net.Conn, secure bool, start time.Time, tr *tracer) (*channel, string) {
 	hto := p.HandshakeTimeout
 	if hto <= 0 {
 		hto = DefaultHandshakeTimeout
@@ -62,6 +62,7 @@ func (p *Proxy) handshake(raw net.Conn, secure bool, start time.Time) (*channel,
 			return nil, "tls_error"
 		}
 		c = tc
+		tr.step(TraceTLSDone)
 	}
 
 	// refuse answers a whole error link reply, as spice-server does.
@@ -80,6 +81,7 @@ func (p *Proxy) handshake(raw net.Conn, secure bool, start time.Time) (*channel,
 		}
 		return nil, ioResult(err)
 	}
+	tr.linked(m)
 	log = log.With("channel", fmt.Sprintf("%s:%d", m.ChannelType, m.ChannelID))
 	refuseLink := func(code spice.LinkErr, why string) (*channel, string) {
 		return refuse(code, "reason", why)
@@ -100,6 +102,7 @@ func (p *Proxy) handshake(raw net.Conn, secure bool, start time.Time) (*channel,
 	if _, err := c.Write(reply.Marshal()); err != nil {
 		return nil, ioResult(err)
 	}
+	tr.step(TraceReplySent)
 	// The mechanism word comes only if both sides advertised
 	// AUTH_SELECTION (spice-server decides from the client's caps; we
 	// always advertise it).
@@ -118,6 +121,7 @@ func (p *Proxy) handshake(raw net.Conn, secure bool, start time.Time) (*channel,
 	if _, err := io.ReadFull(c, ticket); err != nil {
 		return nil, ioResult(err)
 	}
+	tr.step(TraceTicketRead)
 	result := func(code spice.LinkErr, why string, args ...any) (*channel, string) {
 		log.Info("link refused", append([]any{"code", code.String(), "reason", why}, args...)...)
 		c.Write(binary.LittleEndian.AppendUint32(nil, uint32(code)))
@@ -137,12 +141,13 @@ func (p *Proxy) handshake(raw net.Conn, secure bool, start time.Time) (*channel,
 		return result(authCode(err), err.Error())
 	}
 	log = log.With("session", lease.SessionID, "console", lease.Target.Key.String())
+	tr.step(TraceAuthorized)
 
 	earlyOK := mutant.On(p, mutant.EarlyLinkOK)
 	if earlyOK {
 		c.Write(binary.LittleEndian.AppendUint32(nil, uint32(spice.LinkOK)))
 	}
-	bconn, breply, err := p.linkBackend(p.stop, lease.Target, m, time.Now().Add(p.backendTimeout()))
+	bconn, breply, err := p.linkBackend(p.stop, lease.Target, m, time.Now().Add(p.backendTimeout()), tr)
 	if err != nil {
 		code := backendCode(err)
 		p.metrics.backendDials.WithLabelValues(code.Name()).Inc()
@@ -158,7 +163,7 @@ func (p *Proxy) handshake(raw net.Conn, secure bool, start time.Time) (*channel,
 
 	ch := &channel{
 		p: p, log: log, lease: lease, typ: m.ChannelType, id: m.ChannelID,
-		client: c, backend: bconn, rawClient: raw,
+		client: c, backend: bconn, rawClient: raw, tr: tr,
 		clientMini:   spice.UseMiniHeader(proxyCommonCaps, m.CommonCaps),
 		backendMini:  spice.UseMiniHeader(m.CommonCaps, breply.CommonCaps),
 		done:         make(chan struct{}),
@@ -175,6 +180,7 @@ func (p *Proxy) handshake(raw net.Conn, secure bool, start time.Time) (*channel,
 		ch.close("client left before its link result")
 		return nil, ioResult(err)
 	}
+	tr.step(TraceClientResult)
 	if !p.register(ch) {
 		ch.close("proxy shutting down")
 		return nil, "shutdown"

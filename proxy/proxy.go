@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spiceharness/spiceharness/internal/pki"
@@ -120,6 +121,10 @@ type Proxy struct {
 	tun      tunnelState
 	// refusalLog rate-limits the log lines of refused connections.
 	refusalLog rateLog
+
+	// trace is SetTrace's function; traceConns numbers traced connections.
+	trace      atomic.Pointer[func(TraceEvent)]
+	traceConns atomic.Uint64
 
 	// stop is cancelled when the proxy starts shutting down: backend
 	// links of handshakes in progress are cut (their clients are gone).

@@ -39,6 +39,7 @@ type channel struct {
 	rawClient               net.Conn // the TCP conn under client (for bookkeeping)
 	clientMini, backendMini bool
 
+	tr        *tracer // nil unless the proxy traces
 	entry     *store.Channel
 	done      chan struct{}
 	closeOnce sync.Once
@@ -285,6 +286,9 @@ func (ch *channel) pump(l *leg) error {
 		}
 		if err != nil {
 			return err
+		}
+		if n == 0 {
+			ch.tr.relayed(l.dir)
 		}
 		ch.lastActive.Store(time.Now().UnixNano())
 	}

@@ -4,10 +4,14 @@
 #
 #   name: value (ratio vs direct)
 #
-# The end-to-end figures come from internal/bench (built as bin/spice-bench;
+# The end-to-end figures come from cmd/spice-bench (built as bin/spice-bench;
 # direct and proxied runs interleaved, medians and percentiles over many
-# runs, ratios per round); the RSA ticket costs from Go benchmarks
-# (proxy/spice/ticket_bench_test.go, median of several counts).
+# runs, ratios per round): real clients (spicy-screenshot, its per-step
+# trace, remote-viewer's first frame), Go-client handshakes, relay
+# throughput, 250 concurrent sessions, `harness up`. The RSA ticket costs
+# come from Go benchmarks (proxy/spice/ticket_bench_test.go, median of
+# several counts). The trace section's wire view needs root (a packet
+# socket on lo); without it the proxy's own steps are still shown.
 # docs/bench.md explains every figure and has the last results.
 #
 # Usage: scripts/bench.sh [--quick] [--make-test] [-- SPICE-BENCH-FLAGS...]
@@ -27,7 +31,7 @@ while [ $# -gt 0 ]; do
     --quick) quick=1 ;;
     --make-test) make_test=1 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -35,7 +39,7 @@ done
 
 start=$(date +%s)
 mkdir -p bin
-go build -o bin/spice-bench ./internal/bench
+go build -o bin/spice-bench ./cmd/spice-bench # make bench-build
 [ -x bin/harness ] || go build -o bin/harness ./cmd/harness
 
 out=bin/bench-latest.txt
@@ -74,7 +78,7 @@ emit "$(gobench rsa1024.oaep_encrypt BenchmarkEncryptTicket "$((decs * 10))x")"
 
 flags=()
 if [ "$quick" = 1 ]; then
-  flags=(-shots 5 -handshakes 20 -relay-bytes $((256 << 20)) -relay-small-bytes $((64 << 20)) -relay-runs 3 -sessions 100 -up-runs 2)
+  flags=(-shots 5 -trace-rounds 3 -viewer-rounds 3 -handshakes 20 -relay-bytes $((256 << 20)) -relay-small-bytes $((64 << 20)) -relay-runs 3 -sessions 100 -up-runs 2)
 fi
 rc=0
 ./bin/spice-bench "${flags[@]}" "${extra[@]}" | tee -a "$out" || rc=$?

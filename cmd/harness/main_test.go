@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"github.com/spiceharness/spiceharness/harness"
 	"strings"
 	"testing"
 
@@ -12,7 +13,9 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files under fixtures/ from the current output")
 
-func TestMain(m *testing.M) { testenv.VerifyTestMain(m, testenv.Teardown(removeBinary)) }
+func TestMain(m *testing.M) {
+	testenv.VerifyTestMain(m, testenv.Teardown(removeBinary), testenv.Teardown(func() { harness.RemoveClientHome() }))
+}
 
 // runCLI runs the CLI in-process and returns stdout, stderr and the exit
 // code.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -192,6 +193,37 @@ func TestTicketRoundTrip(t *testing.T) {
 	ct, _ = EncryptTicket(k2.Public, "hunter2")
 	if _, err := DecryptTicket(k.Private, ct); err == nil {
 		t.Fatal("ticket for another key decrypted")
+	}
+}
+
+// While the pool is at least half full, a key taken is replaced only
+// after the quiet period; below half, at once.
+func TestKeyPoolRefillsWhenQuiet(t *testing.T) {
+	p := newKeyPool(4, time.Hour)
+	defer p.Close()
+	// Full, plus the key the generator holds until there is room.
+	for p.made.Load() < 5 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	for range 2 {
+		if _, err := p.Get(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // ~30 key generations' time
+	if n, l := p.made.Load(), len(p.keys); n != 5 || l != 3 {
+		t.Fatalf("unexpected refill while half full and busy (-want +got):\n-5 made, 3 ready\n+%d made, %d ready", n, l)
+	}
+	// Below half: refilled without waiting for quiet.
+	for range 2 {
+		if _, err := p.Get(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for end := time.Now().Add(10 * time.Second); len(p.keys) < 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("pool below half not refilled: %d ready", len(p.keys))
+		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // KeyBits is the RSA modulus size of the ticket exchange.
@@ -94,25 +95,42 @@ func GenerateLinkKey() (*LinkKey, error) {
 // Misses either way). At most GOMAXPROCS keys are generated inline at a
 // time and turns are taken in arrival order, so in a burst the first
 // links get their keys first instead of all of them sharing the CPU and
-// finishing late together. The zero KeyPool is not usable; make one
-// with NewKeyPool and stop it with Close.
+// finishing late together.
+//
+// While the pool is at least half full, the background goroutine tops
+// it up only once no key has been taken for RefillQuiet: links come in
+// bursts (a session's channels, within ~100 ms), and a key generated
+// during one (~10 ms of CPU) competes with the session's own work — the
+// backend's key generation and the client's — on a small machine.
+// Below half it refills at once. The zero KeyPool is not usable; make
+// one with NewKeyPool and stop it with Close.
 type KeyPool struct {
-	keys   chan *LinkKey
-	inline chan struct{} // turns to generate inline
-	done   chan struct{}
-	wg     sync.WaitGroup
-	once   sync.Once
+	keys    chan *LinkKey
+	inline  chan struct{} // turns to generate inline
+	done    chan struct{}
+	wg      sync.WaitGroup
+	once    sync.Once
+	lastGet atomic.Int64 // unix nanos of the last Get
+	quiet   time.Duration
+	taken   chan struct{} // a Get happened (capacity 1)
+	made    atomic.Uint64 // keys the background goroutine generated
 
 	hits, misses atomic.Uint64
 }
 
+// RefillQuiet is how long a KeyPool at least half full waits after the
+// last key was taken before it generates the next one.
+const RefillQuiet = 100 * time.Millisecond
+
 // NewKeyPool starts a pool that keeps up to size keys ready
 // (size <= 0 means 16).
-func NewKeyPool(size int) *KeyPool {
+func NewKeyPool(size int) *KeyPool { return newKeyPool(size, RefillQuiet) }
+
+func newKeyPool(size int, quiet time.Duration) *KeyPool {
 	if size <= 0 {
 		size = 16
 	}
-	p := &KeyPool{keys: make(chan *LinkKey, size), inline: make(chan struct{}, runtime.GOMAXPROCS(0)), done: make(chan struct{})}
+	p := &KeyPool{keys: make(chan *LinkKey, size), inline: make(chan struct{}, runtime.GOMAXPROCS(0)), done: make(chan struct{}), quiet: quiet, taken: make(chan struct{}, 1)}
 	p.wg.Add(1)
 	go p.fillKeyPool()
 	return p
@@ -121,10 +139,14 @@ func NewKeyPool(size int) *KeyPool {
 func (p *KeyPool) fillKeyPool() {
 	defer p.wg.Done()
 	for {
+		if !p.waitQuiet() {
+			return
+		}
 		k, err := GenerateLinkKey()
 		if err != nil {
 			continue // crypto/rand does not fail on Linux; keep trying
 		}
+		p.made.Add(1)
 		select {
 		case p.keys <- k:
 		case <-p.done:
@@ -133,8 +155,36 @@ func (p *KeyPool) fillKeyPool() {
 	}
 }
 
+// waitQuiet waits until the pool needs a key now: it is below half, or
+// no key was taken for RefillQuiet. False when the pool is closed.
+func (p *KeyPool) waitQuiet() bool {
+	for 2*len(p.keys) >= cap(p.keys) {
+		wait := p.quiet - time.Since(time.Unix(0, p.lastGet.Load()))
+		if wait <= 0 {
+			return true
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-p.taken: // look again: the pool may be below half now
+			t.Stop()
+		case <-p.done:
+			t.Stop()
+			return false
+		}
+	}
+	return true
+}
+
 // Get returns a key nobody else has had.
 func (p *KeyPool) Get() (*LinkKey, error) {
+	p.lastGet.Store(time.Now().UnixNano())
+	defer func() {
+		select {
+		case p.taken <- struct{}{}:
+		default:
+		}
+	}()
 	select {
 	case k := <-p.keys:
 		p.hits.Add(1)

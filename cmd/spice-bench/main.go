@@ -1,4 +1,4 @@
-// Command bench measures spice-harness end to end against direct qemu
+// Command spice-bench measures spice-harness end to end against direct qemu
 // and a synthetic SPICE backend, and prints one line per figure:
 //
 //	name: value (ratio vs direct)
@@ -12,8 +12,12 @@
 //
 // Sections (-sections, default all):
 //
-//	screenshot  spicy-screenshot wall time, qemu direct vs proxy (plain, TLS)
-//	handshake   Go client link latency per channel, qemu direct vs proxy
+//	screenshot  spicy-screenshot wall time: qemu's plain port, the proxy's
+//	            plain and TLS listeners, qemu's TLS port, interleaved
+//	trace       where a spicy-screenshot session's time goes: per-step
+//	            timestamps on the wire and inside the proxy, four modes
+//	viewer      remote-viewer time to its first frame, the same four modes
+//	handshake   Go client link latency per channel, the same four modes
 //	relay       display stream throughput, synthetic backend, direct vs proxy
 //	sessions    250 sessions x 4 channels through a proxy process: failures,
 //	            handshake latency, RSS per channel
@@ -44,6 +48,9 @@ import (
 type options struct {
 	sections        []string
 	shots           int
+	shotGap         time.Duration
+	traceRounds     int
+	viewerRounds    int
 	handshakes      int
 	relayBytes      int64
 	relayRuns       int
@@ -60,7 +67,7 @@ type options struct {
 	abHelper        string
 }
 
-var allSections = []string{"screenshot", "handshake", "relay", "sessions", "up"}
+var allSections = []string{"screenshot", "trace", "viewer", "handshake", "relay", "sessions", "up"}
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "proxy-helper" {
@@ -73,7 +80,10 @@ func main() {
 	var o options
 	var sections, modes string
 	flag.StringVar(&sections, "sections", strings.Join(allSections, ","), "comma-separated sections to run: "+strings.Join(allSections, ", "))
-	flag.IntVar(&o.shots, "shots", 20, "spicy-screenshot captures per mode (interleaved)")
+	flag.IntVar(&o.shots, "shots", 25, "spicy-screenshot rounds (each round times every mode once, interleaved)")
+	flag.DurationVar(&o.shotGap, "shot-gap", 250*time.Millisecond, "pause after each real-client run, so the next starts on a lane at rest")
+	flag.IntVar(&o.traceRounds, "trace-rounds", 9, "spicy-screenshot rounds of the trace section (per-step timestamps)")
+	flag.IntVar(&o.viewerRounds, "viewer-rounds", 21, "remote-viewer rounds (first-frame time, every mode once per round)")
 	flag.IntVar(&o.handshakes, "handshakes", 100, "Go client sessions per mode for the handshake latencies (interleaved)")
 	flag.Int64Var(&o.relayBytes, "relay-bytes", 1<<30, "bytes of display messages streamed per relay run")
 	flag.IntVar(&o.relayRuns, "relay-runs", 3, "relay runs per mode (interleaved)")
@@ -113,6 +123,7 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	defer removeClientHome()
 	r := &report{w: os.Stdout}
 	failed := false
 	for _, s := range allSections {
@@ -125,6 +136,10 @@ func main() {
 		switch s {
 		case "screenshot":
 			err = benchScreenshot(ctx, r, &o)
+		case "trace":
+			err = benchTrace(ctx, r, &o)
+		case "viewer":
+			err = benchViewer(ctx, r, &o)
 		case "handshake":
 			err = benchHandshake(ctx, r, &o)
 		case "relay":
@@ -146,6 +161,7 @@ func main() {
 	}
 	if failed {
 		pprof.StopCPUProfile()
+		removeClientHome()
 		os.Exit(1)
 	}
 }

@@ -21,8 +21,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/spiceharness/spiceharness/proxy"
-	"github.com/spiceharness/spiceharness/proxy/daemon"
 	"github.com/spiceharness/spiceharness/internal/proc"
 )
 
@@ -76,24 +74,16 @@ func runHelper(args []string) error {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	d, err := daemon.New(daemon.Config{Sources: *sources, AllowPlain: true})
-	if err == nil {
-		err = d.Start(ctx)
-	}
+	env, err := serve(ctx, *sources)
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	env := struct {
-		APIURL string
-		Proxy  *proxy.Proxy
-	}{d.APIURL(), d.Proxy()}
+	defer env.close()
 	ca := filepath.Join(filepath.Dir(*sources), "proxy-ca.pem")
-	if err := os.WriteFile(ca, env.Proxy.CAPEM(), 0o644); err != nil {
+	if err := os.WriteFile(ca, env.caPEM, 0o644); err != nil {
 		return err
 	}
-	ready := helperReady{API: env.APIURL, Port: env.Proxy.PlainAddr().Port, TLSPort: env.Proxy.TLSAddr().Port,
-		CAFile: ca, HostSubject: env.Proxy.HostSubject()}
+	ready := helperReady{API: env.api, Port: env.port, TLSPort: env.tlsPort, CAFile: ca, HostSubject: env.hostSubject}
 	if *forward != "" {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -117,10 +107,10 @@ func runHelper(args []string) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return d.Close()
+			return env.close()
 		case cmd, ok := <-cmds:
 			if !ok {
-				return d.Close()
+				return env.close()
 			}
 			switch cmd {
 			case "gc":
@@ -132,7 +122,7 @@ func runHelper(args []string) error {
 			}
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
-			st := env.Proxy.Stats()
+			st := env.stats()
 			out.Encode(helperMem{HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse, Sys: ms.Sys, HeapObjects: ms.HeapObjects,
 				NumGoroutine: runtime.NumGoroutine(), Channels: st.Channels, Handshaking: st.Handshaking})
 		}
@@ -297,22 +287,30 @@ func (h *helper) cpu() time.Duration { return procCPU(h.child.Pid()) }
 func cpuSelf() time.Duration { return procCPU(os.Getpid()) }
 
 // procCPU reads utime + stime from /proc/PID/stat (0 when unreadable).
-func procCPU(pid int) time.Duration {
+func procCPU(pid int) time.Duration { return statCPU(pid, 11) }
+
+// childrenCPU is the CPU time of pid's children it has waited for
+// (cutime + cstime).
+func childrenCPU(pid int) time.Duration { return statCPU(pid, 13) }
+
+// statCPU adds /proc/PID/stat's field i and i+1 (counted after the
+// command name) as clock ticks.
+func statCPU(pid, i int) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
 	}
 	// Fields after the command name, which is in parentheses.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
+	end := strings.LastIndexByte(string(b), ')')
+	if end < 0 {
 		return 0
 	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
+	f := strings.Fields(string(b[end+1:]))
+	if len(f) < i+2 {
 		return 0
 	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
+	ut, _ := strconv.ParseInt(f[i], 10, 64)
+	st, _ := strconv.ParseInt(f[i+1], 10, 64)
 	return time.Duration(ut+st) * time.Second / clockTicks
 }
 

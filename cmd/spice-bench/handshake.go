@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/spiceharness/spiceharness/harness"
 	"github.com/spiceharness/spiceharness/proxy/spice"
 )
 
@@ -14,45 +13,27 @@ import (
 var sessionChannels = []spice.ChannelType{spice.ChannelMain, spice.ChannelDisplay, spice.ChannelInputs, spice.ChannelCursor}
 
 // benchHandshake times the Go client's link of each channel (dial, TLS
-// when used, link, auth, link result: spice.Dialer.DialChannel) straight
-// to qemu and through the proxy's plain and TLS listeners, one session
-// per mode per round, modes interleaved. For main this is issue 4's
-// "link + auth latency of a main channel".
+// when used, link, auth, link result: spice.Dialer.DialChannel) in the
+// four modes (qemu's plain port, the proxy's plain and TLS listeners,
+// qemu's TLS port), one session per mode per round, modes interleaved.
+// For main, direct, this is issue 4's "link + auth latency of a main
+// channel".
 func benchHandshake(ctx context.Context, r *report, o *options) error {
-	env, err := upLane(ctx)
+	l, err := upLane(ctx)
 	if err != nil {
 		return err
 	}
-	defer env.Close()
-	vm := env.VM(0)
-
-	dialer := func(m shotMode) (*spice.Dialer, error) {
-		if m == shotDirect {
-			c := vm.Console()
-			return &spice.Dialer{Host: c.HypervisorIP, Port: c.InsecurePort, Password: c.Ticket}, nil
-		}
-		f, err := env.FetchVV(ctx, harness.Proxy, vm)
-		if err != nil {
-			return nil, err
-		}
-		d := harness.Dialer(f.File)
-		if m == shotPlain {
-			d.TLSPort = 0
-		} else {
-			d.Port = 0 // TLS only
-		}
-		return d, nil
-	}
+	defer l.Close()
 
 	// lat[mode][channel] in ms
-	lat := make([][][]float64, nShotModes)
+	lat := make([][][]float64, nModes)
 	for m := range lat {
 		lat[m] = make([][]float64, len(sessionChannels))
 	}
 	for round := -1; round < o.handshakes; round++ { // round -1 warms up (caps probes)
-		for i := range nShotModes {
-			m := shotMode((int(i) + max(round, 0)) % int(nShotModes))
-			d, err := dialer(m)
+		for i := range nModes {
+			m := mode((int(i) + max(round, 0)) % int(nModes))
+			d, err := l.dialer(ctx, m)
 			if err != nil {
 				return err
 			}
@@ -69,10 +50,10 @@ func benchHandshake(ctx context.Context, r *report, o *options) error {
 	}
 	for c, t := range sessionChannels {
 		for _, q := range []float64{50, 99} {
-			base := percentile(lat[shotDirect][c], q)
+			base := percentile(lat[modeDirect][c], q)
 			name := fmt.Sprintf("handshake.%s.%%s.p%.0f", t, q)
 			r.line(fmt.Sprintf(name, "direct"), fmtMS(base))
-			for _, m := range []shotMode{shotPlain, shotTLS} {
+			for _, m := range []mode{modePlain, modeTLS, modeDirectTLS} {
 				v := percentile(lat[m][c], q)
 				r.ratio(fmt.Sprintf(name, m), fmtMS(v), v/base, "direct")
 			}

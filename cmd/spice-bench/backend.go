@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/spiceharness/spiceharness/harness"
 	"github.com/spiceharness/spiceharness/proxy/spice"
 	"github.com/spiceharness/spiceharness/proxy/spice/spicetest"
 	"github.com/spiceharness/spiceharness/static"
@@ -78,19 +77,7 @@ func startSynthetic(ctx context.Context, srv *spicetest.Server, helperBin string
 // dialer fetches a proxy `.vv` (a fresh one-session token) and returns a
 // Go client for the proxy's plain or TLS listener.
 func (s *synthetic) dialer(ctx context.Context, secure bool) (*spice.Dialer, error) {
-	api := &harness.APIClient{URL: s.helper.API, HTTP: s.http}
-	r, err := api.VV(ctx, harness.Proxy, static.Key{Source: benchSource, UUID: benchUUID})
-	if err != nil {
-		return nil, err
-	}
-	f := r.File
-	d := harness.Dialer(f)
-	if secure {
-		d.Port = 0
-	} else {
-		d.TLSPort = 0
-	}
-	return d, nil
+	return fetchProxyDialer(ctx, s.http, s.helper.API, benchSource, benchUUID, secure)
 }
 
 // Close stops the helper and removes the state dir.
