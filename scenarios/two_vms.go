@@ -15,7 +15,7 @@ func init() {
 	Register(Scenario{
 		Name:        "two-vms-isolated",
 		Tier:        Hardening,
-		Description: "a token for one VM reaches that VM only; the other VM's token cannot join its session, and nothing reaches qemu",
+		Description: "a token for one VM reaches that VM only; the other VM's token (in a session of its own) cannot join its session, and nothing reaches qemu",
 		Options:     []harness.Option{harness.VMs(2)},
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {
 			a, b := env.VM(0), env.VM(1)
@@ -32,9 +32,10 @@ func init() {
 			infoB, err := b.QuerySpice(ctx)
 			require.NoError(t, err, "query-spice vm 2")
 			assert.Empty(t, infoB.Channels, "vm 2 has SPICE channels though only vm 1 was opened")
-			// vm 2's token cannot join vm 1's session.
-			fb, err := env.FetchVV(ctx, harness.Proxy, b)
-			require.NoError(t, err, "fetch vm 2 .vv")
+			// vm 2's token, with a session of its own, cannot join vm 1's.
+			sb, fb, err := env.Connect(ctx, harness.Proxy, b)
+			require.NoError(t, err, "session on vm 2")
+			defer sb.Close()
 			wa, wb := a.WatchConnections(), b.WatchConnections()
 			defer wa.Close()
 			defer wb.Close()
