@@ -13,7 +13,9 @@ import (
 	"github.com/spiceharness/spiceharness/scenarios"
 )
 
-func TestMain(m *testing.M) { testenv.VerifyTestMain(m, testenv.Teardown(func() { harness.RemoveClientHome() })) }
+func TestMain(m *testing.M) {
+	testenv.VerifyTestMain(m, testenv.Teardown(func() { harness.RemoveClientHome() }))
+}
 
 // TestScenarios runs every registered scenario against real qemu, each on
 // a lane of its own, against the default target (this repository's
