@@ -130,3 +130,6 @@ func TestReproNamesSecretsOnly(t *testing.T) {
 	}
 	assert.True(t, strings.HasPrefix(r, "cd "), "it runs from the module root: %s", r)
 }
+
+// harness.T is what testify's require and assert take.
+var _ require.TestingT = T(nil)

@@ -11,6 +11,7 @@ pkgs=(
   nasm                 # rebuilds the test guest boot sector
   python3-yaml         # Kerbside's YAML reader (PyYAML), an oracle in the static tests
   openssl
+  gcc                  # builds the GLib oracle that cross-checks .vv escaping
   squid                # a real HTTP CONNECT proxy (oVirt's kind) for the tunnel tests
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients   # libvirt backend
 )
