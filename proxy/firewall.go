@@ -68,8 +68,9 @@ func (r Rule) Allows(dir Direction, typ uint16) bool {
 }
 
 // Rules are the per-channel firewall rules, from spice-protocol's message
-// tables and the sizes seen from qemu 7.2 and spice-gtk 0.42
-// (SPICE-PROTOCOL.md §4–6). Index: [channel type][direction].
+// tables and the message sizes seen on the wire from qemu 7.2
+// (spice-server 0.15.1) and spice-gtk 0.42 (main's largest is the
+// 256 000-byte PING of its start-up). Index: [channel type][direction].
 type Rules map[spice.ChannelType][2]Rule
 
 const (

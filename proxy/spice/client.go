@@ -22,7 +22,9 @@ const DefaultTimeout = 10 * time.Second
 var DefaultCommonCaps = CapsOf(CapAuthSelection, CapAuthSpice, CapMiniHeader)
 
 // ClientChannelCaps returns the channel caps spice-gtk 0.42 sends for t,
-// measured on the wire (SPICE-PROTOCOL.md §4).
+// captured on the wire from spice-gtk 0.42 talking to qemu 7.2
+// (spice-server 0.15.1): main 0xf, display 0x3bf, playback 0xe, record
+// 0x6, the spicevmc channels 0x1, inputs and cursor none.
 func ClientChannelCaps(t ChannelType) Caps {
 	switch t {
 	case ChannelMain:
@@ -40,8 +42,8 @@ func ClientChannelCaps(t ChannelType) Caps {
 }
 
 // ServerChannelCaps returns the channel caps qemu 7.2 (spice-server
-// 0.15.1) replies with for t, measured on the wire (SPICE-PROTOCOL.md
-// §4); nil for types it has no caps for.
+// 0.15.1) replies with for t, captured on the wire from its link replies
+// to spice-gtk 0.42; nil for types it has no caps for.
 func ServerChannelCaps(t ChannelType) Caps {
 	switch t {
 	case ChannelMain:
