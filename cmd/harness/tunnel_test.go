@@ -15,7 +15,6 @@ import (
 
 	"github.com/spiceharness/spiceharness/harness"
 	"github.com/spiceharness/spiceharness/internal/testenv"
-	"github.com/spiceharness/spiceharness/proxy/api"
 	"github.com/spiceharness/spiceharness/proxy/tunnel"
 	"github.com/spiceharness/spiceharness/proxy/vv"
 )
@@ -133,7 +132,7 @@ func TestIntegrationUpTunnel(t *testing.T) {
 	}
 
 	raw, f := fetchFile(t, c.TunnelVVURL)
-	proxyURL, _ := f.Get(api.KeyProxy)
+	proxyURL := f.Proxy
 	if want := fmt.Sprintf("http://127.0.0.1:%d", r.Proxy.ConnectPort); proxyURL != want {
 		t.Fatalf("unexpected proxy= (-want +got):\n-%s\n+%s", want, proxyURL)
 	}
