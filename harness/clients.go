@@ -31,6 +31,23 @@ type Endpoint struct {
 	// CAPEM is the CA to trust for TLS (spicy-screenshot gets it through
 	// SSL_CERT_FILE; it has no host-subject option and checks the SANs).
 	CAPEM []byte
+	// Proxy is the HTTP CONNECT proxy to go through ("http://HOST:PORT",
+	// a .vv's proxy=; spicy-screenshot gets it as SPICE_PROXY). Host is
+	// then passed to the proxy unchanged.
+	Proxy string
+}
+
+// clientEnv is the environment of a real client: the harness's own,
+// without a SPICE_PROXY of the caller's (a client goes through a proxy
+// only when its endpoint says so), plus extra.
+func clientEnv(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SPICE_PROXY=") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, extra...)
 }
 
 // ClientError is a real client's failure: exit status, the spice-gtk
@@ -79,8 +96,9 @@ var eventRE = regexp.MustCompile(`main channel event: (\d+)`)
 // has no file, environment or stdin option. Callers must therefore give
 // it single-use credentials only: a proxy token (consumed by the capture's
 // main channel) or a temporary qemu ticket replaced right after the
-// capture (Env.ScreenshotDirect does both). The CA goes through
-// SSL_CERT_FILE.
+// capture (Env.ScreenshotDirect does both), or the short-lived ticket
+// of a tunnel `.vv`. The CA goes through SSL_CERT_FILE, the proxy
+// through SPICE_PROXY.
 func Screenshot(ctx context.Context, ep Endpoint, dir string) (*Image, error) {
 	bin, err := exec.LookPath("spicy-screenshot")
 	if err != nil {
@@ -102,7 +120,10 @@ func Screenshot(ctx context.Context, ep Endpoint, dir string) (*Image, error) {
 	if ep.Password != "" {
 		args = append(args, "-w", ep.Password)
 	}
-	env := append(os.Environ(), "HOME="+work, "XDG_CONFIG_HOME="+work)
+	env := clientEnv("HOME="+work, "XDG_CONFIG_HOME="+work)
+	if ep.Proxy != "" {
+		env = append(env, "SPICE_PROXY="+ep.Proxy)
+	}
 	if len(ep.CAPEM) > 0 {
 		ca := filepath.Join(work, "ca.pem")
 		if err := os.WriteFile(ca, ep.CAPEM, 0o600); err != nil {
@@ -308,7 +329,7 @@ func StartRemoteViewer(ctx context.Context, vv []byte, title, dir string) (*Remo
 	}
 	defer logf.Close()
 	cmd := exec.Command(bin, "--debug", vvPath)
-	cmd.Env = append(os.Environ(), "HOME="+work, "XDG_CONFIG_HOME="+work, "XDG_CACHE_HOME="+work, "DISPLAY="+x.Display)
+	cmd.Env = clientEnv("HOME="+work, "XDG_CONFIG_HOME="+work, "XDG_CACHE_HOME="+work, "DISPLAY="+x.Display)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if rv.child, err = proc.Start(cmd); err != nil {
 		x.Close()
