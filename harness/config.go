@@ -61,6 +61,13 @@ type Settings struct {
 	// ConnectAddr, when set, asks a target the harness starts to serve
 	// HTTP CONNECT tunnels there too (tunnel `.vv` files, Kind Tunnel).
 	ConnectAddr string
+	// TunnelDomain, with ConnectAddr, is the domain the CONNECT listener
+	// signs its hosts under (TunnelDomain; qemu's certificates name
+	// *.TunnelDomain with TLSBackends).
+	TunnelDomain string
+	// TunnelTicketTTL is how long the qemu ticket of a tunnel `.vv` opens
+	// new links (DefaultTunnelTicketTTL); Env.TunnelTicket issues them.
+	TunnelTicketTTL time.Duration
 	// Logger receives the proxy's own log and audit lines (never nil).
 	Logger *slog.Logger
 }
@@ -223,8 +230,27 @@ func Listen(plain, tls, api string) Option {
 // ConnectListen asks the proxy to serve HTTP CONNECT tunnels on addr
 // too ("127.0.0.1:0" for a free port): remote-viewer's `proxy=` key and
 // spice-gtk's SPICE_PROXY reach qemu through it (see docs/tunnels.md).
+// Its hosts are signed under TunnelDomain, which qemu's certificates
+// name (TLSBackends), and each tunnel `.vv` carries a fresh qemu ticket
+// (Env.TunnelTicket).
 func ConnectListen(addr string) Option {
-	return func(c *config) error { c.settings.ConnectAddr = addr; return nil }
+	return func(c *config) error {
+		c.settings.ConnectAddr, c.settings.TunnelDomain = addr, TunnelDomain
+		return nil
+	}
+}
+
+// TunnelTicketTTL sets how long the qemu ticket of a tunnel `.vv` opens
+// new links (default DefaultTunnelTicketTTL, 30 s; at least 2 s, as qemu
+// counts whole seconds).
+func TunnelTicketTTL(d time.Duration) Option {
+	return func(c *config) error {
+		if d < qemu.MinTicketLifetime {
+			return fmt.Errorf("harness: TunnelTicketTTL(%v): want at least %v", d, qemu.MinTicketLifetime)
+		}
+		c.settings.TunnelTicketTTL = d
+		return nil
+	}
 }
 
 // WithTarget sets the proxy under test (default: the registered default
@@ -248,7 +274,7 @@ func External(apiURL, token, sourcesPath string) Option {
 }
 
 func newConfig(opts []Option) (*config, error) {
-	c := &config{vms: 1, timeout: 2 * time.Minute, settings: Settings{TokenTTL: 60 * time.Second}}
+	c := &config{vms: 1, timeout: 2 * time.Minute, settings: Settings{TokenTTL: 60 * time.Second, TunnelTicketTTL: DefaultTunnelTicketTTL}}
 	if err := c.fromEnv(); err != nil {
 		return nil, err
 	}
