@@ -1,10 +1,15 @@
 package harness
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net"
+	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +17,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/spiceharness/spiceharness/proxy/spice"
+	"github.com/spiceharness/spiceharness/proxy/vv"
 	"github.com/spiceharness/spiceharness/static"
 )
 
@@ -122,4 +129,99 @@ func TestConnectProxyStartFailsFast(t *testing.T) {
 	assert.Contains(t, err.Error(), EnvConnectProxy)
 	var op *net.OpError
 	assert.True(t, errors.As(err, &op), "the dial error is kept: %v", err)
+}
+
+// relayProxy is a permissive HTTP CONNECT proxy standing in for an
+// external one: it relays every CONNECT to 127.0.0.1 and counts them.
+type relayProxy struct {
+	ln      net.Listener
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	targets []string
+}
+
+func startRelayProxy(t *testing.T) *relayProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	r := &relayProxy{ln: ln}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			r.wg.Add(1)
+			go func() { defer r.wg.Done(); r.serve(c) }()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); r.wg.Wait() })
+	return r
+}
+
+func (r *relayProxy) serve(c net.Conn) {
+	defer c.Close()
+	br := bufio.NewReader(c)
+	req, err := http.ReadRequest(br)
+	if err != nil || req.Method != http.MethodConnect {
+		return
+	}
+	r.mu.Lock()
+	r.targets = append(r.targets, req.Host)
+	r.mu.Unlock()
+	b, err := net.Dial("tcp", req.Host)
+	if err != nil {
+		io.WriteString(c, "HTTP/1.0 502 Bad Gateway\r\n\r\n")
+		return
+	}
+	defer b.Close()
+	io.WriteString(c, "HTTP/1.0 200 Connection established\r\n\r\n")
+	done := make(chan struct{})
+	go func() { io.Copy(b, br); b.(*net.TCPConn).CloseWrite(); close(done) }()
+	io.Copy(c, b)
+	c.Close()
+	<-done
+}
+
+func (r *relayProxy) Targets() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.targets...)
+}
+
+// TestIntegrationConnectProxyURL: against a CONNECT proxy given by URL,
+// the lane's .vv names it, the console's address and TLS port, qemu's CA
+// and subject and a fresh ticket; the Go client links through it, every
+// channel a CONNECT to that port.
+func TestIntegrationConnectProxyURL(t *testing.T) {
+	rp := startRelayProxy(t)
+	url := "http://" + rp.ln.Addr().String()
+	env := Start(t, WithTarget(ConnectProxy(ConnectProxyConfig{URL: url})), TLSBackends())
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	vm := env.VM(0)
+	before := vm.Console().Ticket
+	f, err := env.FetchVV(ctx, Proxy, vm)
+	require.NoError(t, err)
+	c := vm.Console()
+	want := vv.File{Type: "spice", Host: c.HypervisorIP, TLSPort: c.SecurePort, Password: c.Ticket, CA: string(env.BackendCA.CertPEM),
+		HostSubject: c.HostSubject, Title: c.Name + " via CONNECT proxy", DeleteThisFile: true, Proxy: url}
+	if d := cmp.Diff(&want, f.File); d != "" {
+		t.Errorf("unexpected .vv (-want +got):\n%s", d)
+	}
+	assert.NotEqual(t, before, f.Password, "a fresh ticket")
+	back, err := vv.Parse(f.Raw)
+	require.NoError(t, err)
+	assert.Equal(t, f.File, back, "Raw is the File rendered")
+	s, _, err := env.Connect(ctx, Tunnel, vm)
+	require.NoError(t, err, "a session through the CONNECT proxy")
+	_, err = s.Open(ctx, spice.ChannelInputs, 0)
+	require.NoError(t, err)
+	s.Close()
+	target := net.JoinHostPort(c.HypervisorIP, strconv.Itoa(c.SecurePort))
+	if d := cmp.Diff([]string{target, target}, rp.Targets()); d != "" {
+		t.Errorf("unexpected CONNECT targets (-want +got):\n%s", d)
+	}
 }
