@@ -31,6 +31,10 @@ type Endpoint struct {
 	// CAPEM is the CA to trust for TLS (spicy-screenshot gets it through
 	// SSL_CERT_FILE; it has no host-subject option and checks the SANs).
 	CAPEM []byte
+	// Proxy is the HTTP CONNECT proxy to go through ("http://HOST:PORT",
+	// a .vv's proxy=; spicy-screenshot gets it as SPICE_PROXY). Host is
+	// then passed to the proxy unchanged.
+	Proxy string
 }
 
 // ClientError is a real client's failure: exit status, the spice-gtk
@@ -81,8 +85,9 @@ var eventRE = regexp.MustCompile(`main channel event: (\d+)`)
 // has no file, environment or stdin option. Callers must therefore give
 // it single-use credentials only: a proxy token (consumed by the capture's
 // main channel) or a temporary qemu ticket replaced right after the
-// capture (Env.ScreenshotDirect does both). The CA goes through
-// SSL_CERT_FILE.
+// capture (Env.ScreenshotDirect does both), or the short-lived ticket
+// of a tunnel `.vv`. The CA goes through SSL_CERT_FILE, the proxy
+// through SPICE_PROXY.
 func Screenshot(ctx context.Context, ep Endpoint, dir string) (*Image, error) {
 	bin, err := exec.LookPath("spicy-screenshot")
 	if err != nil {
@@ -105,6 +110,9 @@ func Screenshot(ctx context.Context, ep Endpoint, dir string) (*Image, error) {
 		args = append(args, "-w", ep.Password)
 	}
 	var extra []string
+	if ep.Proxy != "" {
+		extra = append(extra, "SPICE_PROXY="+ep.Proxy)
+	}
 	if len(ep.CAPEM) > 0 {
 		ca := filepath.Join(work, "ca.pem")
 		if err := os.WriteFile(ca, ep.CAPEM, 0o600); err != nil {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spiceharness/spiceharness/qemu"
@@ -35,6 +36,11 @@ const (
 	// HARNESS_EXEC selects it.
 	EnvExec        = "HARNESS_EXEC"         // command line with {placeholders}
 	EnvExecDialect = "HARNESS_EXEC_DIALECT" // reserved: "kerbside" (the default)
+
+	// The connect-proxy target (an HTTP CONNECT proxy: oVirt's squid,
+	// Proxmox's spiceproxy). Either variable selects it.
+	EnvConnectProxy = "HARNESS_CONNECT_PROXY" // its URL, http://HOST:PORT, or
+	EnvSquid        = "HARNESS_SQUID"         // "1": start Debian's squid per lane
 )
 
 // DefaultSource is the name of the static source the harness writes for
@@ -65,6 +71,13 @@ type Settings struct {
 	// ConnectAddr, when set, asks a target the harness starts to serve
 	// HTTP CONNECT tunnels there too (tunnel `.vv` files, Kind Tunnel).
 	ConnectAddr string
+	// TunnelDomain, with ConnectAddr, is the domain the CONNECT listener
+	// signs its hosts under (TunnelDomain; qemu's certificates name
+	// *.TunnelDomain with TLSBackends).
+	TunnelDomain string
+	// TunnelTicketTTL is how long the qemu ticket of a tunnel `.vv` opens
+	// new links (DefaultTunnelTicketTTL); Env.TunnelTicket issues them.
+	TunnelTicketTTL time.Duration
 	// Logger receives the proxy's own log and audit lines (never nil).
 	Logger *slog.Logger
 }
@@ -76,7 +89,8 @@ type NewTarget func(Settings) (Target, error)
 var defaultTarget NewTarget
 
 // RegisterDefaultTarget sets the target lanes use when no WithTarget
-// option and no HARNESS_EXTERNAL_API or HARNESS_EXEC variable picks one.
+// option and no HARNESS_EXTERNAL_API, HARNESS_EXEC, HARNESS_CONNECT_PROXY
+// or HARNESS_SQUID variable picks one.
 // Package harness/inproc registers this repository's proxy in its init,
 // so `import _ "github.com/spiceharness/spiceharness/harness/inproc"`
 // makes it the default; this package itself does not import the proxy.
@@ -239,8 +253,27 @@ func Listen(plain, tls, api string) Option {
 // ConnectListen asks the proxy to serve HTTP CONNECT tunnels on addr
 // too ("127.0.0.1:0" for a free port): remote-viewer's `proxy=` key and
 // spice-gtk's SPICE_PROXY reach qemu through it (see docs/tunnels.md).
+// Its hosts are signed under TunnelDomain, which qemu's certificates
+// name (TLSBackends), and each tunnel `.vv` carries a fresh qemu ticket
+// (Env.TunnelTicket).
 func ConnectListen(addr string) Option {
-	return func(c *config) error { c.settings.ConnectAddr = addr; return nil }
+	return func(c *config) error {
+		c.settings.ConnectAddr, c.settings.TunnelDomain = addr, TunnelDomain
+		return nil
+	}
+}
+
+// TunnelTicketTTL sets how long the qemu ticket of a tunnel `.vv` opens
+// new links (default DefaultTunnelTicketTTL, 30 s; at least 2 s, as qemu
+// counts whole seconds).
+func TunnelTicketTTL(d time.Duration) Option {
+	return func(c *config) error {
+		if d < qemu.MinTicketLifetime {
+			return fmt.Errorf("harness: TunnelTicketTTL(%v): want at least %v", d, qemu.MinTicketLifetime)
+		}
+		c.settings.TunnelTicketTTL = d
+		return nil
+	}
 }
 
 // WithTarget sets the proxy under test (default: the registered default
@@ -264,7 +297,7 @@ func External(apiURL, token, sourcesPath string) Option {
 }
 
 func newConfig(opts []Option) (*config, error) {
-	c := &config{vms: 1, timeout: 2 * time.Minute, settings: Settings{TokenTTL: 60 * time.Second}}
+	c := &config{vms: 1, timeout: 2 * time.Minute, settings: Settings{TokenTTL: 60 * time.Second, TunnelTicketTTL: DefaultTunnelTicketTTL}}
 	if err := c.fromEnv(); err != nil {
 		return nil, err
 	}
@@ -281,8 +314,9 @@ func newConfig(opts []Option) (*config, error) {
 	}
 	if c.target == nil {
 		if defaultTarget == nil {
-			return nil, fmt.Errorf("harness: no proxy under test: pass harness.WithTarget(harness.Exec(…)) or harness.WithTarget(harness.Kerbside(…)), " +
-				"set HARNESS_EXEC or HARNESS_EXTERNAL_API, or import _ \"github.com/spiceharness/spiceharness/harness/inproc\" for this repository's proxy")
+			return nil, fmt.Errorf("harness: no proxy under test: pass harness.WithTarget(harness.Exec(…)), harness.WithTarget(harness.Kerbside(…)) " +
+				"or harness.WithTarget(harness.ConnectProxy(…)), set HARNESS_EXEC, HARNESS_EXTERNAL_API, HARNESS_CONNECT_PROXY or HARNESS_SQUID=1, " +
+				"or import _ \"github.com/spiceharness/spiceharness/harness/inproc\" for this repository's proxy")
 		}
 		c.target, c.targetFrom = defaultTarget, "default"
 	}
@@ -312,9 +346,16 @@ func (c *config) fromEnv() error {
 			*d.dst = x
 		}
 	}
+	var picked []string
+	for _, v := range []string{EnvExternalAPI, EnvExec, EnvConnectProxy, EnvSquid} {
+		if os.Getenv(v) != "" {
+			picked = append(picked, v)
+		}
+	}
+	if len(picked) > 1 {
+		return fmt.Errorf("harness: %s are all set: pick one proxy under test", strings.Join(picked, " and "))
+	}
 	switch {
-	case os.Getenv(EnvExternalAPI) != "" && os.Getenv(EnvExec) != "":
-		return fmt.Errorf("harness: both %s and %s are set: pick one proxy under test", EnvExternalAPI, EnvExec)
 	case os.Getenv(EnvExternalAPI) != "":
 		kc, err := KerbsideConfigFromEnv()
 		if err != nil {
@@ -323,6 +364,13 @@ func (c *config) fromEnv() error {
 		c.target, c.targetFrom = Kerbside(kc), EnvExternalAPI
 	case os.Getenv(EnvExec) != "":
 		c.target, c.targetFrom = Exec(ExecConfig{Command: os.Getenv(EnvExec)}), EnvExec
+	case os.Getenv(EnvConnectProxy) != "":
+		c.target, c.targetFrom = ConnectProxy(ConnectProxyConfig{URL: os.Getenv(EnvConnectProxy)}), EnvConnectProxy
+	case os.Getenv(EnvSquid) != "":
+		if v := os.Getenv(EnvSquid); v != "1" {
+			return fmt.Errorf("harness: %s=%q: want 1 (start squid per lane) or unset", EnvSquid, v)
+		}
+		c.target, c.targetFrom = ConnectProxy(ConnectProxyConfig{Squid: true}), EnvSquid
 	}
 	return nil
 }

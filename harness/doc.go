@@ -41,11 +41,15 @@
 //	External(u,t,p)   HARNESS_EXTERNAL_API,      none: the in-process proxy
 //	                  HARNESS_EXTERNAL_TOKEN,
 //	                  HARNESS_EXTERNAL_SOURCES
+//	WithTarget(       HARNESS_CONNECT_PROXY=URL, none: the in-process proxy
+//	 ConnectProxy(c)) or HARNESS_SQUID=1
+//	TunnelTicketTTL(d) –                         30s: tunnel .vv tickets
 //	Keep()            HARNESS_KEEP=1             state dir removed by Close
 //	–                 HARNESS_QEMU               qemu-system-x86_64 from PATH
 //	–                 HARNESS_STATE_DIR          os.TempDir(), for qemu's state
 //	AllowPlain(), APIKey(k), Firewall(m), Source(name), Listen(…),
-//	QemuOptions(…), Logger(l), ProxyLogger(l): no variable.
+//	ConnectListen(a), QemuOptions(…), Logger(l), ProxyLogger(l): no
+//	variable.
 //
 // # Secrets
 //

@@ -40,6 +40,8 @@ type Env struct {
 	target Target
 
 	mu       sync.Mutex // serialises ticket changes and sources.yaml writes
+	tunnel   tunnelTickets
+	arms     sync.WaitGroup // tunnel ticket re-arms
 	closeErr error
 	once     sync.Once
 	closed   chan struct{}
@@ -156,6 +158,9 @@ func (e *Env) bootVMs(ctx context.Context) error {
 			}
 			if e.BackendCA != nil {
 				opts = append(opts, qemu.TLS(e.BackendCA))
+				if c.settings.TunnelDomain != "" {
+					opts = append(opts, qemu.TLSNames("*."+c.settings.TunnelDomain))
+				}
 			}
 			opts = append(opts, c.qemuOpts...)
 			e.log.Info("booting VM", "vm", i+1)
@@ -252,6 +257,7 @@ func (e *Env) SetTicket(ctx context.Context, vm *VM) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	e.bumpTicketGen(vm)
 	if err := e.writeSources(); err != nil {
 		return "", err
 	}
@@ -320,6 +326,7 @@ func (e *Env) Close() error {
 		if e.closed != nil {
 			close(e.closed)
 		}
+		e.arms.Wait()
 		var errs []error
 		if e.target != nil {
 			if err := e.target.Close(); err != nil {

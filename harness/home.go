@@ -139,7 +139,9 @@ func clientEnv(extra ...string) ([]string, error) {
 	var env []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
-		if _, replaced := ours[name]; !replaced {
+		// A SPICE_PROXY of the caller's is dropped: a client goes
+		// through a proxy only when its endpoint says so.
+		if _, replaced := ours[name]; !replaced && name != "SPICE_PROXY" {
 			env = append(env, kv)
 		}
 	}

@@ -46,6 +46,7 @@ type Squid struct {
 	Dir string
 
 	child  *proc.Child
+	proc   *proc.Child // the running squid, kept after Close for its state
 	ownDir bool
 }
 
@@ -162,7 +163,7 @@ func (s *Squid) start(ctx context.Context, bin string, o SquidOptions) error {
 		log, _ := os.ReadFile(cacheLog)
 		switch {
 		case strings.Contains(string(log), "Accepting HTTP Socket connections"):
-			s.child, s.Port, s.URL = child, port, fmt.Sprintf("http://127.0.0.1:%d", port)
+			s.child, s.proc, s.Port, s.URL = child, child, port, fmt.Sprintf("http://127.0.0.1:%d", port)
 			return nil
 		case strings.Contains(string(log), "Cannot bind socket"):
 			child.Stop(time.Second)
@@ -201,6 +202,18 @@ func handToProxyUser(dir string) error {
 func (s *Squid) AccessLog() (string, error) {
 	b, err := os.ReadFile(filepath.Join(s.Dir, "access.log"))
 	return string(b), err
+}
+
+// Exited is closed once squid has exited (Close stops it).
+func (s *Squid) Exited() <-chan struct{} { return s.proc.Exited() }
+
+// ProcessState is squid's exit state, nil while it runs.
+func (s *Squid) ProcessState() *os.ProcessState { return s.proc.ProcessState() }
+
+// CacheLog returns squid's cache.log (its own messages) so far.
+func (s *Squid) CacheLog() string {
+	b, _ := os.ReadFile(filepath.Join(s.Dir, "cache.log"))
+	return string(b)
 }
 
 // Close stops squid (its clients' tunnels end) and removes Dir if

@@ -15,7 +15,7 @@ import (
 // Target is the SPICE proxy under test: this repository's in-process
 // proxy (package harness/inproc), a Kerbside-style deployment reached
 // over HTTP (Kerbside), a proxy the harness starts and supervises (Exec),
-// or a CONNECT tunnel. A lane boots its VMs, writes their static source,
+// or an HTTP CONNECT proxy (ConnectProxy). A lane boots its VMs, writes their static source,
 // then calls Start once and Load with the lane's sources; scenarios then
 // go through ProxyVV and the optional capabilities below.
 //
@@ -80,6 +80,19 @@ const (
 	// repository's, Kerbside) — not a CONNECT tunnel, whose `.vv` carries
 	// a qemu ticket by design.
 	CapTerminatesSPICE Capability = "terminates-spice"
+	// CapTunnelVV: TunnelVVer, a `.vv` that reaches the console through
+	// an HTTP CONNECT proxy (proxy=, Kind Tunnel): the in-process proxy
+	// with ConnectListen, or a CONNECT proxy under test (ConnectProxy).
+	CapTunnelVV Capability = "tunnel-vv"
+	// CapTunnelTicketTTL: TunnelTicketLifetime, tunnel `.vv` files whose
+	// password is a fresh qemu ticket the lane set for them, with a known
+	// lifetime (Env.TunnelTicket).
+	CapTunnelTicketTTL Capability = "tunnel-ticket-ttl"
+	// CapSignedHosts: SignedHoster, a CONNECT proxy that opens tunnels
+	// only for hosts it signed, until they expire (this repository's
+	// proxy, Proxmox's spiceproxy); a plain CONNECT proxy such as squid
+	// checks destinations only.
+	CapSignedHosts Capability = "signed-hosts"
 	// CapInProcess: this repository's own proxy (package harness/inproc).
 	// Scenarios that check its own conventions (the API's headers, the
 	// title, the token's shape) require it; checks of what SPICE clients
@@ -187,6 +200,29 @@ type InProcessor interface {
 	InProcess()
 }
 
+// TunnelVVer fetches a `.vv` of a console through an HTTP CONNECT proxy:
+// proxy= names the proxy, host and ports the endpoint it opens a tunnel
+// to (qemu's own ports; the host may be one only the proxy understands),
+// ca and host-subject qemu's, the password a qemu ticket.
+type TunnelVVer interface {
+	TunnelVV(ctx context.Context, key static.Key) (*VVResponse, error)
+}
+
+// TunnelTicketLifetime is a target whose tunnel `.vv` files carry fresh
+// qemu tickets from Env.TunnelTicket, opening new links for
+// TunnelTicketTTL.
+type TunnelTicketLifetime interface {
+	TunnelTicketTTL() time.Duration
+}
+
+// SignedHoster is a CONNECT proxy whose `.vv` hosts are signed and
+// expire after TunnelHostTTL. AdvanceTunnelClock moves the clock it
+// checks them with forward (ErrUnsupported: the caller waits).
+type SignedHoster interface {
+	TunnelHostTTL() time.Duration
+	AdvanceTunnelClock(d time.Duration) error
+}
+
 // FailureLogger is a target with something to add to a failed test's
 // log (the tail of the proxy's own log, say).
 type FailureLogger interface {
@@ -226,6 +262,9 @@ var capChecks = map[Capability]func(Target) bool{
 	CapSPICEListener:     func(t Target) bool { _, ok := t.(SPICEListener); return ok },
 	CapInProcess:         func(t Target) bool { _, ok := t.(InProcessor); return ok },
 	CapTerminatesSPICE:   func(t Target) bool { _, ok := t.(SPICETerminator); return ok },
+	CapTunnelVV:          func(t Target) bool { _, ok := t.(TunnelVVer); return ok },
+	CapTunnelTicketTTL:   func(t Target) bool { x, ok := t.(TunnelTicketLifetime); return ok && x.TunnelTicketTTL() > 0 },
+	CapSignedHosts:       func(t Target) bool { x, ok := t.(SignedHoster); return ok && x.TunnelHostTTL() > 0 },
 }
 
 // Capabilities lists what t offers, sorted.

@@ -33,7 +33,8 @@ type VVResponse struct {
 }
 
 // FetchVV gets the kind `.vv` of vm from the target: Proxy from
-// Target.ProxyVV, Direct from its DirectVVer capability.
+// Target.ProxyVV, Direct from its DirectVVer capability, Tunnel from its
+// TunnelVVer capability.
 func (e *Env) FetchVV(ctx context.Context, kind Kind, vm *VM) (*VVResponse, error) {
 	return e.FetchVVFor(ctx, kind, vm.Key)
 }
@@ -49,20 +50,27 @@ func (e *Env) FetchVVFor(ctx context.Context, kind Kind, k static.Key) (*VVRespo
 			return nil, &CapabilityError{Target: e.target.Name(), Cap: CapDirectVV}
 		}
 		return d.DirectVV(ctx, k)
+	case Tunnel:
+		tv, ok := e.target.(TunnelVVer)
+		if !ok {
+			return nil, &CapabilityError{Target: e.target.Name(), Cap: CapTunnelVV}
+		}
+		return tv.TunnelVV(ctx, k)
 	}
 	return nil, fmt.Errorf("harness: unknown .vv kind %q", kind)
 }
 
 // EndpointOf converts a `.vv` to what real clients take.
 func EndpointOf(f *vv.File) Endpoint {
-	return Endpoint{Host: f.Host, Port: f.Port, TLSPort: f.TLSPort, Password: f.Password, CAPEM: []byte(f.CA)}
+	return Endpoint{Host: f.Host, Port: f.Port, TLSPort: f.TLSPort, Password: f.Password, CAPEM: []byte(f.CA), Proxy: f.Proxy}
 }
 
 // Dialer returns a Go SPICE client configured from a `.vv` as spice-gtk
 // would be: both ports (plain first, following NEED_SECURED), the CA and
-// the host-subject.
+// the host-subject, and every channel through the HTTP proxy of its
+// proxy= key (CONNECT, then TLS end to end with the server).
 func Dialer(f *vv.File) *spice.Dialer {
-	d := &spice.Dialer{Host: f.Host, Port: f.Port, TLSPort: f.TLSPort, Password: f.Password, HostSubject: f.HostSubject}
+	d := &spice.Dialer{Host: f.Host, Port: f.Port, TLSPort: f.TLSPort, Password: f.Password, HostSubject: f.HostSubject, Proxy: f.Proxy}
 	if f.CA != "" {
 		d.CA = x509.NewCertPool()
 		d.CA.AppendCertsFromPEM([]byte(f.CA))

@@ -3,7 +3,6 @@ package proxy_test
 import (
 	"bytes"
 	"context"
-	"crypto/x509/pkix"
 	"fmt"
 	"log/slog"
 	"net"
@@ -60,19 +59,9 @@ func startQemuTunnel(t testing.TB, ctx context.Context) *qemuTunnel {
 	if q.ca, err = pki.NewCA("tunnel test CA"); err != nil {
 		t.Fatal(err)
 	}
-	// qemu's own x509 dir (qemu.TLS) names localhost and 127.0.0.1
-	// only; a second -spice option pointing at a dir of ours overrides
-	// x509-dir (qemu merges -spice options, the last value wins), so
-	// that the certificate also carries *.tunnelDomain.
-	x509 := filepath.Join(t.TempDir(), "x509")
-	leaf, err := q.ca.Issue(pkix.Name{Organization: []string{"spice-harness"}, CommonName: "localhost"}, "localhost", "127.0.0.1", "*."+tunnelDomain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := q.ca.WriteQemuDir(x509, leaf); err != nil {
-		t.Fatal(err)
-	}
-	q.vm, err = qemu.Start(ctx, qemu.Accel(qemu.AccelTCG), qemu.TLS(q.ca), qemu.ExtraArgs("-spice", "x509-dir="+x509))
+	// qemu's certificate also names *.tunnelDomain (qemu.TLSNames), so
+	// that spicy-screenshot's host name check passes for a signed host.
+	q.vm, err = qemu.Start(ctx, qemu.Accel(qemu.AccelTCG), qemu.TLS(q.ca), qemu.TLSNames("*."+tunnelDomain))
 	t.Cleanup(func() {
 		if err := q.vm.Close(); err != nil {
 			t.Errorf("qemu Close: %v", err)
@@ -90,7 +79,6 @@ func startQemuTunnel(t testing.TB, ctx context.Context) *qemuTunnel {
 	ep := q.vm.Endpoint()
 	q.con = static.Console{UUID: ep.UUID, Name: ep.Name, Hypervisor: ep.Host, HypervisorIP: ep.HostIP,
 		InsecurePort: ep.Port, SecurePort: ep.TLSPort, HostSubject: ep.HostSubject, Ticket: ep.Ticket}
-	q.con.HostSubject = pki.HostSubject(leaf.Cert)
 	q.key = static.Key{Source: "qemu", UUID: q.con.UUID}
 	q.store = store.New(store.Options{})
 	q.store.Load(static.Source{Name: "qemu", Type: static.TypeStatic, CACert: string(q.ca.CertPEM), Consoles: []static.Console{q.con}})

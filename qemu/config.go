@@ -75,6 +75,7 @@ type config struct {
 	spicePort   int
 	tlsCA       *CA
 	tlsPort     int
+	tlsNames    []string
 	name        string
 	uuid        string
 	extra       []string

@@ -45,7 +45,7 @@ func TestConfigPrecedence(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	t.Setenv(EnvAccel, "fast")
-	_, err := newConfig(Memory(1), Name("no spaces"), UUID("X"), SPICEPort(70000), VGA("cga"), Libvirt("http://x"), Env("NOEQUALS"), Disk("/no/such/file"), SPICEAddr("localhost"))
+	_, err := newConfig(Memory(1), Name("no spaces"), UUID("X"), SPICEPort(70000), VGA("cga"), Libvirt("http://x"), Env("NOEQUALS"), Disk("/no/such/file"), SPICEAddr("localhost"), TLSNames("ok.example", "*.ok", "::1", "bad_name"), TLSNames("-x.example"))
 	if !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("unexpected error: %v", err)
 	}
@@ -57,7 +57,7 @@ func TestConfigErrors(t *testing.T) {
 		}
 		fields = append(fields, ce.Field)
 	}
-	want := []string{EnvAccel, "Memory", "Name", "UUID", "SPICEPort", "VGA", "Libvirt", "Env", "Disk", "SPICEAddr"}
+	want := []string{EnvAccel, "Memory", "Name", "UUID", "SPICEPort", "VGA", "Libvirt", "Env", "Disk", "SPICEAddr", "TLSNames", "TLSNames"}
 	if diff := cmp.Diff(want, fields); diff != "" {
 		t.Errorf("unexpected rejected fields (-want +got):\n%s", diff)
 	}

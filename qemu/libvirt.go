@@ -116,7 +116,7 @@ func (d *Domain) DomainName() string { return d.dom.Name }
 
 func (d *Domain) start(ctx context.Context) error {
 	c := d.cfg
-	if c.tlsCA != nil || c.tlsPort != 0 {
+	if c.tlsCA != nil || c.tlsPort != 0 || len(c.tlsNames) > 0 {
 		return &ConfigError{Field: "TLS", Value: "with Libvirt", Reason: "SPICE TLS on libvirt needs libvirtd's own spice_tls settings", Err: ErrUnsupported}
 	}
 	var why string

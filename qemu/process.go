@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -176,6 +177,9 @@ func (p *Process) start(ctx context.Context) (err error) {
 	}
 	if c.tlsPort != 0 && c.tlsCA == nil {
 		return configErr("TLSPort", c.tlsPort, "needs the TLS option")
+	}
+	if len(c.tlsNames) > 0 && c.tlsCA == nil {
+		return configErr("TLSNames", strings.Join(c.tlsNames, ","), "needs the TLS option")
 	}
 	pickPlain, pickTLS := c.spicePort == 0, c.tlsCA != nil && c.tlsPort == 0
 	for attempt := 1; ; attempt++ {

@@ -1,6 +1,7 @@
 package qemu_test
 
 import (
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -157,12 +158,68 @@ func TestIntegrationTicketsAndSessions(t *testing.T) {
 	}
 }
 
+// TestIntegrationTicketFor: SetTicketFor's ticket links until its
+// expiry and is refused from then on; a session linked before keeps its
+// channels; SetTicket lifts the expiry.
+func TestIntegrationTicketFor(t *testing.T) {
+	vm := startVM(t)
+	ctx := ctxT(t, 60*time.Second)
+	if err := vm.WaitSPICE(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := vm.SetTicketFor(ctx, time.Second); !errors.Is(err, qemu.ErrInvalidConfig) {
+		t.Fatalf("SetTicketFor(1s): %v, want ErrInvalidConfig", err)
+	}
+	const life = 3 * time.Second
+	before := time.Now()
+	tk, expires, err := vm.SetTicketFor(ctx, life)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vm.Endpoint().Ticket != tk {
+		t.Fatalf("Endpoint().Ticket is not the ticket SetTicketFor returned")
+	}
+	if expires.Before(before.Add(life)) || expires.After(time.Now().Add(life)) {
+		t.Errorf("expiry %v is not %v after the call", expires.Sub(before), life)
+	}
+	con := vm.Endpoint()
+	d := &spice.Dialer{Host: con.HostIP, Port: con.Port, Password: tk}
+	s, err := d.Connect(ctx)
+	if err != nil {
+		t.Fatalf("link with the fresh ticket: %v", err)
+	}
+	defer s.Close()
+	// qemu counts whole seconds: a second after the expiry it has passed.
+	select {
+	case <-time.After(time.Until(expires.Add(time.Second))):
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	wantLink(t, con, spice.ErrPermissionDenied, "after the expiry", tk)
+	if _, err := s.Open(ctx, spice.ChannelInputs, 0); !errors.Is(err, spice.ErrPermissionDenied) {
+		t.Errorf("a new channel of the live session after the expiry: %v, want PERMISSION_DENIED", err)
+	}
+	select {
+	case <-s.Main.Done():
+		t.Fatalf("the expiry ended a linked session: %v", s.Main.Err())
+	default:
+	}
+	if err := s.Main.Send(spice.MsgcMainAttachChannels, nil); err != nil {
+		t.Errorf("the live main channel after the expiry: %v", err)
+	}
+	t2, err := vm.SetTicket(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLink(t, con, spice.LinkOK, "SetTicket after the expiry", t2)
+}
+
 func TestIntegrationTLS(t *testing.T) {
 	ca, err := pki.NewCA("qemu test CA")
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm := startVM(t, qemu.TLS(ca))
+	vm := startVM(t, qemu.TLS(ca), qemu.TLSNames("*.tunnel.example"))
 	ctx := ctxT(t, 60*time.Second)
 	con := vm.Endpoint()
 	if con.TLSPort == 0 || con.TLSPort == con.Port {
@@ -187,6 +244,19 @@ func TestIntegrationTLS(t *testing.T) {
 		t.Error("channel not linked over TLS")
 	}
 	ch.Close()
+	// TLSNames: a name under the wildcard passes a host name check (what
+	// spicy-screenshot does), one outside it does not.
+	d.HostSubject = ""
+	for name, ok := range map[string]bool{"abc.tunnel.example": true, "a.b.tunnel.example": false, "other.example": false} {
+		d.ServerName = name
+		ch, err := d.DialChannel(ctx, 0, spice.ChannelMain, 0)
+		if ok != (err == nil) {
+			t.Errorf("TLS link checked against %q: %v, want success %v", name, err, ok)
+		}
+		if err == nil {
+			ch.Close()
+		}
+	}
 	if _, err := os.Stat(filepath.Join(vm.(*qemu.Process).StateDir(), "x509", "server-key.pem")); err != nil {
 		t.Errorf("x509 dir: %v", err)
 	}

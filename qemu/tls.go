@@ -3,7 +3,9 @@ package qemu
 import (
 	"crypto/x509/pkix"
 	"fmt"
+	"net"
 	"path/filepath"
+	"strings"
 
 	"github.com/spiceharness/spiceharness/internal/pki"
 )
@@ -21,9 +23,9 @@ type CA = pki.CA
 func NewCA(commonName string) (*CA, error) { return pki.NewCA(commonName) }
 
 // TLS turns on SPICE TLS: Start issues a server certificate from ca
-// (subject O=spice-harness,CN=localhost; SANs localhost, 127.0.0.1 and
-// the SPICE address), writes a per-VM x509 dir and listens on a TLS port
-// as well. The Endpoint's TLSPort and HostSubject are set accordingly.
+// (subject O=spice-harness,CN=localhost; SANs localhost, 127.0.0.1, the
+// SPICE address and TLSNames), writes a per-VM x509 dir and listens on a
+// TLS port as well. The Endpoint's TLSPort and HostSubject are set accordingly.
 // Direct backend only: on libvirt, Start fails with an error matching
 // ErrUnsupported (and ErrInvalidConfig).
 func TLS(ca *CA) Option {
@@ -48,6 +50,45 @@ func TLSPort(port int) Option {
 	}
 }
 
+// TLSNames adds names to the server certificate TLS issues, next to
+// localhost, 127.0.0.1 and the SPICE address: DNS names (a wildcard
+// "*.tunnel.example" matches one label, as spice-gtk checks it) or IP
+// addresses. Clients that check the host name instead of a host-subject
+// (spicy-screenshot) need one when they reach qemu under another name,
+// such as a CONNECT proxy's signed tunnel host. It needs TLS.
+func TLSNames(names ...string) Option {
+	return func(c *config) error {
+		for _, n := range names {
+			if !validCertName(n) {
+				return configErr("TLSNames", n, "want a DNS name (labels of letters, digits and '-'; a leading \"*.\" for a wildcard) or an IP address")
+			}
+		}
+		c.tlsNames = append(c.tlsNames, names...)
+		return nil
+	}
+}
+
+func validCertName(n string) bool {
+	if net.ParseIP(n) != nil {
+		return true
+	}
+	n = strings.TrimPrefix(n, "*.")
+	if n == "" || len(n) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(n, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, r := range l {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // writeX509 issues the VM's server certificate and writes qemu's x509
 // dir. The dir is readable only by this user; the CA key never leaves
 // memory.
@@ -57,6 +98,7 @@ func (p *Process) writeX509() error {
 	if p.cfg.spiceAddr != "127.0.0.1" {
 		hosts = append(hosts, p.cfg.spiceAddr)
 	}
+	hosts = append(hosts, p.cfg.tlsNames...)
 	leaf, err := p.cfg.tlsCA.Issue(subject, hosts...)
 	if err != nil {
 		return fmt.Errorf("qemu: TLS: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"regexp"
+	"time"
 )
 
 // VM is one running qemu with a SPICE server, whatever started it. Both
@@ -31,6 +32,15 @@ type VM interface {
 	// disconnects every connected client, so nobody holding the old
 	// ticket stays in.
 	RotateTicket(ctx context.Context) (string, error)
+	// SetTicketFor sets a fresh random ticket that expires after d
+	// (rounded up to whole seconds, at least MinTicketLifetime): QMP
+	// set_password, then expire_password +N, as Proxmox does for each
+	// .vv it hands out. It returns the ticket and when it expires, N
+	// after the command; qemu counts whole seconds on two clocks, so new
+	// links are refused from within a second of that time on. Clients
+	// connected before keep their channels; a later SetTicket lifts the
+	// expiry.
+	SetTicketFor(ctx context.Context, d time.Duration) (ticket string, expires time.Time, err error)
 	// ExpireTicket expires the ticket now: every new link is refused
 	// until the next SetTicket or RotateTicket. Connected clients stay.
 	ExpireTicket(ctx context.Context) error

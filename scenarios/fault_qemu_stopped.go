@@ -28,6 +28,8 @@ func init() {
 			"not a hang, and after SIGCONT the live session carries on",
 		// A qemu process the scenario can stop (not a libvirt domain).
 		Options: []harness.Option{harness.Libvirt(""), harness.BackendTimeout(stoppedBackendTimeout)},
+		// A proxy with a backend deadline: one that links qemu itself.
+		Requires: []harness.Capability{harness.CapTerminatesSPICE},
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {
 			vm := env.VM(0)
 			p, ok := vm.VM.(*qemu.Process)

@@ -16,7 +16,8 @@ func init() {
 		Tier: Hardening,
 		Description: "qemu's ticket changed behind the proxy's back: the Go client gets PERMISSION_DENIED as its link result and spicy-screenshot " +
 			"ERROR_AUTH (the proxy answers only after qemu did); once the sources know the new ticket, links work again",
-		Needs: []string{needScreenshot},
+		Needs:    []string{needScreenshot},
+		Requires: []harness.Capability{harness.CapTerminatesSPICE},
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {
 			vm := env.VM(0)
 			// A new ticket on qemu only: the proxy (its store or its

@@ -14,6 +14,7 @@ func init() {
 	Register(Scenario{
 		Name:        "foreign-session",
 		Tier:        Hardening,
+		Requires:    []harness.Capability{harness.CapTerminatesSPICE},
 		Description: "a channel naming a session that is not its token's gets BAD_CONNECTION_ID; nothing reaches qemu",
 		Options:     []harness.Option{harness.VMs(2)},
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {

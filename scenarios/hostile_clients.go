@@ -27,7 +27,8 @@ func init() {
 		Tier: Hardening,
 		Description: "bad magic, a 4 GiB header after link, slowloris, garbage, 200 connect-and-close and a display that never reads, " +
 			"all at once beside a live session: the session keeps working, spicy-screenshot works after, both qemus stay alive",
-		Needs: []string{needScreenshot},
+		Needs:    []string{needScreenshot},
+		Requires: []harness.Capability{harness.CapTerminatesSPICE},
 		// The live session on one VM, the hostile channels in a session
 		// of the other: spice-server serves one session at a time.
 		Options: []harness.Option{harness.VMs(2), harness.HandshakeTimeout(hostileHandshake)},

@@ -14,6 +14,7 @@ func init() {
 	Register(Scenario{
 		Name:        "token-replay",
 		Tier:        Hardening,
+		Requires:    []harness.Capability{harness.CapTerminatesSPICE},
 		Description: "a used token opens no second session; nothing reaches qemu",
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {
 			vm := env.VM(0)

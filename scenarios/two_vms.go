@@ -15,6 +15,7 @@ func init() {
 	Register(Scenario{
 		Name:        "two-vms-isolated",
 		Tier:        Hardening,
+		Requires:    []harness.Capability{harness.CapTerminatesSPICE},
 		Description: "a token for one VM reaches that VM only; the other VM's token (in a session of its own) cannot join its session, and nothing reaches qemu",
 		Options:     []harness.Option{harness.VMs(2)},
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {

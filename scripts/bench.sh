@@ -83,6 +83,9 @@ fi
 rc=0
 ./bin/spice-bench "${flags[@]}" "${extra[@]}" | tee -a "$out" || rc=$?
 
+# The CONNECT tunnel's real-client ratio: a separate script (scripts/bench-tunnel.sh).
+bash scripts/bench-tunnel.sh "$quick" | tee -a "$out" || rc=1
+
 if [ "$make_test" = 1 ]; then
   t0=$(date +%s)
   # -count=1: every test really runs (no cached results).

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spiceharness/spiceharness/harness"
 	"github.com/spiceharness/spiceharness/internal/shell"
+	"github.com/spiceharness/spiceharness/proxy/spice"
 	"github.com/spiceharness/spiceharness/scenarios"
 )
 
@@ -23,6 +25,8 @@ type targetFlags struct {
 	externalAPI, externalOut, externalReload string
 	externalTTL                              time.Duration
 	exec, execReload                         string
+	connectProxy                             string
+	squid                                    bool
 }
 
 func (f *targetFlags) add(cmd *cobra.Command) {
@@ -33,15 +37,26 @@ func (f *targetFlags) add(cmd *cobra.Command) {
 	fl.DurationVar(&f.externalTTL, "external-token-ttl", 0, "with --external-api: its token lifetime, when known (or HARNESS_EXTERNAL_TOKEN_TTL)")
 	fl.StringVar(&f.exec, "exec", "", "start this proxy per lane (placeholders {sources} {dir} {plain_port} {tls_port} {api_port} {api} {token_ttl}; or HARNESS_EXEC); its API token: HARNESS_EXEC_TOKEN")
 	fl.StringVar(&f.execReload, "exec-reload", "", "with --exec: how it learns a rewritten sources.yaml: file (default), sighup or restart")
+	fl.StringVar(&f.connectProxy, "connect-proxy", "", "drive the HTTP CONNECT proxy at this URL, http://HOST:PORT (or HARNESS_CONNECT_PROXY); it must let CONNECT through to the consoles")
+	fl.BoolVar(&f.squid, "squid", false, "drive Debian's squid as a CONNECT proxy, started per lane with CONNECT allowed only to the console ports (or HARNESS_SQUID=1)")
 }
 
 // option returns the target option the flags ask for, nil for the
 // default (the environment, then the in-process proxy), and the flags
 // that select it again (for repro lines; no secrets).
 func (f *targetFlags) option() (harness.Option, []string, error) {
+	var picked []string
+	for _, p := range []struct {
+		flag string
+		set  bool
+	}{{"--external-api", f.externalAPI != ""}, {"--exec", f.exec != ""}, {"--connect-proxy", f.connectProxy != ""}, {"--squid", f.squid}} {
+		if p.set {
+			picked = append(picked, p.flag)
+		}
+	}
 	switch {
-	case f.externalAPI != "" && f.exec != "":
-		return nil, nil, usageError(errString("--external-api and --exec each pick the proxy under test: give one"))
+	case len(picked) > 1:
+		return nil, nil, usageError(fmt.Errorf("%s each pick the proxy under test: give one", strings.Join(picked, " and ")))
 	case f.externalAPI != "":
 		kc := harness.KerbsideConfig{API: f.externalAPI, SourcesPath: f.externalOut, ReloadCommand: f.externalReload, TokenTTL: f.externalTTL,
 			Token: os.Getenv(harness.EnvExternalToken), User: os.Getenv(harness.EnvExternalUser), Password: os.Getenv(harness.EnvExternalPassword)}
@@ -71,6 +86,13 @@ func (f *targetFlags) option() (harness.Option, []string, error) {
 			args = append(args, "--exec-reload", f.execReload)
 		}
 		return harness.WithTarget(harness.Exec(harness.ExecConfig{Command: f.exec, Reload: f.execReload, Token: os.Getenv("HARNESS_EXEC_TOKEN")})), args, nil
+	case f.connectProxy != "":
+		if _, _, err := spice.ParseProxyURL(f.connectProxy); err != nil {
+			return nil, nil, usageError(fmt.Errorf("--connect-proxy %q: want http://HOST:PORT", redactProxyURL(f.connectProxy)))
+		}
+		return harness.WithTarget(harness.ConnectProxy(harness.ConnectProxyConfig{URL: f.connectProxy})), []string{"--connect-proxy", redactProxyURL(f.connectProxy)}, nil
+	case f.squid:
+		return harness.WithTarget(harness.ConnectProxy(harness.ConnectProxyConfig{Squid: true})), []string{"--squid"}, nil
 	}
 	return nil, nil, nil
 }
@@ -102,7 +124,13 @@ The proxy under test is this repository's in-process proxy unless:
   --exec 'COMMAND {sources} …'
       a proxy the harness starts per lane and supervises: if it dies, the
       running scenario fails at once with its exit status and log tail,
-      and the next lane starts a new one.
+      and the next lane starts a new one;
+  --connect-proxy http://HOST:PORT, or --squid
+      an HTTP CONNECT proxy (oVirt's squid, Proxmox's spiceproxy): the
+      harness writes each .vv itself (proxy=, the console's address and
+      port, a fresh qemu ticket valid 30 s); --squid starts Debian's squid
+      per lane, allowing CONNECT only to the console ports. Scenarios about
+      a terminating proxy (tokens, sessions) are skipped.
 A scenario that needs a capability the target lacks (terminate, metrics, …)
 is skipped and says which. Secrets come from the environment only
 (HARNESS_EXTERNAL_TOKEN, HARNESS_EXTERNAL_USER/PASSWORD, HARNESS_EXEC_TOKEN).
@@ -313,4 +341,12 @@ func reproCommand(name string, cmd *cobra.Command, targetArgs []string) string {
 		line = "cd " + shell.Quote(filepath.Clean(wd)) + " && " + line
 	}
 	return line
+}
+
+// redactProxyURL hides a password in a proxy URL (repro lines, errors).
+func redactProxyURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	return "(unparsable URL)"
 }

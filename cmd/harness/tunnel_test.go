@@ -15,7 +15,6 @@ import (
 
 	"github.com/spiceharness/spiceharness/harness"
 	"github.com/spiceharness/spiceharness/internal/testenv"
-	"github.com/spiceharness/spiceharness/proxy/api"
 	"github.com/spiceharness/spiceharness/proxy/tunnel"
 	"github.com/spiceharness/spiceharness/proxy/vv"
 )
@@ -133,11 +132,12 @@ func TestIntegrationUpTunnel(t *testing.T) {
 	}
 
 	raw, f := fetchFile(t, c.TunnelVVURL)
-	proxyURL, _ := f.Get(api.KeyProxy)
+	proxyURL := f.Proxy
 	if want := fmt.Sprintf("http://127.0.0.1:%d", r.Proxy.ConnectPort); proxyURL != want {
 		t.Fatalf("unexpected proxy= (-want +got):\n-%s\n+%s", want, proxyURL)
 	}
-	if _, err := tunnel.Decode(f.Host); err != nil || f.Port != 0 || f.TLSPort == 0 || f.CA == "" || f.HostSubject == "" {
+	label, _, _ := strings.Cut(f.Host, ".") // LABEL.tunnel.spice-harness.test
+	if _, err := tunnel.Decode(label); err != nil || f.Port != 0 || f.TLSPort == 0 || f.CA == "" || f.HostSubject == "" {
 		t.Fatalf("tunnel .vv does not describe qemu's TLS port (only), CA and subject behind a signed host: %v (%v)", f, err)
 	}
 	rv, err := harness.StartRemoteViewer(ctx, raw, f.Title, t.TempDir())

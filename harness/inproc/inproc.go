@@ -11,7 +11,9 @@
 // It offers every capability of harness.Target: direct `.vv`, terminate,
 // session state, metrics, audit, a token clock the test moves, known
 // backend and handshake deadlines, idle waits, graceful shutdown and API
-// restarts. Package harness itself does not import it, so a proxy
+// restarts; with harness.ConnectListen also tunnel `.vv` files (its
+// CONNECT listener, signed hosts on a clock the test moves, a fresh qemu
+// ticket per `.vv`). Package harness itself does not import it, so a proxy
 // author's tests that drive their own proxy do not build this one.
 package inproc
 
@@ -66,7 +68,11 @@ func New(opts ...Option) harness.NewTarget {
 		o(&c)
 	}
 	return func(s harness.Settings) (harness.Target, error) {
-		return &Target{cfg: c, settings: s}, nil
+		t := &Target{cfg: c, settings: s}
+		if s.ConnectAddr != "" {
+			return tunnelTarget{t}, nil
+		}
+		return t, nil
 	}
 }
 
@@ -78,8 +84,9 @@ type Target struct {
 	settings harness.Settings
 	env      *harness.Env
 
-	offset atomic.Int64 // the token clock's lead over the wall clock, ns
-	d      *daemon.Daemon
+	offset  atomic.Int64 // the token clock's lead over the wall clock, ns
+	tOffset atomic.Int64 // the tunnel clock's (signed hosts), ns
+	d       *daemon.Daemon
 
 	mu     sync.Mutex
 	loaded map[static.Key]static.Console
@@ -87,8 +94,13 @@ type Target struct {
 
 // Of returns the in-process target of env, if that is env's target.
 func Of(env *harness.Env) (*Target, bool) {
-	t, ok := env.Target().(*Target)
-	return t, ok
+	switch t := env.Target().(type) {
+	case *Target:
+		return t, true
+	case tunnelTarget:
+		return t.Target, true
+	}
+	return nil, false
 }
 
 // Proxy is the lane's proxy.
@@ -107,6 +119,8 @@ func (t *Target) InProcess() {}
 
 func (t *Target) now() time.Time { return time.Now().Add(time.Duration(t.offset.Load())) }
 
+func (t *Target) tunnelNow() time.Time { return time.Now().Add(time.Duration(t.tOffset.Load())) }
+
 func (t *Target) Start(ctx context.Context, env *harness.Env) error {
 	s := t.settings
 	t.env = env
@@ -116,11 +130,18 @@ func (t *Target) Start(ctx context.Context, env *harness.Env) error {
 		MaxHandshakes: s.MaxHandshakes, MaxHandshakesPerSource: s.MaxHandshakesPerSource,
 		AuditLogger: s.Logger, Now: t.now,
 	}
-	if len(t.cfg.configure) > 0 {
-		cfg.Configure = func(p *proxy.Proxy) {
-			for _, f := range t.cfg.configure {
-				f(p)
-			}
+	tunnels := s.ConnectAddr != ""
+	if tunnels {
+		// Proxmox's way: a fresh, short-lived qemu ticket per tunnel .vv.
+		cfg.TunnelTicket = env.TunnelTicket
+	}
+	cfg.Configure = func(p *proxy.Proxy) {
+		if tunnels {
+			p.Tunnel.Domain = s.TunnelDomain
+			p.Tunnel.Now = t.tunnelNow
+		}
+		for _, f := range t.cfg.configure {
+			f(p)
 		}
 	}
 	d, err := daemon.New(cfg)
@@ -299,3 +320,34 @@ func (t *Target) Close() error {
 
 // TerminatesSPICE: the proxy swaps its own credential for qemu's ticket.
 func (t *Target) TerminatesSPICE() {}
+
+// tunnelTarget is the in-process target of a lane with ConnectListen:
+// the proxy also serves HTTP CONNECT tunnels, its API tunnel `.vv` files
+// with a fresh qemu ticket each (Env.TunnelTicket), hosts signed under
+// the lane's TunnelDomain.
+type tunnelTarget struct{ *Target }
+
+// TunnelVV fetches the API's tunnel `.vv` (capability tunnel-vv).
+func (t tunnelTarget) TunnelVV(ctx context.Context, k static.Key) (*harness.VVResponse, error) {
+	return t.client().VV(ctx, harness.Tunnel, k)
+}
+
+// TunnelTicketTTL is the lifetime of the tickets the lane sets per
+// tunnel `.vv` (capability tunnel-ticket-ttl).
+func (t tunnelTarget) TunnelTicketTTL() time.Duration { return t.settings.TunnelTicketTTL }
+
+// TunnelHostTTL is how long a signed host opens tunnels (capability
+// signed-hosts).
+func (t tunnelTarget) TunnelHostTTL() time.Duration {
+	if t.d != nil && t.d.Proxy().Tunnel.HostTTL > 0 {
+		return t.d.Proxy().Tunnel.HostTTL
+	}
+	return proxy.DefaultTunnelHostTTL
+}
+
+// AdvanceTunnelClock moves the clock the CONNECT listener signs and
+// checks hosts with forward by d: hosts expire as if d had passed.
+func (t tunnelTarget) AdvanceTunnelClock(d time.Duration) error {
+	t.tOffset.Add(int64(d))
+	return nil
+}

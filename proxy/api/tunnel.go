@@ -21,8 +21,8 @@ import (
 const RouteTunnelVV = "/console/tunnel/{source}/{uuid}/console.vv"
 
 // KeyProxy is the .vv key naming the HTTP proxy spice-gtk sends CONNECT
-// to ("http://HOST:PORT").
-const KeyProxy = "proxy"
+// to ("http://HOST:PORT"); vv.File keeps it in its Proxy field.
+const KeyProxy = vv.KeyProxy
 
 // EventTunnelVV is the audit event of a tunnel .vv served: a ticket and
 // a signed host were handed to a client.
@@ -113,6 +113,6 @@ func (s *Server) tunnelVV(w http.ResponseWriter, r *http.Request) {
 	if proxyHost == "" {
 		proxyHost = DefaultProxyHost
 	}
-	f.Set(KeyProxy, vv.Escape("http://"+net.JoinHostPort(proxyHost, strconv.Itoa(ep.Port))))
+	f.Proxy = "http://" + net.JoinHostPort(proxyHost, strconv.Itoa(ep.Port))
 	s.writeVV(w, r, f)
 }

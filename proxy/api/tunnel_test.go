@@ -128,12 +128,7 @@ func (e *tunnelEnv) fetch(uuid string) *vv.File {
 // password, end to end with the console.
 func linkThrough(t *testing.T, f *vv.File, port int, secure bool) error {
 	t.Helper()
-	raw, _ := f.Get(api.KeyProxy)
-	proxyURL, err := vv.Unescape(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := net.Dial("tcp", strings.TrimPrefix(proxyURL, "http://"))
+	c, err := net.Dial("tcp", strings.TrimPrefix(f.Proxy, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,12 +173,12 @@ func TestTunnelVV(t *testing.T) {
 	f := e.fetch("tls")
 	want := vv.File{Type: "spice", Host: f.Host, TLSPort: e.tlsCon.SecurePort, Password: tunnelTicket,
 		CA: string(e.ca.CertPEM), HostSubject: e.tlsCon.HostSubject, Title: "vm-tls via CONNECT tunnel", DeleteThisFile: true,
-		Extra: []vv.Entry{{Key: "proxy", Value: fmt.Sprintf("http://127.0.0.1:%d", e.proxy.ConnectAddr().Port)}}}
+		Proxy: fmt.Sprintf("http://127.0.0.1:%d", e.proxy.ConnectAddr().Port)}
 	if diff := cmp.Diff(want.String(), f.String()); diff != "" || f.Password != tunnelTicket || f.CA != want.CA {
 		t.Fatalf("unexpected tunnel .vv (-want +got):\n%s", diff)
 	}
-	if got, _ := f.Get(api.KeyProxy); got != want.Extra[0].Value { // String redacts proxy=
-		t.Errorf("unexpected proxy= (-want +got):\n-%s\n+%s", want.Extra[0].Value, got)
+	if f.Proxy != want.Proxy { // String redacts proxy=
+		t.Errorf("unexpected proxy= (-want +got):\n-%s\n+%s", want.Proxy, f.Proxy)
 	}
 	if _, err := tunnel.Decode(f.Host); err != nil {
 		t.Fatalf("host is not a signed tunnel host: %v", err)

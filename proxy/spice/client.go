@@ -6,9 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -71,6 +69,14 @@ type Dialer struct {
 
 	// Password is the ticket (or a proxy token). Never logged.
 	Password string
+
+	// Proxy, when set, is an HTTP proxy ("http://HOST:PORT", as a .vv's
+	// proxy= or SPICE_PROXY) that every channel goes through: CONNECT
+	// Host:port (Host passed through unchanged, so it may be a name only
+	// the proxy understands), a 2xx answer, then the link, TLS end to end
+	// with the server on the TLS port. A refusal fails the channel at
+	// StepProxy with a *ProxyError. See DialProxy.
+	Proxy string
 
 	// CA verifies the TLS server (nil: the system roots). HostSubject,
 	// when set, replaces the host name check with spice-gtk's exact,
@@ -150,10 +156,9 @@ func (d *Dialer) dialOnce(ctx context.Context, connID uint32, t ChannelType, id 
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.timeout())
 	defer cancel()
-	var nd net.Dialer
-	conn, err := nd.DialContext(ctx, "tcp", net.JoinHostPort(d.Host, strconv.Itoa(port)))
+	conn, step, err := d.dialTCP(ctx, port)
 	if err != nil {
-		return nil, fail(StepDial, err)
+		return nil, fail(step, err)
 	}
 	if secure {
 		name := d.ServerName

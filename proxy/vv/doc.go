@@ -1,7 +1,8 @@
 // Package vv reads and writes virt-viewer (.vv) files, the INI files that
 // remote-viewer opens: a mandatory [virt-viewer] group with type, host,
 // port, tls-port, password, ca, host-subject, title, delete-this-file,
-// secure-channels and whatever other keys and groups a writer adds.
+// secure-channels, proxy and whatever other keys and groups a writer
+// adds.
 //
 // Typical use, in a test that fetched a console.vv from the API:
 //

@@ -23,10 +23,11 @@ const (
 	KeyTitle          = "title"
 	KeyDeleteThisFile = "delete-this-file"
 	KeySecureChannels = "secure-channels"
+	KeyProxy          = "proxy"
 )
 
 var fieldKeys = []string{KeyType, KeyHost, KeyPort, KeyTLSPort, KeyPassword, KeyCA, KeyHostSubject, KeyTitle,
-	KeyDeleteThisFile, KeySecureChannels}
+	KeyDeleteThisFile, KeySecureChannels, KeyProxy}
 
 func isFieldKey(k string) bool {
 	for _, f := range fieldKeys {
@@ -74,6 +75,12 @@ type File struct {
 	// SecureChannels lists the channels that go straight to TLSPort
 	// ("main", "display", … or "all"); written as a GKeyFile list.
 	SecureChannels []string
+	// Proxy is the HTTP proxy the client reaches the endpoint through
+	// ("http://HOST:PORT"): spice-gtk sends it `CONNECT host:port` for
+	// every channel, then speaks SPICE (TLS first on the TLS port) over
+	// the tunnel. "" for none. Treated as a secret in String and
+	// LogValue: a proxy URL may carry user:password.
+	Proxy string
 
 	// Extra holds every other key of [virt-viewer] in file order, with
 	// its raw value (escapes kept; see Entry).
@@ -188,6 +195,7 @@ func (f File) String() string {
 	if len(f.SecureChannels) > 0 {
 		add(KeySecureChannels, fmt.Sprintf("%q", f.SecureChannels))
 	}
+	str(KeyProxy, f.Proxy)
 	for _, e := range f.Extra {
 		add(e.Key, strconv.Quote(redact(e.Key, e.Value)))
 	}
@@ -253,6 +261,7 @@ func (f File) LogValue() slog.Value {
 	if len(f.SecureChannels) > 0 {
 		attrs = append(attrs, slog.String(KeySecureChannels, strings.Join(f.SecureChannels, ";")))
 	}
+	str(KeyProxy, f.Proxy)
 	for _, e := range f.Extra {
 		attrs = append(attrs, slog.String(e.Key, redact(e.Key, e.Value)))
 	}
@@ -272,6 +281,7 @@ func (f File) redacted() File {
 	if c.Password != "" {
 		c.Password = redactedText
 	}
+	c.Proxy = redact(KeyProxy, c.Proxy)
 	c.SecureChannels = append([]string(nil), f.SecureChannels...)
 	c.Extra = redactEntries(f.Extra)
 	c.Groups = nil

@@ -110,6 +110,7 @@ func (g *gen) file() *File {
 		Title:          g.opt(20),
 		DeleteThisFile: g.r.IntN(2) == 0,
 		SecureChannels: g.list(),
+		Proxy:          g.opt(16),
 		Extra:          g.entries(false),
 	}
 	if g.r.IntN(3) == 0 {

@@ -141,6 +141,7 @@ func TestGLibReadsRender(t *testing.T) {
 		str(KeyCA, f.CA)
 		str(KeyHostSubject, f.HostSubject)
 		str(KeyTitle, f.Title)
+		str(KeyProxy, f.Proxy)
 		if f.Port != 0 {
 			str(KeyPort, strconv.Itoa(f.Port))
 		}

@@ -261,6 +261,8 @@ func (f *File) setField(e rawEntry) error {
 		}
 		f.SecureChannels = items
 		return nil
+	case KeyProxy:
+		return str(&f.Proxy)
 	}
 	f.Extra = append(f.Extra, e.Entry)
 	return nil

@@ -11,9 +11,9 @@ import (
 func TestSecretsRedacted(t *testing.T) {
 	const secret = "S3cretT0kenValue"
 	f := File{Type: "spice", Host: "127.0.0.1", Port: 5900, Password: secret, CA: "PEM", Title: "vm0",
-		SecureChannels: []string{"main"},
-		Extra:          []Entry{{"fullscreen", "1"}, {"proxy", "http://u:" + secret + "@h"}, {"x-auth-token", secret}},
-		Groups:         []Group{{Name: "ovirt", Entries: []Entry{{"jsessionid", secret}, {"sso-token", secret}, {"host", "e"}}}}}
+		SecureChannels: []string{"main"}, Proxy: "http://u:" + secret + "@h",
+		Extra:  []Entry{{"fullscreen", "1"}, {"x-auth-token", secret}},
+		Groups: []Group{{Name: "ovirt", Entries: []Entry{{"jsessionid", secret}, {"sso-token", secret}, {"host", "e"}}}}}
 	type wrapper struct{ F File }
 	var outs []string
 	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%d", "%x", "%X", "%10.3s", "%T"} {

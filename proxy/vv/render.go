@@ -13,7 +13,7 @@ var ErrRender = errors.New("vv: cannot render")
 
 // Render writes f as GLib's GKeyFile would: the [virt-viewer] group with
 // type first, then host, port, tls-port, password, ca, host-subject,
-// title, delete-this-file, secure-channels (each only when set), then the
+// title, delete-this-file, secure-channels, proxy (each only when set), then the
 // Extra keys in order, then the other groups, each after a blank line.
 // Strings are escaped as g_key_file_set_string escapes them (see Escape),
 // secure-channels as g_key_file_set_string_list does, numbers in decimal.
@@ -75,6 +75,9 @@ func Render(f *File) ([]byte, error) {
 			}
 		}
 		put(KeySecureChannels, EscapeList(f.SecureChannels))
+	}
+	if err := str(KeyProxy, f.Proxy); err != nil {
+		return nil, err
 	}
 	if err := renderEntries(&b, MainGroup, f.Extra, true); err != nil {
 		return nil, err

@@ -1,0 +1,59 @@
+package scenarios_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/spiceharness/spiceharness/harness"
+	"github.com/spiceharness/spiceharness/internal/testenv"
+	"github.com/spiceharness/spiceharness/scenarios"
+)
+
+// TestScenariosSquid runs every registered scenario with Debian's squid
+// as the proxy under test (harness.ConnectProxy, a squid per lane
+// allowing CONNECT only to the lane's console ports): the CONNECT family
+// next to the terminating one in the same run. Scenarios about a
+// terminating proxy (tokens, sessions, its listeners and API) or signed
+// hosts are skipped, naming the capability squid lacks; the rest, the
+// tunnel scenarios among them, run through squid with real clients.
+func TestScenariosSquid(t *testing.T) {
+	testenv.Short(t)
+	for _, v := range []string{harness.EnvExternalAPI, harness.EnvExec, harness.EnvConnectProxy, harness.EnvSquid} {
+		if os.Getenv(v) != "" {
+			t.Skipf("%s picks the proxy under test: TestScenarios runs against it", v)
+		}
+	}
+	if _, err := exec.LookPath("squid"); err != nil {
+		if _, err := os.Stat("/usr/sbin/squid"); err != nil {
+			testenv.Missing(t, "squid", "install it with `make deps` (Debian package squid)")
+		}
+	}
+	squid := harness.WithTarget(harness.ConnectProxy(harness.ConnectProxyConfig{Squid: true}))
+	for _, s := range scenarios.All() {
+		t.Run(s.Name, func(t *testing.T) {
+			t.Parallel()
+			why, err := scenarios.Skip(s, squid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if why != "" {
+				t.Skip(why)
+			}
+			if why := scenarios.Missing(s); why != "" {
+				testenv.Missing(t, why, "run make deps")
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), scenarios.DefaultTimeout)
+			defer cancel()
+			env := harness.Start(t, append([]harness.Option{squid}, s.Options...)...)
+			sctx, stop := env.Context(ctx)
+			defer stop()
+			start := time.Now()
+			t.Logf("tier %s, proxy under test %s", s.Tier, env.Target().Name())
+			s.Run(sctx, t, env)
+			t.Logf("%s: %v", s.Name, time.Since(start))
+		})
+	}
+}
