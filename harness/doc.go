@@ -1,64 +1,92 @@
-// Package harness runs a SPICE test lane: it boots qemu VMs with fresh
-// tickets, writes their Kerbside `type: static` source (into the console
-// store and as sources.yaml), and serves them through the in-process
-// SPICE proxy and `.vv` API — or, with External, drives a proxy it did
-// not start.
+// Package harness runs a SPICE test lane against a proxy under test: it
+// boots qemu VMs with fresh tickets (set over QMP, never on a command
+// line), writes their Kerbside `type: static` source as sources.yaml, has
+// the proxy under test (a Target) serve them, and gives scenarios what
+// they need to drive it with real SPICE clients.
+//
+// The proxy under test is this repository's in-process proxy when
+// package harness/inproc is linked in (it registers itself as the
+// default), or one chosen with WithTarget:
+//
+//	Exec(ExecConfig{Command: "./myproxy --sources {sources} --api 127.0.0.1:{api_port} …"})
+//	                      // started per lane and supervised
+//	Kerbside(KerbsideConfig{API: url, SourcesPath: path})
+//	                      // a deployment reached over HTTP (Kerbside's dialect)
+//	ConnectProxy(ConnectProxyConfig{…})
+//	                      // an HTTP CONNECT proxy (squid per lane, or yours)
+//
+// A Target has a few duties (start, load the consoles, mint a proxy
+// `.vv`, stop) and optional capabilities (terminate, metrics, a token
+// clock, …; see Capability). Importing this package builds none of this
+// repository's proxy, its API, gorilla/mux or Prometheus into a proxy
+// author's test binary.
 //
 // In a test:
 //
+//	import _ "github.com/spiceharness/spiceharness/harness/inproc" // or WithTarget(…)
+//
 //	func TestMine(t *testing.T) {
-//		env := harness.Start(t, harness.VMs(2))    // cleanup registered
+//		env := harness.Start(t, harness.VMs(2))           // cleanup registered
 //		vm := env.VM(0)
-//		s, f, err := env.Connect(ctx, harness.Proxy, vm) // fetch console.vv, link main
-//		…
-//		img, err := env.ScreenshotProxy(ctx, vm)   // spicy-screenshot through the proxy
+//		s, f, err := env.Connect(ctx, harness.Proxy, vm)  // fetch a proxy .vv, link main
+//		_, inputs, _, err := harness.OpenAll(ctx, s)      // display, inputs, cursor
+//		img, err := env.ScreenshotProxy(ctx, vm)          // spicy-screenshot through the proxy
 //		rv, err := env.RemoteViewer(ctx, harness.Proxy, vm) // remote-viewer under Xvfb
+//		w := vm.WatchConnections(); …; w.Barrier(ctx)     // "nothing reached qemu", proven
 //	}
 //
 // For a person (`harness up`): env, err := harness.Up(ctx, opts...); defer
-// env.Close(). In front of hand-launched qemu (`harness serve`):
-// harness.Serve(ctx, "sources.yaml", opts...), which reloads the file when
-// it changes.
+// env.Close().
 //
-// Start routes progress, the proxy's audit events and the VMs' serial
-// output to t.Logf. When the test fails, it logs each VM's serial and qemu
-// log tails, the proxy audit log and a copy-pasteable command that reruns
-// just that test. Close leaves no process, socket or temp dir: qemu, Xvfb,
-// remote-viewer and spicy-screenshot run in their own process groups with
-// a parent-death signal, so even a SIGKILLed test binary leaves nothing.
+// Start routes progress, the proxy's log and the VMs' serial output to
+// t.Logf, and skips under `go test -short`. When the test fails, it logs
+// each VM's serial and qemu log tails, the proxy's audit log or log tail
+// and a copy-pasteable command that reruns just that test against the same
+// target (secrets named by their variable, never printed). Env.Context
+// gives a context that ends at once, with the cause, when the proxy under
+// test dies. Close leaves no process, socket or temp dir: qemu, Xvfb,
+// remote-viewer, spicy-screenshot and an exec target run in their own
+// process groups with a parent-death signal, so even a SIGKILLed test
+// binary leaves nothing.
 //
 // # Options and environment
 //
 // Explicit options beat HARNESS_* variables, which beat the defaults.
 //
-//	option            variable                   default
-//	VMs(n)            HARNESS_VMS                1
-//	Accel(a)          HARNESS_ACCEL (qemu)       auto: TCG for the built-in guest
-//	Libvirt(uri)      HARNESS_LIBVIRT            none: qemu child processes
-//	TLSBackends()     HARNESS_TLS_BACKENDS=1     qemu serves plain SPICE only
-//	TokenTTL(d)       HARNESS_TOKEN_TTL          60s
-//	Timeout(d)        HARNESS_TIMEOUT            2m (booting the lane)
-//	External(u,t,p)   HARNESS_EXTERNAL_API,      none: the in-process proxy
-//	                  HARNESS_EXTERNAL_TOKEN,
-//	                  HARNESS_EXTERNAL_SOURCES
-//	WithTarget(       HARNESS_CONNECT_PROXY=URL, none: the in-process proxy
-//	 ConnectProxy(c)) or HARNESS_SQUID=1
-//	TunnelTicketTTL(d) –                         30s: tunnel .vv tickets
-//	Keep()            HARNESS_KEEP=1             state dir removed by Close
-//	–                 HARNESS_QEMU               qemu-system-x86_64 from PATH
-//	–                 HARNESS_STATE_DIR          os.TempDir(), for qemu's state
-//	AllowPlain(), APIKey(k), Firewall(m), Source(name), Listen(…),
-//	ConnectListen(a), QemuOptions(…), Logger(l), ProxyLogger(l): no
-//	variable.
+//	option              variable                     default
+//	VMs(n)              HARNESS_VMS                  1
+//	Accel(a)            HARNESS_ACCEL (qemu)         auto: TCG for the built-in guest
+//	Libvirt(uri)        HARNESS_LIBVIRT              none: qemu child processes
+//	TLSBackends()       HARNESS_TLS_BACKENDS=1       qemu serves plain SPICE only
+//	TokenTTL(d)         HARNESS_TOKEN_TTL            60s
+//	Timeout(d)          HARNESS_TIMEOUT              2m (booting the lane)
+//	WithTarget(Exec)    HARNESS_EXEC,                the default target
+//	                    HARNESS_EXEC_TOKEN
+//	WithTarget(Kerbside)/External
+//	                    HARNESS_EXTERNAL_API,        the default target
+//	                    HARNESS_EXTERNAL_SOURCES,
+//	                    HARNESS_EXTERNAL_TOKEN (or _USER and _PASSWORD),
+//	                    HARNESS_EXTERNAL_RELOAD, HARNESS_EXTERNAL_TOKEN_TTL
+//	WithTarget(ConnectProxy)
+//	                    HARNESS_CONNECT_PROXY=URL,   the default target
+//	                    or HARNESS_SQUID=1
+//	TunnelTicketTTL(d)  –                            30s: tunnel .vv tickets
+//	Keep()              HARNESS_KEEP=1               state dir removed by Close
+//	–                   HARNESS_QEMU                 qemu-system-x86_64 from PATH
+//	–                   HARNESS_STATE_DIR            os.TempDir(), for qemu's state
+//	AllowPlain(), APIKey(k), BackendTimeout(d), HandshakeTimeout(d),
+//	HandshakeLimits(n, m), Source(name), Listen(…), ConnectListen(a),
+//	QemuOptions(…), Logger(l), ProxyLogger(l): no variable.
 //
 // # Secrets
 //
 // Tickets and tokens appear only on the wire, in `.vv` files (0600) and in
 // sources.yaml (0600, it is the ticket carrier by design) — never in logs,
-// JSON or argv, with one documented exception: spicy-screenshot accepts a
-// password only as -w, so Screenshot is only ever handed single-use
-// credentials (a proxy token consumed by the capture, or a temporary qemu
-// ticket that ScreenshotDirect replaces right after the capture).
+// JSON, reports or argv, with one documented exception: spicy-screenshot
+// accepts a password only as -w, so Screenshot is only ever handed
+// single-use credentials (a proxy token consumed by the capture, or a
+// temporary qemu ticket that ScreenshotDirect replaces right after the
+// capture).
 //
 // It is not a test framework of its own: scenarios (package scenarios) are
 // plain functions over an Env, run by go test and by `harness run`.
