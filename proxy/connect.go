@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -168,17 +167,7 @@ func (p *Proxy) ServeConnect(ln net.Listener) error {
 }
 
 func (p *Proxy) trackConnect(ln net.Listener) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closing {
-		ln.Close()
-		return ErrClosed
-	}
-	p.listeners[ln] = struct{}{}
-	if a, ok := ln.Addr().(*net.TCPAddr); ok {
-		p.tun.addr = a
-	}
-	return nil
+	return p.trackListener(ln, func(a *net.TCPAddr) { p.tun.addr = a })
 }
 
 // ConnectAddr is the CONNECT listener's address (nil before StartConnect).
@@ -189,21 +178,13 @@ func (p *Proxy) ConnectAddr() *net.TCPAddr { p.mu.Lock(); defer p.mu.Unlock(); r
 func (p *Proxy) connectAcceptLoop(ln net.Listener) {
 	var backoff time.Duration
 	for {
-		c, err := ln.Accept()
-		if err != nil {
-			p.mu.Lock()
-			closing := p.closing
-			_, tracked := p.listeners[ln]
-			p.mu.Unlock()
-			if closing || !tracked || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			p.Logger.Warn("accept failed", "listener", ln.Addr().String(), "err", err, "retry_in", backoff)
-			time.Sleep(backoff)
+		c, ok := p.accept(ln, &backoff)
+		if !ok {
+			return
+		}
+		if c == nil {
 			continue
 		}
-		backoff = 0
 		select {
 		case p.tun.pending <- struct{}{}:
 		default:

@@ -17,22 +17,13 @@ func (p *Proxy) acceptLoop(ln net.Listener, secure bool) error {
 	var backoff time.Duration
 	lst := listenerName(secure)
 	for {
-		c, err := ln.Accept()
-		if err != nil {
-			p.mu.Lock()
-			closing := p.closing
-			_, tracked := p.listeners[ln]
-			p.mu.Unlock()
-			if closing || !tracked || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			// Temporary errors (EMFILE…): back off, never spin.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			p.Logger.Warn("accept failed", "listener", ln.Addr().String(), "err", err, "retry_in", backoff)
-			time.Sleep(backoff)
+		c, ok := p.accept(ln, &backoff)
+		if !ok {
+			return nil
+		}
+		if c == nil {
 			continue
 		}
-		backoff = 0
 		src := sourceOf(c)
 		p.mu.Lock()
 		if p.closing {
@@ -172,4 +163,26 @@ func (p *Proxy) untrackConnLocked(c net.Conn) {
 			delete(p.perSource, src)
 		}
 	}
+}
+
+// accept takes the next connection of ln. It returns ok false once ln is
+// closed (or the proxy closing), and a nil conn after a temporary error
+// (EMFILE…), having backed off: an accept loop never spins.
+func (p *Proxy) accept(ln net.Listener, backoff *time.Duration) (net.Conn, bool) {
+	c, err := ln.Accept()
+	if err == nil {
+		*backoff = 0
+		return c, true
+	}
+	p.mu.Lock()
+	closing := p.closing
+	_, tracked := p.listeners[ln]
+	p.mu.Unlock()
+	if closing || !tracked || errors.Is(err, net.ErrClosed) {
+		return nil, false
+	}
+	*backoff = min(max(2**backoff, 5*time.Millisecond), time.Second)
+	p.Logger.Warn("accept failed", "listener", ln.Addr().String(), "err", err, "retry_in", *backoff)
+	time.Sleep(*backoff)
+	return nil, true
 }

@@ -285,6 +285,18 @@ func (p *Proxy) Serve(ln net.Listener, secure bool) error {
 var ErrClosed = errors.New("proxy: closed")
 
 func (p *Proxy) track(ln net.Listener, secure bool) error {
+	return p.trackListener(ln, func(a *net.TCPAddr) {
+		if secure {
+			p.tlsAddr = a
+		} else {
+			p.plainAddr = a
+		}
+	})
+}
+
+// trackListener records ln (Shutdown closes it) and gives its address to
+// set, under p.mu; ErrClosed when the proxy is closing.
+func (p *Proxy) trackListener(ln net.Listener, set func(*net.TCPAddr)) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closing {
@@ -293,11 +305,7 @@ func (p *Proxy) track(ln net.Listener, secure bool) error {
 	}
 	p.listeners[ln] = struct{}{}
 	if a, ok := ln.Addr().(*net.TCPAddr); ok {
-		if secure {
-			p.tlsAddr = a
-		} else {
-			p.plainAddr = a
-		}
+		set(a)
 	}
 	return nil
 }

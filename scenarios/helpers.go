@@ -180,3 +180,25 @@ func dialLink(ctx context.Context, f *harness.VVResponse) (net.Conn, error) {
 }
 
 func joinHostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
+
+// keepTyping types text on inputs every 100 ms until stop is closed, then
+// sends nil on the returned channel, or the first error as soon as
+// typing fails.
+func keepTyping(inputs *spice.Channel, text string, stop <-chan struct{}) <-chan error {
+	typed := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				typed <- nil
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			if err := inputs.Type(text); err != nil {
+				typed <- err
+				return
+			}
+		}
+	}()
+	return typed
+}

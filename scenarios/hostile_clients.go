@@ -62,20 +62,7 @@ func init() {
 
 			// The live session types while the abuse runs.
 			stop := make(chan struct{})
-			typed := make(chan error, 1)
-			go func() {
-				var err error
-				for err == nil {
-					select {
-					case <-stop:
-						typed <- nil
-						return
-					case <-time.After(100 * time.Millisecond):
-					}
-					err = inputs.Type("k")
-				}
-				typed <- err
-			}()
+			typed := keepTyping(inputs, "k", stop)
 
 			var wg sync.WaitGroup
 			for _, abuse := range []struct {

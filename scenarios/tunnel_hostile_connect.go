@@ -42,20 +42,7 @@ func init() {
 
 			// The live session types while the abuse runs.
 			stop := make(chan struct{})
-			typed := make(chan error, 1)
-			go func() {
-				var err error
-				for err == nil {
-					select {
-					case <-stop:
-						typed <- nil
-						return
-					case <-time.After(100 * time.Millisecond):
-					}
-					err = inputs.Type("k")
-				}
-				typed <- err
-			}()
+			typed := keepTyping(inputs, "k", stop)
 
 			link := (&spice.LinkMess{ChannelType: spice.ChannelMain, CommonCaps: spice.DefaultCommonCaps}).Marshal()
 			hello := append([]byte{0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03}, randomBytes(200)...)
