@@ -335,14 +335,16 @@ func (x *execTarget) ProxyVV(ctx context.Context, key static.Key) (*VVResponse, 
 	if err := x.checkAlive(); err != nil {
 		return nil, err
 	}
-	return x.api.VV(ctx, Proxy, key)
+	f, err := x.api.VV(ctx, Proxy, key)
+	return f, x.whyFailed(err)
 }
 
 func (x *execTarget) DirectVV(ctx context.Context, key static.Key) (*VVResponse, error) {
 	if err := x.checkAlive(); err != nil {
 		return nil, err
 	}
-	return x.api.VV(ctx, Direct, key)
+	f, err := x.api.VV(ctx, Direct, key)
+	return f, x.whyFailed(err)
 }
 
 func (x *execTarget) SessionID(ctx context.Context, f *VVResponse) (string, error) {
@@ -350,11 +352,28 @@ func (x *execTarget) SessionID(ctx context.Context, f *VVResponse) (string, erro
 }
 
 func (x *execTarget) TerminateSession(ctx context.Context, id string) error {
-	return x.api.TerminateSession(ctx, id)
+	return x.whyFailed(x.api.TerminateSession(ctx, id))
 }
 
 func (x *execTarget) TerminateConsole(ctx context.Context, key static.Key) error {
-	return x.api.TerminateConsole(ctx, key)
+	return x.whyFailed(x.api.TerminateConsole(ctx, key))
+}
+
+// whyFailed turns a request that failed below HTTP (the connection was
+// refused or dropped) into the proxy's exit, when the proxy exits within
+// a few seconds: "proxy under test exited (exit status 3)" and its log
+// tail say more than "EOF".
+func (x *execTarget) whyFailed(err error) error {
+	var he *HTTPError
+	if err == nil || errors.As(err, &he) || errors.Is(err, ErrAPIAuth) {
+		return err
+	}
+	select {
+	case <-x.died:
+		return fmt.Errorf("%w (the request failed: %v)", x.Err(), err)
+	case <-time.After(3 * time.Second):
+		return err
+	}
 }
 
 // TokenTTL is the lane's lifetime when the command passes it on.

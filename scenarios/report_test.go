@@ -86,3 +86,9 @@ func TestJSONLine(t *testing.T) {
 	}
 	assert.NotContains(t, m, "Log", "logs stay out of the JSON line")
 }
+
+func TestFirstLineOfATestifyFailure(t *testing.T) {
+	msg := "\n\tError Trace:\t/work/scenarios/terminate.go:35\n\tError:      \tReceived unexpected error:\n\t            \tproxy under test exited (exit status 3)\n\tTest:       \tTestScenarios/terminate\n\tMessages:   \tterminate session 5\n"
+	assert.Equal(t, "terminate session 5: Received unexpected error: proxy under test exited (exit status 3)", firstLine(msg))
+	assert.Equal(t, "plain", firstLine("plain\nmore"))
+}

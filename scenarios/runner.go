@@ -186,8 +186,33 @@ func (t *runT) Errorf(format string, args ...any) {
 	t.mu.Unlock()
 }
 
+// firstLine is the one-line reason of a failure message. testify's
+// messages (Error Trace, Error, Test, Messages blocks) become
+// "MESSAGES: ERROR".
 func firstLine(s string) string {
 	s = strings.TrimSpace(s)
+	if strings.HasPrefix(s, "Error Trace:") {
+		var errText, msg string
+		lines := strings.Split(s, "\n")
+		for i, l := range lines {
+			l = strings.TrimSpace(l)
+			switch {
+			case strings.HasPrefix(l, "Error:") && errText == "":
+				errText = strings.TrimSpace(strings.TrimPrefix(l, "Error:"))
+				if (errText == "Received unexpected error:" || strings.HasSuffix(errText, ":")) && i+1 < len(lines) {
+					errText += " " + strings.TrimSpace(lines[i+1])
+				}
+			case strings.HasPrefix(l, "Messages:"):
+				msg = strings.TrimSpace(strings.TrimPrefix(l, "Messages:"))
+			}
+		}
+		switch {
+		case msg != "" && errText != "":
+			return msg + ": " + errText
+		case errText != "":
+			return errText
+		}
+	}
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		return s[:i]
 	}

@@ -51,7 +51,7 @@ func TestMain(m *testing.M) {
 // target is naiveproxy as the harness starts it per lane: the {…}
 // placeholders become the lane's sources.yaml and free loopback ports;
 // it reloads the file on SIGHUP.
-func target(t *testing.T) harness.Option {
+func target(t *testing.T, flags ...string) harness.Option {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("boots qemu and naiveproxy: skipped by -short")
@@ -61,7 +61,7 @@ func target(t *testing.T) harness.Option {
 		t.Fatal(err)
 	}
 	return harness.WithTarget(harness.Exec(harness.ExecConfig{
-		Command: bin + " --sources {sources} --listen 127.0.0.1:{plain_port} --api 127.0.0.1:{api_port}",
+		Command: bin + " --sources {sources} --listen 127.0.0.1:{plain_port} --api 127.0.0.1:{api_port} " + strings.Join(flags, " "),
 		Reload:  "sighup",
 	}))
 }
@@ -151,4 +151,27 @@ func TestConformance(t *testing.T) {
 	var b strings.Builder
 	scenarios.Summarize(results).Write(&b, "naiveproxy")
 	t.Logf("conformance of naiveproxy:\n%s", b.String())
+}
+
+// When your proxy dies in the middle of a scenario, that scenario fails
+// at once with the exit status and the proxy's log tail, and the next
+// scenario gets a new proxy: one crash does not sink the run.
+func TestAProxyThatDiesIsReported(t *testing.T) {
+	opt := target(t, "--crash-on-terminate")
+	terminate, _ := scenarios.Lookup("terminate")
+	keys, _ := scenarios.Lookup("key-through-proxy")
+	start := time.Now()
+	r := scenarios.Run(t.Context(), terminate, scenarios.RunOptions{}, opt)
+	if r.Status != scenarios.Failed || !strings.Contains(strings.Join(r.Log, "\n"), "proxy under test exited (exit status 3)") {
+		t.Fatalf("terminate against a proxy that crashes on it: %s %q\n%s", r.Status, r.Reason, strings.Join(r.Log, "\n"))
+	}
+	if !strings.Contains(strings.Join(r.Log, "\n"), "crashing on /session/") {
+		t.Errorf("the failure does not carry the proxy's log tail:\n%s", strings.Join(r.Log, "\n"))
+	}
+	t.Logf("terminate: %s after %v: %s", r.Status, r.Duration.Round(time.Millisecond), r.Reason)
+	r = scenarios.Run(t.Context(), keys, scenarios.RunOptions{}, opt)
+	if r.Status != scenarios.Passed {
+		t.Fatalf("the scenario after the crash: %s %s", r.Status, r.Reason)
+	}
+	t.Logf("key-through-proxy on a new proxy process: passed; both in %v", time.Since(start).Round(time.Millisecond))
 }

@@ -29,6 +29,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -61,6 +62,7 @@ func main() {
 	sources := flag.String("sources", "", "the sources.yaml to serve")
 	listen := flag.String("listen", "127.0.0.1:0", "the SPICE listener")
 	apiAddr := flag.String("api", "127.0.0.1:0", "the .vv API listener")
+	crashOnTerminate := flag.Bool("crash-on-terminate", false, "exit 3 on a session terminate request (to show how the harness reports a proxy that dies)")
 	flag.Parse()
 	p := &proxy{sourcesPath: *sources, keys: spice.NewKeyPool(8), tokens: map[string]*token{}, conns: map[string][]net.Conn{}}
 	if err := p.load(); err != nil {
@@ -86,7 +88,11 @@ func main() {
 		log.Fatal(err)
 	}
 	log.Printf("SPICE on %s, API on http://%s", ln.Addr(), api.Addr())
-	log.Fatal(http.Serve(api, p.routes()))
+	routes := p.routes()
+	if *crashOnTerminate {
+		routes = crashOn("/terminate", routes)
+	}
+	log.Fatal(http.Serve(api, routes))
 }
 
 func (p *proxy) load() error {
@@ -309,4 +315,16 @@ func (t *token) keyOr() static.Key {
 		return static.Key{}
 	}
 	return t.key
+}
+
+// crashOn makes the process die, as a buggy proxy would, on a request
+// whose path ends with suffix.
+func crashOn(suffix string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, suffix) {
+			log.Printf("crashing on %s (--crash-on-terminate)", r.URL.Path)
+			os.Exit(3)
+		}
+		next.ServeHTTP(w, r)
+	})
 }
