@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"github.com/spiceharness/spiceharness/internal/mutant"
@@ -316,8 +317,22 @@ func (ch *channel) canStream(l *leg) bool {
 // on a message boundary and did not fill its buffer (the source is
 // drained), the chunk goes back to the pool and the pump waits on a
 // small buffer on its stack.
+//
+// Toward a TLS peer, a chunk that ends on a message boundary goes out in
+// two Writes: the messages before its last one, then its last one alone,
+// so that the last TLS record carries bytes of no other message
+// (crypto/tls never merges two Writes into one record). spice-gtk 0.42
+// reads TLS with OpenSSL and looks for its next message only while the
+// socket is readable, never in what OpenSSL already decrypted: a whole
+// message left in the last record after the end of another waits there
+// until more bytes reach the socket, and the session hangs when the
+// server then waits for the client (measured through this relay under
+// load: main stuck before its PINGs and CHANNELS_LIST). Records before
+// the last are safe: the last one is still in the socket while they are
+// read.
 func (ch *channel) stream(l *leg) error {
 	hsz := spice.HeaderSize(l.srcMini)
+	_, lastAlone := l.dst.(*tls.Conn)
 	var idle [idleReadSize]byte
 	var bp *[]byte
 	defer func() {
@@ -332,6 +347,7 @@ func (ch *channel) stream(l *leg) error {
 		n, rerr := ch.readSome(l.src, buf[pend:])
 		end := pend + n
 		i, msgs := 0, 0
+		last := 0 // where the chunk's last message starts
 		var ferr error
 		for i < end {
 			if left > 0 {
@@ -346,11 +362,19 @@ func (ch *channel) stream(l *leg) error {
 			if ferr = ch.check(l, h); ferr != nil {
 				break
 			}
+			last = i
 			i, left = i+hsz, int(h.Size)
 			msgs++
 		}
 		if i > 0 {
-			if _, err := l.dst.Write(buf[:i]); err != nil {
+			w := 0
+			if lastAlone && left == 0 && last > 0 {
+				if _, err := l.dst.Write(buf[:last]); err != nil {
+					return err
+				}
+				w = last
+			}
+			if _, err := l.dst.Write(buf[w:i]); err != nil {
 				return err
 			}
 			l.bytes.Add(float64(i))
