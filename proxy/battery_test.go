@@ -135,8 +135,12 @@ func TestBattery(t *testing.T) {
 	heapBefore := heapInuse()
 	nr := b.startNeverReading(ctx)
 	heapStalled := heapInuse()
-	if d := int64(heapStalled) - int64(heapBefore); d > 4<<20 {
-		t.Errorf("heap in use grew by %.1f MiB with a stalled 1 GiB stream (bound 4 MiB)", float64(d)/(1<<20))
+	// A relay that buffered what the client does not read would grow by
+	// the stream's size (1 GiB, written as fast as the backend can); one
+	// that stalls holds a few chunks. The bound is far from both, since
+	// other tests of the package share this heap while it is measured.
+	if d := int64(heapStalled) - int64(heapBefore); d > 32<<20 {
+		t.Errorf("heap in use grew by %.1f MiB with a stalled 1 GiB stream (bound 32 MiB)", float64(d)/(1<<20))
 	}
 	b.row("client that never reads (display stream, ACKs without reading)", "stalled", nr.desc, 0, nr.note(heapBefore, heapStalled))
 
