@@ -215,7 +215,10 @@ type served struct {
 }
 
 func serve(ctx context.Context, sources string) (*served, error) {
-	d, err := daemon.New(daemon.Config{Sources: sources, AllowPlain: true})
+	// The sessions section opens 250 sessions at once from one address:
+	// a capacity figure, not abuse, so the handshake caps (256 per
+	// source by default, which that burst exceeds) are off here.
+	d, err := daemon.New(daemon.Config{Sources: sources, AllowPlain: true, MaxHandshakes: -1, MaxHandshakesPerSource: -1})
 	if err == nil {
 		err = d.Start(ctx)
 	}
