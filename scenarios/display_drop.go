@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -63,7 +64,11 @@ func upstreamDisplayClosed(ctx context.Context, sub *qemu.Subscription) (string,
 	for {
 		ev, err := sub.Next(wctx, qemu.EventSPICEInitialized, qemu.EventSPICEDisconnected)
 		if err != nil {
-			if port == "" {
+			var exit *qemu.ExitError
+			switch {
+			case errors.As(err, &exit):
+				return port, fmt.Errorf("qemu crashed after the client dropped its display channel before DISPLAY_INIT (the proxy passed the close on): %w", err)
+			case port == "":
 				return "", fmt.Errorf("qemu never linked a display channel: %w", err)
 			}
 			return port, fmt.Errorf("the proxy kept qemu's display channel (client port %s) open after its client left: %w", port, err)
