@@ -12,8 +12,9 @@ import (
 )
 
 // OpenAll links display (sending DISPLAY_INIT and waiting for its first
-// draw), inputs and cursor (waiting for CURSOR_INIT) on s: the channels
-// remote-viewer opens after main.
+// draw), inputs (waiting for INPUTS_INIT) and cursor (waiting for
+// CURSOR_INIT) on s: the channels remote-viewer opens after main, each
+// proven linked to qemu by qemu's first message on it.
 func OpenAll(ctx context.Context, s *spice.Session) (display, inputs, cursor *spice.Channel, err error) {
 	if display, err = s.Open(ctx, spice.ChannelDisplay, 0); err != nil {
 		return nil, nil, nil, fmt.Errorf("display channel: %w", err)
@@ -26,6 +27,12 @@ func OpenAll(ctx context.Context, s *spice.Session) (display, inputs, cursor *sp
 	}
 	if inputs, err = s.Open(ctx, spice.ChannelInputs, 0); err != nil {
 		return nil, nil, nil, fmt.Errorf("inputs channel: %w", err)
+	}
+	// qemu's first message on inputs: the channel is linked end to end,
+	// not only in the client's view (a proxy may answer a link before
+	// qemu did).
+	if _, err = inputs.WaitFor(ctx, spice.MsgInputsInit); err != nil {
+		return nil, nil, nil, fmt.Errorf("INPUTS_INIT: %w", err)
 	}
 	if cursor, err = s.Open(ctx, spice.ChannelCursor, 0); err != nil {
 		return nil, nil, nil, fmt.Errorf("cursor channel: %w", err)
