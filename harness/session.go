@@ -44,16 +44,18 @@ func OpenAll(ctx context.Context, s *spice.Session) (display, inputs, cursor *sp
 }
 
 // ConnWatch records the SPICE connections one VM's qemu reports (its QMP
-// SPICE_CONNECTED events), from its creation on: what "reached qemu"
-// means. Make it before the action under test, then call Barrier.
+// SPICE_CONNECTED events) that happened after its creation, by qemu's own
+// timestamps: what "reached qemu" means. Make it before the action under
+// test, then call Barrier.
 type ConnWatch struct {
-	vm  *VM
-	sub *qemu.Subscription
+	vm    *VM
+	sub   *qemu.Subscription
+	since time.Time
 }
 
 // WatchConnections starts recording vm's SPICE connections. Close it.
 func (vm *VM) WatchConnections() *ConnWatch {
-	return &ConnWatch{vm: vm, sub: vm.Subscribe()}
+	return &ConnWatch{vm: vm, sub: vm.Subscribe(), since: time.Now()}
 }
 
 // Close stops recording.
@@ -92,6 +94,12 @@ func (w *ConnWatch) Barrier(ctx context.Context) (earlier []string, err error) {
 		port, _ := client["port"].(string)
 		if port == mine {
 			return earlier, nil
+		}
+		// qemu stamps each event when it happens; one that happened
+		// before the watch began but was read from QMP after it (a
+		// loaded machine delays the reader) is not the action's.
+		if !ev.Time.IsZero() && ev.Time.Before(w.since) {
+			continue
 		}
 		earlier = append(earlier, net.JoinHostPort(host, port))
 	}
