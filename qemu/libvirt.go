@@ -51,6 +51,13 @@ type Domain struct {
 
 	stopped   chan struct{} // closed by watch when the domain is gone
 	watchDone chan struct{}
+	// evCancel ends the event subscriptions' contexts. Called only after
+	// the connection is closed: cancelling first makes go-libvirt send a
+	// deregister RPC, and a deregister still running in a libvirtd worker
+	// when the client socket closes races libvirtd 9.0's own cleanup of
+	// the client's callbacks (remoteClientFreePrivateCallbacks), which
+	// segfaults libvirtd now and then. Closed first, the deregister fails
+	// here, and libvirtd frees every callback in one place.
 	evCancel  context.CancelFunc
 	closeOnce sync.Once
 	closeErr  error
@@ -80,8 +87,8 @@ func startDomain(ctx context.Context, c *config) (VM, error) {
 func (d *Domain) abandon() {
 	d.core.expected.Store(true)
 	if d.watching {
-		d.evCancel()
 		d.l.Disconnect() // ends the event stream, so watch records the exit
+		d.evCancel()
 		<-d.watchDone
 		return
 	}

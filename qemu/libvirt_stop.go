@@ -37,7 +37,6 @@ func (d *Domain) watch(life <-chan libvirt.DomainEventLifecycleMsg) {
 		}
 	}
 	close(d.stopped)
-	d.evCancel()
 	e := &ExitError{VM: d.String(), Status: status, Code: -1}
 	e.Log = tail.File(d.logPath, 20)
 	e.Serial = tail.File(d.serialPath, 10)
@@ -117,10 +116,10 @@ func (d *Domain) shutdown() error {
 		err = d.core.quitOrKill(d.stopped, d.cfg.logger, d.Kill)
 	}
 	if d.l != nil {
+		d.l.Disconnect() // before evCancel: see Domain.evCancel
 		if d.evCancel != nil {
 			d.evCancel()
 		}
-		d.l.Disconnect()
 	}
 	<-d.watchDone
 	return d.core.finishClose(d.stateDir, d.cfg.keep, crashed, err)
