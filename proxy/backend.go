@@ -54,17 +54,14 @@ func dialBackendTraced(ctx context.Context, t store.Target, secure bool, deadlin
 
 // linkBackend dials the console and links the client's channel there:
 // the client's connection id, channel type and id and caps verbatim, and
-// the console's ticket encrypted with qemu's key. A plain port answering
-// NEED_SECURED is retried on the secure port, as spice-gtk would. When
-// stop ends (the proxy shuts down) the link is cut, unless its ticket is
+// the console's ticket encrypted with qemu's key. A console with a secure
+// port is always linked over TLS (qemu accepts every channel there), so
+// NEED_SECURED can only come from a console that has no secure port; it
+// is the client's answer then, as there is nowhere to retry. When stop
+// ends (the proxy shuts down) the link is cut, unless its ticket is
 // already on its way.
 func (p *Proxy) linkBackend(stop context.Context, t store.Target, m *spice.LinkMess, deadline time.Time, tr *tracer) (net.Conn, *spice.LinkReply, error) {
-	secure := t.Console.SecurePort != 0
-	conn, reply, err := linkOnce(stop, t, m, secure, deadline, tr)
-	if err != nil && !secure && errors.Is(err, spice.ErrNeedSecured) && t.Console.SecurePort != 0 {
-		conn, reply, err = linkOnce(stop, t, m, true, deadline, tr)
-	}
-	return conn, reply, err
+	return linkOnce(stop, t, m, t.Console.SecurePort != 0, deadline, tr)
 }
 
 func linkOnce(stop context.Context, t store.Target, m *spice.LinkMess, secure bool, deadline time.Time, tr *tracer) (net.Conn, *spice.LinkReply, error) {
