@@ -82,7 +82,9 @@ type connectRequest struct {
 
 // readHead reads a request head up to its blank line, within maxHead
 // bytes and the connection's deadline. early is what the client sent
-// after the head (tunnel data sent ahead of the 200).
+// after the head (tunnel data sent ahead of the 200). The request line is
+// judged as its bytes arrive (judgeLine), so a client that is not
+// speaking HTTP is refused at once, not at the deadline.
 func readHead(c net.Conn, maxHead int) (head, early []byte, ref *refusal) {
 	buf := make([]byte, 0, min(1024, maxHead+1))
 	for {
@@ -94,6 +96,9 @@ func readHead(c net.Conn, maxHead int) (head, early []byte, ref *refusal) {
 		scanFrom := max(0, len(buf)-2)
 		n, err := c.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
+		if ref := judgeLine(buf); ref != nil {
+			return nil, nil, ref
+		}
 		if end := headEnd(buf, scanFrom); end >= 0 {
 			if nl := bytes.IndexByte(buf, '\n'); nl > MaxConnectLine {
 				return nil, nil, refuse(resultLineTooLong, "request line over %d bytes", MaxConnectLine)
@@ -116,6 +121,34 @@ func readHead(c net.Conn, maxHead int) (head, early []byte, ref *refusal) {
 			return nil, nil, &refusal{result: resultClosed, msg: fmt.Sprintf("client left after %d bytes of head", len(buf))}
 		}
 	}
+}
+
+// judgeLine refuses a request line, complete or not, that cannot become
+// a valid one: a byte outside printable ASCII (a TLS ClientHello's 0x16,
+// a SPICE link's binary fields), a method that is not an HTTP token, and,
+// once its LF arrived, anything parseRequestLine refuses (GET gets its
+// 405 before its headers). A well-formed prefix is left to the deadline.
+func judgeLine(buf []byte) *refusal {
+	line, complete := buf, false
+	if nl := bytes.IndexByte(buf, '\n'); nl >= 0 {
+		line, complete = bytes.TrimSuffix(buf[:nl], []byte("\r")), true
+	} else {
+		line = bytes.TrimSuffix(line, []byte("\r")) // its LF may be next
+	}
+	for _, c := range line {
+		if c < 0x20 || c > 0x7e {
+			return refuse(resultBadRequest, "request line has a byte 0x%02x (control or not ASCII)", c)
+		}
+	}
+	method, _, _ := bytes.Cut(line, []byte(" "))
+	if len(method) > 0 && !isToken(string(method)) {
+		return refuse(resultBadRequest, "method is not an HTTP token")
+	}
+	if !complete {
+		return nil
+	}
+	_, ref := parseRequestLine(string(line))
+	return ref
 }
 
 // headEnd returns the offset just past the blank line that ends a head
@@ -144,10 +177,39 @@ func parseConnect(head []byte) (connectRequest, *refusal) {
 		lines[i] = strings.TrimSuffix(lines[i], "\r")
 	}
 	lines = lines[:len(lines)-1] // the blank line
-	if len(lines) == 0 || lines[0] == "" {
+	if len(lines) == 0 {
 		return connectRequest{}, refuse(resultBadRequest, "empty request line")
 	}
-	line := lines[0]
+	req, ref := parseRequestLine(lines[0])
+	if ref != nil {
+		return req, ref
+	}
+	headers := lines[1:]
+	if len(headers) > MaxConnectHeaders {
+		return req, refuse(resultTooLarge, "%d header lines, more than %d", len(headers), MaxConnectHeaders)
+	}
+	for _, h := range headers {
+		if h != "" && (h[0] == ' ' || h[0] == '\t') {
+			return req, refuse(resultBadRequest, "folded header line")
+		}
+		name, value, ok := strings.Cut(h, ":")
+		if !ok || !isToken(name) {
+			return req, refuse(resultBadRequest, "malformed header line")
+		}
+		for i := 0; i < len(value); i++ {
+			if c := value[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+				return req, refuse(resultBadRequest, "header %s has a control character", name)
+			}
+		}
+	}
+	return req, nil
+}
+
+// parseRequestLine checks `CONNECT host:port HTTP/1.x`.
+func parseRequestLine(line string) (connectRequest, *refusal) {
+	if line == "" {
+		return connectRequest{}, refuse(resultBadRequest, "empty request line")
+	}
 	for i := 0; i < len(line); i++ {
 		if c := line[i]; c < 0x20 || c > 0x7e {
 			return connectRequest{}, refuse(resultBadRequest, "request line has a byte 0x%02x (control or not ASCII)", c)
@@ -171,29 +233,7 @@ func parseConnect(head []byte) (connectRequest, *refusal) {
 	if method != http.MethodConnect {
 		return connectRequest{}, refuse(resultMethod, "only CONNECT is served here (a SPICE tunnel proxy; see the .vv's proxy= key)")
 	}
-	req, ref := parseAuthority(target)
-	if ref != nil {
-		return req, ref
-	}
-	headers := lines[1:]
-	if len(headers) > MaxConnectHeaders {
-		return req, refuse(resultTooLarge, "%d header lines, more than %d", len(headers), MaxConnectHeaders)
-	}
-	for _, h := range headers {
-		if h != "" && (h[0] == ' ' || h[0] == '\t') {
-			return req, refuse(resultBadRequest, "folded header line")
-		}
-		name, value, ok := strings.Cut(h, ":")
-		if !ok || !isToken(name) {
-			return req, refuse(resultBadRequest, "malformed header line")
-		}
-		for i := 0; i < len(value); i++ {
-			if c := value[i]; (c < 0x20 && c != '\t') || c == 0x7f {
-				return req, refuse(resultBadRequest, "header %s has a control character", name)
-			}
-		}
-	}
-	return req, nil
+	return parseAuthority(target)
 }
 
 // parseAuthority parses CONNECT's target, host:port (the host is not

@@ -384,6 +384,14 @@ func TestConnectRefusals(t *testing.T) {
 		{"TLS ClientHello", "\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\n\n", 400, "bad_request"},
 		{"SPICE link", "REDQ\x02\x00\x00\x00\x02\x00\x00\x00\n\n", 400, "bad_request"},
 		{"empty line only", "\r\n\r\n", 400, "bad_request"},
+		// Refused as the line arrives, without the blank line a real
+		// client of another protocol never sends (before the change
+		// these waited for the 5 s head deadline and got 408).
+		{"TLS ClientHello, no blank line", "\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", 400, "bad_request"},
+		{"SPICE link, no blank line", "REDQ\x02\x00\x00\x00\x02\x00\x00\x00", 400, "bad_request"},
+		{"method with a slash, line not ended", "GE/T / HT", 400, "bad_request"},
+		{"GET before its headers", "GET / HTTP/1.1\r\n", 405, "method_not_allowed"},
+		{"HTTP/2.0 before its headers", fmt.Sprintf("CONNECT %s:%d HTTP/2.0\r\n", host, pp), 505, "bad_version"},
 		{"65 headers", fmt.Sprintf("CONNECT %s:%d HTTP/1.0\r\n%s\r\n", host, pp, strings.Repeat("X: y\r\n", 65)), 431, "too_large"},
 		{"9 KiB of headers", fmt.Sprintf("CONNECT %s:%d HTTP/1.0\r\nX: %s\r\n\r\n", host, pp, strings.Repeat("y", 9<<10)), 431, "too_large"},
 		{"2 KiB request line", fmt.Sprintf("CONNECT %s:%d HTTP/1.0\r\n\r\n", strings.Repeat("h", 2<<10), pp), 414, "line_too_long"},
