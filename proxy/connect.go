@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spiceharness/spiceharness/internal/mutant"
 	"github.com/spiceharness/spiceharness/proxy/tunnel"
 	"github.com/spiceharness/spiceharness/static"
 )
@@ -67,6 +68,10 @@ type tunnelState struct {
 	addr    *net.TCPAddr
 	conns   map[net.Conn]struct{} // accepted, still in their head or refusal
 	tunnels map[*tunnelConn]struct{}
+	// signed is the latest expiry signed per console; revoked is the
+	// latest expiry TerminateTunnels revoked (hosts expiring at or
+	// before it are refused). SignTunnel keeps new expiries after it.
+	signed, revoked map[static.Key]time.Time
 }
 
 func (p *Proxy) initTunnel() error {
@@ -97,6 +102,8 @@ func (p *Proxy) initTunnel() error {
 	t.busy = make(chan struct{}, n)
 	t.conns = map[net.Conn]struct{}{}
 	t.tunnels = map[*tunnelConn]struct{}{}
+	t.signed = map[static.Key]time.Time{}
+	t.revoked = map[static.Key]time.Time{}
 	return nil
 }
 
@@ -122,7 +129,21 @@ func (p *Proxy) SignTunnel(k static.Key, port, tlsPort int) (host string, expire
 	if p.init(); p.initErr != nil {
 		return "", time.Time{}, p.initErr
 	}
-	expires = p.tunnelNow().Add(p.hostTTL()).Truncate(time.Second)
+	now := p.tunnelNow()
+	expires = now.Add(p.hostTTL()).Truncate(time.Second)
+	p.mu.Lock()
+	if r, ok := p.tun.revoked[k]; ok && !expires.After(r) {
+		// Expiries have second precision: a host signed in the second
+		// of a terminate must outlive what it revoked to be told apart.
+		expires = r.Add(time.Second)
+	}
+	if expires.After(p.tun.signed[k]) {
+		p.tun.signed[k] = expires
+	}
+	if len(p.tun.signed) > maxTunnelRecords {
+		p.pruneTunnelRecordsLocked(now)
+	}
+	p.mu.Unlock()
 	host, err = p.tun.signer.Sign(tunnel.Grant{Key: k, Port: port, TLSPort: tlsPort, Expires: expires})
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("proxy: sign tunnel host for %s: %w", k, err)
@@ -131,6 +152,44 @@ func (p *Proxy) SignTunnel(k static.Key, port, tlsPort int) (host string, expire
 		host += "." + strings.ToLower(p.Tunnel.Domain)
 	}
 	return host, expires, nil
+}
+
+// maxTunnelRecords bounds the per-console expiry records before expired
+// ones are dropped (a console's record lives until its last host expires).
+const maxTunnelRecords = 4096
+
+func (p *Proxy) pruneTunnelRecordsLocked(now time.Time) {
+	for k, e := range p.tun.signed {
+		if !now.Before(e) {
+			delete(p.tun.signed, k)
+			delete(p.tun.revoked, k)
+		}
+	}
+}
+
+// TerminateTunnels ends console k's tunnels: it cuts every open one and
+// revokes every host signed for k so far, so that a client holding an
+// earlier tunnel .vv cannot reopen them; hosts signed afterwards work. It
+// returns how many tunnels it cut. The API's console terminate calls it.
+func (p *Proxy) TerminateTunnels(k static.Key) int {
+	if p.init(); p.initErr != nil {
+		return 0
+	}
+	p.mu.Lock()
+	if e, ok := p.tun.signed[k]; ok && !mutant.On(p, mutant.TerminateKeepsHosts) {
+		p.tun.revoked[k] = e
+	}
+	var ts []*tunnelConn
+	for t := range p.tun.tunnels {
+		if t.key == k && !mutant.On(p, mutant.TerminateKeepsTunnels) {
+			ts = append(ts, t)
+		}
+	}
+	p.mu.Unlock()
+	for _, t := range ts {
+		t.close("terminated")
+	}
+	return len(ts)
 }
 
 // StartConnect listens on addr for HTTP CONNECT requests and serves them

@@ -24,6 +24,7 @@ const (
 	resultBusy           = "busy"
 	resultUnknownHost    = "unknown_host"
 	resultExpired        = "expired"
+	resultRevoked        = "revoked"
 	resultBadPort        = "bad_port"
 	resultBackendError   = "backend_error"
 	resultBackendTimeout = "backend_timeout"
@@ -41,6 +42,7 @@ var statusFor = map[string]int{
 	resultBusy:           http.StatusServiceUnavailable,
 	resultUnknownHost:    http.StatusForbidden,
 	resultExpired:        http.StatusForbidden,
+	resultRevoked:        http.StatusForbidden,
 	resultBadPort:        http.StatusForbidden,
 	resultBackendError:   http.StatusBadGateway,
 	resultBackendTimeout: http.StatusGatewayTimeout,

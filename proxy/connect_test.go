@@ -675,3 +675,49 @@ func TestConnectConfigErrors(t *testing.T) {
 		t.Errorf("two proxies with one secret sign differently")
 	}
 }
+
+// TestConnectTerminateTunnels: terminating a console cuts its tunnels,
+// not another console's, and refuses the hosts signed before it; a host
+// signed in the same second afterwards opens tunnels.
+func TestConnectTerminateTunnels(t *testing.T) {
+	e := newTunEnv(t, nil)
+	other := static.Key{Source: "other", UUID: "00000000-0000-0000-0000-000000000002"}
+	e.store.Load(static.Source{Name: other.Source, Type: static.TypeStatic, Consoles: []static.Console{{
+		UUID: other.UUID, Name: "vm1", Hypervisor: "localhost", HypervisorIP: "127.0.0.1",
+		InsecurePort: e.plain.port(), SecurePort: e.tls.port(), Ticket: "ticket-1"}}})
+	otherHost, _, err := e.proxy.SignTunnel(other, e.plain.port(), e.tls.port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := e.sign()
+	live := e.open(host, e.plain.port())
+	live.echo(t, "before")
+	bystander := e.open(otherHost, e.plain.port())
+
+	if n := e.proxy.TerminateTunnels(e.key); n != 1 {
+		t.Errorf("TerminateTunnels cut %d tunnels, want 1", n)
+	}
+	live.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := live.rest.ReadString('\n'); err == nil || isTimeout(err) {
+		t.Fatalf("the terminated console's tunnel is still open: %v", err)
+	}
+	bystander.echo(t, "another console's tunnel is untouched")
+
+	revoked0 := e.metric("spice_proxy_connect_requests_total", "result", "revoked")
+	plain0 := e.plain.accepted.Load()
+	r := e.send(connectLine(host, e.plain.port()))
+	if r.status != http.StatusForbidden || !strings.Contains(r.body, "terminated") {
+		t.Fatalf("unexpected answer to a host signed before the terminate (-want +got):\n-403 …terminated…\n+%d %s", r.status, r.body)
+	}
+	if got := e.metric("spice_proxy_connect_requests_total", "result", "revoked") - revoked0; got != 1 {
+		t.Errorf("unexpected revoked count (-want +got):\n-1\n+%v", got)
+	}
+	e.barrier(e.plain, plain0) // signs a fresh host in the terminate's second: it must open
+	e.open(otherHost, e.tls.port()).conn.Close()
+	e.noHostLeaked(host, otherHost)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -174,6 +174,12 @@ func (p *Proxy) authorizeTunnel(req connectRequest) (store.Target, *refusal) {
 	if now := p.tunnelNow(); !now.Before(claim.Expires) {
 		return *found, refuse(resultExpired, "host expired %s ago; fetch a fresh .vv", now.Sub(claim.Expires).Truncate(time.Second))
 	}
+	p.mu.Lock()
+	r, revoked := p.tun.revoked[found.Key]
+	p.mu.Unlock()
+	if revoked && !claim.Expires.After(r) {
+		return *found, refuse(resultRevoked, "host was revoked when its console was terminated; fetch a fresh .vv")
+	}
 	con := found.Console
 	if !claim.Allows(req.port) || (req.port != con.InsecurePort && req.port != con.SecurePort) {
 		return *found, refuse(resultBadPort, "port %d is not a SPICE port of the console this host opens", req.port)

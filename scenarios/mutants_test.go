@@ -26,14 +26,21 @@ var guards = map[mutant.Mutation][]string{
 	mutant.NoDisplayGuard:         {"display-drop-before-init"},
 	mutant.EarlyLinkOK:            {"backend-down", "fault-qemu-stopped", "fault-stale-ticket"},
 	mutant.TerminateKeepsChannels: {"fault-api-restart", "terminate"},
+	mutant.TerminateKeepsTunnels:  {"tunnel-terminate"},
+	mutant.TerminateKeepsHosts:    {"tunnel-terminate"},
 }
+
+// tunnelMutants change only the CONNECT listener: they run against the
+// tunnel scenarios (those that require tunnel-vv), and the other mutants
+// against the rest. A CONNECT tunnel carries bytes to qemu's own port and
+// never meets the link handshake, relay or tokens the other mutants
+// change; the SPICE scenarios open no tunnel for these to change.
+var tunnelMutants = []mutant.Mutation{mutant.TerminateKeepsTunnels, mutant.TerminateKeepsHosts}
 
 // notThroughTheProxy are the scenarios that never use the proxy under
 // test (they check qemu, the sources file and the direct path the other
 // scenarios compare against): no mutant can change their verdict, so the
-// matrix leaves them out. So are the tunnel scenarios (they require
-// tunnel-vv): a CONNECT tunnel carries bytes to qemu's own port and never
-// meets the link handshake, relay or tokens the mutants change.
+// matrix leaves them out.
 var notThroughTheProxy = []string{"direct-handshake", "direct-multi-channel", "qemu-link-errors", "sources-roundtrip", "wrong-ticket"}
 
 // TestMutants runs the scenarios against each mutant of the in-process
@@ -58,7 +65,8 @@ func TestMutants(t *testing.T) {
 			t.Parallel()
 			opt := harness.WithTarget(inproc.New(inproc.Mutate(m)))
 			for _, s := range scenarios.All() {
-				if slices.Contains(notThroughTheProxy, s.Name) || slices.Contains(s.Requires, harness.CapTunnelVV) {
+				if slices.Contains(notThroughTheProxy, s.Name) ||
+					slices.Contains(s.Requires, harness.CapTunnelVV) != slices.Contains(tunnelMutants, m) {
 					continue
 				}
 				t.Run(s.Name, func(t *testing.T) {

@@ -86,6 +86,7 @@ func TestRegistry(t *testing.T) {
 		"tunnel-hostile-connect":       scenarios.Hardening,
 		"tunnel-refused-hosts":         scenarios.Hardening,
 		"tunnel-remote-viewer":         scenarios.Core,
+		"tunnel-terminate":             scenarios.Hardening,
 		"tunnel-pixels-equal-direct":   scenarios.Core,
 		"tunnel-ticket-expiry":         scenarios.Core,
 		"two-vms-isolated":             scenarios.Hardening,

@@ -37,10 +37,17 @@ const (
 	// TerminateKeepsChannels: terminate ends the tokens and the session
 	// record but leaves its live channels open (store).
 	TerminateKeepsChannels Mutation = "terminate-keeps-channels"
+	// TerminateKeepsTunnels: terminating a console leaves its open
+	// CONNECT tunnels relaying (proxy).
+	TerminateKeepsTunnels Mutation = "terminate-keeps-tunnels"
+	// TerminateKeepsHosts: terminating a console leaves the tunnel hosts
+	// signed for it valid until they expire (proxy).
+	TerminateKeepsHosts Mutation = "terminate-keeps-hosts"
 )
 
 // All lists every mutation.
-var All = []Mutation{ReusableTokens, NoConnIDBinding, FixedCaps, NoDisplayGuard, EarlyLinkOK, TerminateKeepsChannels}
+var All = []Mutation{ReusableTokens, NoConnIDBinding, FixedCaps, NoDisplayGuard, EarlyLinkOK, TerminateKeepsChannels,
+	TerminateKeepsTunnels, TerminateKeepsHosts}
 
 var (
 	active atomic.Int64 // how many values have mutations

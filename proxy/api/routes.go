@@ -385,6 +385,10 @@ type TerminateConsoleResult struct {
 	UUID     string `json:"uuid"`
 	Sessions int    `json:"sessions"`
 	Channels int    `json:"channels"`
+	// Tunnels is how many CONNECT tunnels to the console were cut (the
+	// hosts signed for it so far are revoked too); absent without a
+	// CONNECT listener.
+	Tunnels *int `json:"tunnels,omitempty"`
 }
 
 // TerminateSessionResult answers /session/{id}/terminate.
@@ -403,7 +407,12 @@ func (s *Server) terminateConsole(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, TerminateConsoleResult{Source: k.Source, UUID: k.UUID, Sessions: sessions, Channels: channels})
+	res := TerminateConsoleResult{Source: k.Source, UUID: k.UUID, Sessions: sessions, Channels: channels}
+	if f := s.cfg.Tunnel.Terminate; f != nil {
+		n := f(k)
+		res.Tunnels = &n
+	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 func (s *Server) terminateSession(w http.ResponseWriter, r *http.Request) {

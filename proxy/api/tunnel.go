@@ -41,6 +41,10 @@ type TunnelEndpoint struct {
 	// Sign returns the host for console k, whose SPICE ports are port and
 	// tlsPort, and when it stops opening tunnels.
 	Sign func(k static.Key, port, tlsPort int) (host string, expires time.Time, err error)
+	// Terminate ends console k's tunnels (cuts the open ones, revokes the
+	// hosts signed so far) and returns how many it cut; the console
+	// terminate route calls it. nil: terminate leaves tunnels alone.
+	Terminate func(k static.Key) int
 }
 
 // TunnelTicketFunc issues the password of a tunnel .vv for console k: a

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -81,7 +82,7 @@ func newTunnelEnv(t *testing.T, ticket api.TunnelTicketFunc, configured bool) *t
 	t.Cleanup(func() { e.proxy.Close() })
 	cfg := api.Config{Store: e.store, TunnelTicket: ticket, Logger: slog.New(slog.NewTextHandler(&e.logs, nil))}
 	if configured {
-		cfg.Tunnel = api.TunnelEndpoint{Port: e.proxy.ConnectAddr().Port, Sign: e.proxy.SignTunnel}
+		cfg.Tunnel = api.TunnelEndpoint{Port: e.proxy.ConnectAddr().Port, Sign: e.proxy.SignTunnel, Terminate: e.proxy.TerminateTunnels}
 	}
 	srv, err := api.New(cfg)
 	if err != nil {
@@ -161,6 +162,29 @@ func linkThrough(t *testing.T, f *vv.File, port int, secure bool) error {
 	m := &spice.LinkMess{ChannelType: spice.ChannelMain, CommonCaps: spice.DefaultCommonCaps, ChannelCaps: spice.ClientChannelCaps(spice.ChannelMain)}
 	_, err = spice.Link(conn, m, f.Password, spice.LinkOptions{Deadline: time.Now().Add(10 * time.Second)})
 	return err
+}
+
+// TestTunnelTerminateConsole: the console terminate route ends the
+// console's tunnels: its answer counts them, and a tunnel .vv fetched
+// before it no longer opens one; one fetched after does.
+func TestTunnelTerminateConsole(t *testing.T) {
+	e := newTunnelEnv(t, nil, true)
+	before := e.fetch("plain")
+	if err := linkThrough(t, before, before.Port, false); err != nil {
+		t.Fatalf("the .vv before the terminate: %v", err)
+	}
+	resp, body := e.get("/console/lab/plain/terminate")
+	var res api.TerminateConsoleResult
+	if err := json.Unmarshal(body, &res); resp.StatusCode != http.StatusOK || err != nil || res.Tunnels == nil {
+		t.Fatalf("terminate: %d %s (%v): want 200 and a tunnels count", resp.StatusCode, body, err)
+	}
+	if err := linkThrough(t, before, before.Port, false); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Errorf("the .vv fetched before the terminate: %v, want CONNECT: 403", err)
+	}
+	after := e.fetch("plain")
+	if err := linkThrough(t, after, after.Port, false); err != nil {
+		t.Errorf("a .vv fetched after the terminate: %v", err)
+	}
 }
 
 // TestTunnelVV: the tunnel .vv has proxy=, a signed host, the

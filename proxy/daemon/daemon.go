@@ -183,7 +183,7 @@ func (d *Daemon) startAPI(addr string) error {
 		TunnelTicket: d.cfg.TunnelTicket,
 	}
 	if a := d.proxy.ConnectAddr(); a != nil {
-		cfg.Tunnel = api.TunnelEndpoint{Host: d.cfg.ProxyHost, Port: a.Port, Sign: d.proxy.SignTunnel}
+		cfg.Tunnel = api.TunnelEndpoint{Host: d.cfg.ProxyHost, Port: a.Port, Sign: d.proxy.SignTunnel, Terminate: d.proxy.TerminateTunnels}
 	}
 	srv, err := api.New(cfg)
 	if err != nil {
