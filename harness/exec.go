@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/spiceharness/spiceharness/internal/proc"
+	"github.com/spiceharness/spiceharness/internal/shell"
 	"github.com/spiceharness/spiceharness/internal/syncbuf"
 	"github.com/spiceharness/spiceharness/internal/tail"
 	"github.com/spiceharness/spiceharness/static"
@@ -70,7 +71,7 @@ var ExecReloads = []string{"file", "sighup", "restart"}
 func Exec(cfg ExecConfig) NewTarget {
 	return func(s Settings) (Target, error) {
 		cfg := cfg // each lane its own copy
-		argv, err := splitWords(cfg.Command)
+		argv, err := shell.Split(cfg.Command)
 		if err != nil {
 			return nil, fmt.Errorf("the exec command: %w", err)
 		}
@@ -413,56 +414,6 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// splitWords splits s into words as a POSIX shell would, with single and
-// double quotes and backslashes, and no expansion of any kind.
-func splitWords(s string) ([]string, error) {
-	var words []string
-	var cur strings.Builder
-	inWord := false
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		switch {
-		case ch == '\'':
-			j := strings.IndexByte(s[i+1:], '\'')
-			if j < 0 {
-				return nil, fmt.Errorf("unterminated ' in %q", s)
-			}
-			cur.WriteString(s[i+1 : i+1+j])
-			i += j + 1
-			inWord = true
-		case ch == '"':
-			i++
-			for ; i < len(s) && s[i] != '"'; i++ {
-				if s[i] == '\\' && i+1 < len(s) && strings.IndexByte("\"\\$`", s[i+1]) >= 0 {
-					i++
-				}
-				cur.WriteByte(s[i])
-			}
-			if i >= len(s) {
-				return nil, fmt.Errorf("unterminated \" in %q", s)
-			}
-			inWord = true
-		case ch == '\\' && i+1 < len(s):
-			i++
-			cur.WriteByte(s[i])
-			inWord = true
-		case ch == ' ' || ch == '\t' || ch == '\n':
-			if inWord {
-				words = append(words, cur.String())
-				cur.Reset()
-				inWord = false
-			}
-		default:
-			cur.WriteByte(ch)
-			inWord = true
-		}
-	}
-	if inWord {
-		words = append(words, cur.String())
-	}
-	return words, nil
 }
 
 // TerminatesSPICE: the proxy swaps its own credential for qemu's ticket.

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -114,27 +113,6 @@ func TestExecReadyLine(t *testing.T) {
 	assert.True(t, strings.HasPrefix(env.APIURL, "http://127.0.0.1:"), env.APIURL)
 	require.NoError(t, x.Close())
 	require.NoError(t, env.TargetErr(), "an exit the harness asked for is no death")
-}
-
-func TestSplitWords(t *testing.T) {
-	for in, want := range map[string][]string{
-		`a b  c`:                    {"a", "b", "c"},
-		`proxy --sources {sources}`: {"proxy", "--sources", "{sources}"},
-		`'a b' "c d" e\ f`:          {"a b", "c d", "e f"},
-		`"say \"hi\"" 'it''s'`:      {`say "hi"`, "its"},
-		`x=$HOME`:                   {"x=$HOME"}, // nothing is expanded
-		``:                          nil,
-	} {
-		got, err := splitWords(in)
-		require.NoError(t, err, in)
-		if d := cmp.Diff(want, got); d != "" {
-			t.Errorf("splitWords(%q) (-want +got):\n%s", in, d)
-		}
-	}
-	for _, bad := range []string{`'open`, `"open`} {
-		_, err := splitWords(bad)
-		assert.Error(t, err, bad)
-	}
 }
 
 func TestExecConfigErrors(t *testing.T) {

@@ -33,3 +33,39 @@ func TestQuoteRoundTrip(t *testing.T) {
 		t.Errorf("unexpected words read back by sh (-want +got):\n%s", diff)
 	}
 }
+
+func TestSplit(t *testing.T) {
+	for in, want := range map[string][]string{
+		`a b  c`:                    {"a", "b", "c"},
+		`proxy --sources {sources}`: {"proxy", "--sources", "{sources}"},
+		`'a b' "c d" e\ f`:          {"a b", "c d", "e f"},
+		`"say \"hi\"" 'it''s'`:      {`say "hi"`, "its"},
+		`x=$HOME`:                   {"x=$HOME"}, // nothing is expanded
+		``:                          nil,
+	} {
+		got, err := shell.Split(in)
+		if err != nil {
+			t.Fatalf("Split(%q): %v", in, err)
+		}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Errorf("shell.Split(%q) (-want +got):\n%s", in, d)
+		}
+	}
+	for _, bad := range []string{`'open`, `"open`} {
+		if _, err := shell.Split(bad); err == nil {
+			t.Errorf("Split(%q): no error for an unterminated quote", bad)
+		}
+	}
+}
+
+// TestSplitInvertsJoin: Split reads back every word Join quoted.
+func TestSplitInvertsJoin(t *testing.T) {
+	words := []string{"", "plain", "a b", "it's", `"dq"`, "$HOME", "`id`", "a\nb", "*", "tab\there", "x;y", "ünï", "'", "''", `back\slash`}
+	got, err := shell.Split(shell.Join(words))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(words, got); diff != "" {
+		t.Errorf("unexpected words (-want +got):\n%s", diff)
+	}
+}
