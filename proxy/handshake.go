@@ -5,11 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/spiceharness/spiceharness/internal/mutant"
 	"io"
 	"net"
 	"os"
 	"time"
+
+	"github.com/spiceharness/spiceharness/internal/mutant"
 
 	"github.com/spiceharness/spiceharness/proxy/spice"
 	"github.com/spiceharness/spiceharness/proxy/store"
@@ -173,16 +174,32 @@ func (p *Proxy) handshake(raw net.Conn, secure bool, start time.Time, tr *tracer
 	if ch.clientMini != ch.backendMini {
 		log.Info("re-framing: the legs disagree on MINI_HEADER", "client_mini", ch.clientMini, "backend_mini", ch.backendMini)
 	}
+	ch.entry = &store.Channel{Type: ch.label(), ID: ch.id, Started: time.Now(), Close: func() { ch.close("terminated") }}
+	// Attached before the client hears OK: a terminate that has answered
+	// counted and closed every channel a client was told is linked, and a
+	// session that ended during the backend link refuses the channel.
+	if !lease.Attach(ch.entry) {
+		const why = "session ended during the link"
+		code := "session_ended"
+		if !earlyOK {
+			_, code = result(spice.ErrBadConnectionID, why)
+		}
+		ch.close(why) // after the reply: it closes the client too
+		return nil, code
+	}
 	if earlyOK {
 		// Written above, before qemu was asked.
 	} else if _, err := c.Write(binary.LittleEndian.AppendUint32(nil, uint32(spice.LinkOK))); err != nil {
-		lease.Failed("client left before its link result")
-		ch.close("client left before its link result")
+		const why = "client left before its link result"
+		lease.Failed(why)
+		ch.close(why)
+		lease.Detach(ch.entry, why)
 		return nil, ioResult(err)
 	}
 	tr.step(TraceClientResult)
 	if !p.register(ch) {
 		ch.close("proxy shutting down")
+		lease.Detach(ch.entry, "proxy shutting down")
 		return nil, "shutdown"
 	}
 	raw.SetDeadline(time.Time{})

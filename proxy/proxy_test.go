@@ -487,3 +487,38 @@ func waitChannelClosed(t *testing.T, e *env, ch string) {
 		return false
 	})
 }
+
+// TestTerminateRightAfterTheLinkResult: a terminate that runs the moment
+// the client was told OK counts and closes that channel. The channel is
+// attached to its session before the OK goes out; attached afterwards,
+// the terminate answered 1 channel here (main only), and a loaded
+// machine hit that window in TestTerminateSession of proxy/api.
+func TestTerminateRightAfterTheLinkResult(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := ctxT(t)
+	s, m := e.session(t, ctx, 0)
+	counted := make(chan int, 1)
+	e.proxy.SetTrace(func(ev proxy.TraceEvent) {
+		if ev.Step == proxy.TraceClientResult && ev.Channel == spice.ChannelInputs {
+			n, err := e.store.Terminate(m.SessionID)
+			if err != nil {
+				t.Error(err)
+			}
+			counted <- n
+		}
+	})
+	in, err := s.Open(ctx, spice.ChannelInputs, 0)
+	if err != nil {
+		t.Fatalf("the client was told OK before the terminate: %v", err)
+	}
+	if n := <-counted; n != 2 {
+		t.Errorf("terminate counted %d channels, want 2 (main and the inputs channel just told OK)", n)
+	}
+	for _, c := range []*spice.Channel{s.Main, in} {
+		select {
+		case <-c.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s still open 10 s after terminate", c.ID)
+		}
+	}
+}

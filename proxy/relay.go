@@ -90,11 +90,6 @@ func (ch *channel) run() {
 	defer gauge.Dec()
 	ch.lastActive.Store(time.Now().UnixNano())
 
-	ch.entry = &store.Channel{Type: ch.label(), ID: ch.id, Started: time.Now(), Close: func() { ch.close("terminated") }}
-	if !ch.lease.Attach(ch.entry) {
-		ch.close("session ended")
-		return
-	}
 	ch.log.Info("channel relaying", "client_mini", ch.clientMini, "backend_mini", ch.backendMini)
 
 	rules := p.Rules[ch.typ]
