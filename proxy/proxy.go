@@ -116,9 +116,11 @@ type Proxy struct {
 	keys     *spice.KeyPool
 	metrics  *metrics
 	tlsConf  *tls.Config
-	host     string // host subject of the TLS certificate
-	caps     capsCache
-	tun      tunnelState
+	// served is what the TLS listener presents now (SetCertificate
+	// swaps it; tlsConf reads it per handshake).
+	served atomic.Pointer[servedCert]
+	caps   capsCache
+	tun    tunnelState
 	// refusalLog rate-limits the log lines of refused connections.
 	refusalLog rateLog
 
@@ -185,24 +187,79 @@ func (p *Proxy) initTLS() error {
 		}
 		p.Certificate, p.CACertPEM = &leaf.TLS, ca.CertPEM
 	}
-	if p.Certificate.Leaf == nil && len(p.Certificate.Certificate) > 0 {
-		if err := parseLeaf(p.Certificate); err != nil {
-			return fmt.Errorf("proxy: certificate: %w", err)
-		}
+	sc, err := newServedCert(p.Certificate, p.CACertPEM)
+	if err != nil {
+		return err
 	}
-	if p.Certificate.Leaf != nil {
-		p.host = pki.HostSubject(p.Certificate.Leaf)
-	}
-	p.tlsConf = &tls.Config{Certificates: []tls.Certificate{*p.Certificate}, MinVersion: tls.VersionTLS12}
+	p.served.Store(sc)
+	p.tlsConf = &tls.Config{MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return p.served.Load().cert, nil }}
 	return nil
 }
 
-// HostSubject is the TLS certificate's subject in spice-gtk's
-// host-subject form (for `.vv` files).
-func (p *Proxy) HostSubject() string { p.init(); return p.host }
+// servedCert is a certificate the TLS listener presents, with what `.vv`
+// files say about it.
+type servedCert struct {
+	cert  *tls.Certificate
+	caPEM []byte
+	host  string // host subject, spice-gtk's form
+}
 
-// CAPEM is the PEM of the CA clients should trust.
-func (p *Proxy) CAPEM() []byte { p.init(); return p.CACertPEM }
+func newServedCert(cert *tls.Certificate, caPEM []byte) (*servedCert, error) {
+	if cert == nil || len(cert.Certificate) == 0 || cert.PrivateKey == nil {
+		return nil, errors.New("proxy: certificate: no certificate or no key")
+	}
+	c := *cert
+	if c.Leaf == nil {
+		if err := parseLeaf(&c); err != nil {
+			return nil, fmt.Errorf("proxy: certificate: %w", err)
+		}
+	}
+	return &servedCert{cert: &c, caPEM: caPEM, host: pki.HostSubject(c.Leaf)}, nil
+}
+
+// SetCertificate makes the TLS listener present cert from the next
+// handshake on, and `.vv` files name caPEM and cert's subject; sessions
+// already open keep the TLS session they have. For a certificate rotated
+// on disk: nothing is dropped. Fields Certificate and CACertPEM keep what
+// the proxy started with.
+func (p *Proxy) SetCertificate(cert *tls.Certificate, caPEM []byte) error {
+	if p.init(); p.initErr != nil {
+		return p.initErr
+	}
+	sc, err := newServedCert(cert, caPEM)
+	if err != nil {
+		return err
+	}
+	p.served.Store(sc)
+	return nil
+}
+
+// HostSubject is the served TLS certificate's subject in spice-gtk's
+// host-subject form (for `.vv` files).
+func (p *Proxy) HostSubject() string {
+	if p.init(); p.initErr != nil {
+		return ""
+	}
+	return p.served.Load().host
+}
+
+// CAPEM is the PEM of the CA clients should trust for the served
+// certificate.
+func (p *Proxy) CAPEM() []byte {
+	if p.init(); p.initErr != nil {
+		return nil
+	}
+	return p.served.Load().caPEM
+}
+
+// ServedCertificate is the certificate the TLS listener presents now.
+func (p *Proxy) ServedCertificate() *tls.Certificate {
+	if p.init(); p.initErr != nil {
+		return nil
+	}
+	return p.served.Load().cert
+}
 
 // Listen binds the plain and TLS listeners ("" skips one; port 0 picks
 // one) without serving yet.

@@ -86,7 +86,10 @@ Certificates. With --tls-cert and --tls-key (and --ca, the CA that .vv
 files embed) serve uses yours; the .vv host-subject is your certificate's
 subject. Otherwise it generates a CA and a certificate once and keeps
 them in --state-dir, so restarts reuse them and .vv files already handed
-out stay valid. Key files must be readable by their owner only.
+out stay valid. Key files must be readable by their owner only. SIGHUP
+and POST /reload also re-read the certificate files: a rotated
+certificate is served to new connections without dropping a session,
+and one that fails a check is refused (the served one is kept).
 
 The API listens on loopback by default; on another address it needs a
 key, read from the HARNESS_API_KEY environment variable (never from argv);

@@ -64,6 +64,21 @@ type ReloadReport struct {
 	// was); Warnings counts its warnings (see /source/{name}).
 	Problems []Problem `json:"problems"`
 	Warnings int       `json:"warnings"`
+	// TLS is what the reload did with the proxy's certificate, when it
+	// re-read one (manual reloads of a certificate from files or a state
+	// dir).
+	TLS *TLSReloadReport `json:"tls,omitempty"`
+}
+
+// TLSReloadReport is a certificate reload: Result is unchanged, reloaded
+// or refused (Error says why; the served certificate is kept);
+// HostSubject and Expires describe the certificate served afterwards.
+type TLSReloadReport struct {
+	Result      string    `json:"result"`
+	Origin      string    `json:"origin"`
+	HostSubject string    `json:"host_subject"`
+	Expires     time.Time `json:"expires"`
+	Error       string    `json:"error,omitempty"`
 }
 
 // reloadAnswer is a report answered with an error status: the usual

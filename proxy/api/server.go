@@ -53,6 +53,10 @@ type ProxyEndpoint struct {
 	// exact, ordered form ("": no host-subject= key; clients then check
 	// the host name).
 	HostSubject string
+	// Current, when set, gives CAPEM and HostSubject for each .vv
+	// instead of the two fields, for a proxy whose certificate can be
+	// replaced while it runs (proxy.Proxy's CAPEM and HostSubject).
+	Current func() (caPEM []byte, hostSubject string)
 }
 
 // Config configures a Server. Only Store is required.

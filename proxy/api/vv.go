@@ -37,6 +37,9 @@ func (s *Server) proxyVV(w http.ResponseWriter, r *http.Request) {
 	}
 	info(r).session = m.SessionID
 	w.Header().Set(HeaderSession, m.SessionID)
+	if ep.Current != nil {
+		ep.CAPEM, ep.HostSubject = ep.Current()
+	}
 	s.writeVV(w, r, &vv.File{
 		Type:           "spice",
 		Host:           ep.Host,

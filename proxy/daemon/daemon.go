@@ -125,6 +125,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		}
 		return d.cfg.errorf(s, fmt.Errorf("%w: %w", ErrConfig, err), "%s %s: %v", d.cfg.name(s), addr, listenCause(err))
 	}
+	if c := d.proxy.ServedCertificate(); c != nil && c.Leaf != nil {
+		d.metrics.tls.expiry.Set(float64(c.Leaf.NotAfter.Unix()))
+	}
 	d.log.Info("proxy listening", "tls", d.proxy.TLSAddr().String(), "plain", d.proxy.PlainAddr().String(),
 		"allow_plain", d.cfg.AllowPlain, "certificate", m.origin, "host_subject", d.proxy.HostSubject(), "ca_file", m.caFile)
 	if d.cfg.ConnectAddr != "" {
@@ -175,7 +178,8 @@ func (d *Daemon) startAPI(addr string) error {
 	cfg := api.Config{
 		Store: d.store,
 		Proxy: api.ProxyEndpoint{Host: d.cfg.ProxyHost, Port: d.proxy.PlainAddr().Port, TLSPort: d.proxy.TLSAddr().Port,
-			CAPEM: d.proxy.CAPEM(), HostSubject: d.proxy.HostSubject()},
+			CAPEM: d.proxy.CAPEM(), HostSubject: d.proxy.HostSubject(),
+			Current: func() ([]byte, string) { return d.proxy.CAPEM(), d.proxy.HostSubject() }},
 		APIKey:       d.cfg.APIKey,
 		Metrics:      d.MetricsHandler(),
 		Reloader:     apiReloader{d},

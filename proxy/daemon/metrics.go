@@ -18,6 +18,7 @@ type metrics struct {
 	lastReload   prometheus.Gauge
 	lastOK       prometheus.Gauge
 	lastGoodTime prometheus.Gauge
+	tls          tlsMetrics
 }
 
 var (
@@ -46,6 +47,7 @@ func newMetrics(st *store.Store) *metrics {
 		Name: "spice_proxy_sources_last_reload_success_timestamp_seconds", Help: "When a reload last found a valid file.",
 	})
 	m.reg.MustRegister(m.reloads, m.lastReload, m.lastOK, m.lastGoodTime, sourceCollector{st})
+	m.tls = newTLSMetrics(m.reg)
 	return m
 }
 

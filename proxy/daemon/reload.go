@@ -57,6 +57,11 @@ type ReloadResult struct {
 	// Err is nil for a valid file, else why not: the read error, or a
 	// *static.ParseError listing the errors (errors.Is static.ErrInvalid).
 	Err error
+	// TLS is what the reload did with the proxy's certificate: SIGHUP,
+	// POST /reload and Reload re-read it too (nil: not re-read, or a
+	// certificate that is not from files or StateDir). Its refusal is
+	// not the reload's Err: the sources were still reloaded.
+	TLS *TLSReload
 }
 
 // Report is the result as GET and POST /reload answer it.
@@ -66,13 +71,21 @@ func (r ReloadResult) Report() api.ReloadReport {
 		ps = append(ps, api.Problem{Problem: p.String(), File: p.File, Line: p.Line, Col: p.Col, Field: p.Field,
 			Message: p.Message, Severity: p.Severity.String()})
 	}
-	return api.ReloadReport{Seq: r.Seq, Trigger: string(r.Trigger), Result: r.Result, At: r.At, File: r.File,
+	rep := api.ReloadReport{Seq: r.Seq, Trigger: string(r.Trigger), Result: r.Result, At: r.At, File: r.File,
 		Sources: r.Sources, Consoles: r.Consoles, Errored: r.Errored, Changes: r.Changes, Problems: ps, Warnings: len(r.Warnings)}
+	if t := r.TLS; t != nil {
+		rep.TLS = &api.TLSReloadReport{Result: t.Result, Origin: t.Origin, HostSubject: t.Subject, Expires: t.Expires}
+		if t.Err != nil {
+			rep.TLS.Error = t.Err.Error()
+		}
+	}
+	return rep
 }
 
 // Reload re-reads the sources file now and applies it (last good wins;
-// see the package doc). The error is the result's Err, ErrNoSources
-// without a file, or ctx's while another reload runs.
+// see the package doc), and re-reads the certificate (see TLSReload).
+// The error is the result's Err, ErrNoSources without a file, or ctx's
+// while another reload runs.
 func (d *Daemon) Reload(ctx context.Context) (ReloadResult, error) {
 	return d.reloadFile(ctx, TriggerCall, false)
 }
@@ -195,6 +208,10 @@ func (d *Daemon) reloadFile(ctx context.Context, trigger Trigger, onlyIfChanged 
 		if res.Err != nil {
 			res.Result = api.ReloadPartial
 		}
+	}
+	switch trigger {
+	case TriggerSignal, TriggerAPI, TriggerCall:
+		res.TLS = d.reloadTLS(res.At)
 	}
 	d.finish(&res)
 	return res, res.Err
