@@ -3,6 +3,7 @@ package scenarios
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/spiceharness/spiceharness/harness"
+	"github.com/spiceharness/spiceharness/internal/poll"
 	"github.com/spiceharness/spiceharness/proxy/spice"
 )
 
@@ -46,11 +48,16 @@ func init() {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
+					// Pacing, not waiting: a key every 20 ms is load the
+					// guest keeps up with (qemu's PS/2 queue drops keys
+					// sent faster), so the displays keep redrawing.
+					tick := time.NewTicker(20 * time.Millisecond)
+					defer tick.Stop()
 					for {
 						select {
 						case <-stop:
 							return
-						case <-time.After(20 * time.Millisecond):
+						case <-tick.C:
 						}
 						if x.chans[2].Type("x") != nil {
 							return
@@ -77,8 +84,8 @@ func init() {
 			all[0].s.Close()
 			var err error
 			select {
-			case err = <-done:
-			case <-time.After(drain + 10*time.Second):
+			case err = <-done: // the event waited on: Shutdown returned
+			case <-time.After(drain + 10*time.Second): // only the bound that fails a hung Shutdown
 				t.Fatalf("Shutdown did not return 10 s after its %v drain deadline", drain)
 			}
 			took := time.Since(start)
@@ -111,18 +118,16 @@ func init() {
 	})
 }
 
-// refusing waits until nothing accepts connections at addr.
+// refusing waits until nothing accepts connections at addr. A target
+// announces no "listener closed" event, so a refused dial is the
+// observation; poll.Until re-dials until one is refused.
 func refusing(ctx context.Context, addr string) error {
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
+	return poll.Until(ctx, 5*time.Millisecond, func(ctx context.Context) error {
+		c, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", addr)
 		if err != nil {
 			return nil
 		}
 		c.Close()
-		select {
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
+		return fmt.Errorf("%s still accepts connections", addr)
+	})
 }

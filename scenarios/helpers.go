@@ -110,7 +110,7 @@ func survives(ctx context.Context, t harness.T, vm *harness.VM, d time.Duration)
 		t.Fatalf("%s died: %v", vm, vm.Wait(ctx))
 	case <-ctx.Done():
 		t.Fatalf("waiting on %s: %v", vm, context.Cause(ctx))
-	case <-time.After(d):
+	case <-time.After(d): // no event announces "it will not crash now" (see above)
 	}
 	alive(ctx, t, vm)
 }
@@ -128,12 +128,16 @@ func openAll(ctx context.Context, t harness.T, s *spice.Session) (display, input
 // the slowest took from start; it fails t after within.
 func waitClosed(t harness.T, start time.Time, within time.Duration, what string, chans ...*spice.Channel) time.Duration {
 	t.Helper()
+	// The closes are the events waited on; the timer is only the bound
+	// that fails a proxy leaving a channel open.
+	bound := time.NewTimer(time.Until(start.Add(within)))
+	defer bound.Stop()
 	var slowest time.Duration
 	for _, c := range chans {
 		select {
 		case <-c.Done():
 			slowest = max(slowest, time.Since(start))
-		case <-time.After(time.Until(start.Add(within))):
+		case <-bound.C:
 			t.Fatalf("%s still open %v after %s", c.ID, within, what)
 		}
 	}
@@ -187,12 +191,16 @@ func joinHostPort(host string, port int) string { return net.JoinHostPort(host, 
 func keepTyping(inputs *spice.Channel, text string, stop <-chan struct{}) <-chan error {
 	typed := make(chan error, 1)
 	go func() {
+		// Pacing, not waiting: the live load a scenario keeps up while
+		// something else happens.
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
 		for {
 			select {
 			case <-stop:
 				typed <- nil
 				return
-			case <-time.After(100 * time.Millisecond):
+			case <-tick.C:
 			}
 			if err := inputs.Type(text); err != nil {
 				typed <- err

@@ -225,7 +225,7 @@ func (h *hostile) slowloris() error {
 			select {
 			case <-stop:
 				return
-			case <-time.After(time.Second):
+			case <-time.After(time.Second): // pacing: the slowloris client's byte a second
 			}
 		}
 	}()

@@ -88,7 +88,7 @@ func firstAccepted(ctx context.Context, t harness.T, ln net.Listener, what strin
 		if c.RemoteAddr().String() != mine.LocalAddr().String() {
 			t.Errorf("%s reached %s: it accepted %s before the barrier's own connection", what, ln.Addr(), c.RemoteAddr())
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(10 * time.Second): // only the bound that fails a lost barrier
 		t.Fatalf("%s never accepted the barrier's connection", ln.Addr())
 	}
 }

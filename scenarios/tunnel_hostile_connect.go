@@ -62,7 +62,7 @@ func init() {
 						if _, err := c.Write([]byte{head[i]}); err != nil {
 							return
 						}
-						time.Sleep(100 * time.Millisecond)
+						time.Sleep(100 * time.Millisecond) // pacing: the slowloris client's byte per 100 ms
 					}
 				}},
 				{"4 KiB of random bytes", 4, func(c net.Conn) { c.Write(randomBytes(4096)) }},

@@ -75,7 +75,9 @@ func init() {
 	})
 }
 
-// until waits for the wall clock to reach when: the clock under test.
+// until waits for the wall clock to reach when: the clock under test is
+// qemu's own (expire_password), which the test cannot move and which
+// announces no expiry event.
 func until(ctx context.Context, t harness.T, when time.Time) {
 	t.Helper()
 	select {
