@@ -792,21 +792,11 @@ func display7(t *testing.T, b *battery) outcome {
 
 // clientHello returns the first flight of a Go TLS client.
 func clientHello(t *testing.T) []byte {
-	a, z := net.Pipe()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tls.Client(a, &tls.Config{ServerName: "localhost", InsecureSkipVerify: true}).Handshake()
-	}()
-	buf := make([]byte, 16<<10)
-	n, err := z.Read(buf)
-	a.Close()
-	z.Close()
-	<-done
+	hello, err := spicetest.ClientHello()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return buf[:n]
+	return hello
 }
 
 // tls11 offers only TLS 1.0–1.1; the proxy requires 1.2.

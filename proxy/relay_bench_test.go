@@ -229,10 +229,17 @@ func TestStreamEOFInsideAMessage(t *testing.T) {
 
 // BenchmarkStream relays back-to-back display messages of one size
 // through stream over loopback TCP (writer and reader in this process).
-func BenchmarkStream(b *testing.B) {
+func BenchmarkStream(b *testing.B) { benchStream(b, false) }
+
+// benchStream relays batches of display messages of each size, the
+// client leg over TLS when overTLS.
+func benchStream(b *testing.B, overTLS bool) {
 	for _, size := range []int{64, 1 << 10, 16 << 10, 64 << 10} {
 		b.Run(fmt.Sprintf("msg=%d", size), func(b *testing.B) {
 			r := newStreamRig(b, spice.ChannelDisplay, ToClient, true, FirewallEnforce)
+			if overTLS {
+				r.l.dst, r.out = tlsPair(b, r.l.dst, r.out)
+			}
 			const batch = 64
 			var one []byte
 			for range batch {

@@ -168,29 +168,4 @@ func readMessage(c io.Reader, mini bool) ([]byte, error) {
 
 // BenchmarkStreamTLS is BenchmarkStream toward a TLS peer, where each
 // message goes out in its own Write (so its own TLS records).
-func BenchmarkStreamTLS(b *testing.B) {
-	for _, size := range []int{64, 1 << 10, 16 << 10, 64 << 10} {
-		b.Run(fmt.Sprintf("msg=%d", size), func(b *testing.B) {
-			r := newStreamRig(b, spice.ChannelDisplay, ToClient, true, FirewallEnforce)
-			srv, cli := tlsPair(b, r.l.dst, r.out)
-			r.l.dst, r.out = srv, cli
-			const batch = 64
-			var one []byte
-			for range batch {
-				one = append(one, message(spice.MsgDisplayDrawCopy, size, true, 0)...)
-			}
-			res := r.run(true)
-			b.SetBytes(int64(len(one) / batch))
-			b.ResetTimer()
-			for i := 0; i < b.N; i += batch {
-				if _, err := r.in.Write(one); err != nil {
-					b.Fatal(err)
-				}
-			}
-			r.in.Close()
-			if got := <-res; got.err != nil {
-				b.Fatal(got.err)
-			}
-		})
-	}
-}
+func BenchmarkStreamTLS(b *testing.B) { benchStream(b, true) }

@@ -1,15 +1,12 @@
 package scenarios_test
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"testing"
-	"time"
 
 	"github.com/spiceharness/spiceharness/harness"
 	"github.com/spiceharness/spiceharness/internal/testenv"
-	"github.com/spiceharness/spiceharness/scenarios"
 )
 
 // TestScenariosSquid runs every registered scenario with Debian's squid
@@ -31,29 +28,5 @@ func TestScenariosSquid(t *testing.T) {
 			testenv.Missing(t, "squid", "install it with `make deps` (Debian package squid)")
 		}
 	}
-	squid := harness.WithTarget(harness.ConnectProxy(harness.ConnectProxyConfig{Squid: true}))
-	for _, s := range scenarios.All() {
-		t.Run(s.Name, func(t *testing.T) {
-			t.Parallel()
-			why, err := scenarios.Skip(s, squid)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if why != "" {
-				t.Skip(why)
-			}
-			if why := scenarios.Missing(s); why != "" {
-				testenv.Missing(t, why, "run make deps")
-			}
-			ctx, cancel := context.WithTimeout(t.Context(), scenarios.DefaultTimeout)
-			defer cancel()
-			env := harness.Start(t, append([]harness.Option{squid}, s.Options...)...)
-			sctx, stop := env.Context(ctx)
-			defer stop()
-			start := time.Now()
-			t.Logf("tier %s, proxy under test %s", s.Tier, env.Target().Name())
-			s.Run(sctx, t, env)
-			t.Logf("%s: %v", s.Name, time.Since(start))
-		})
-	}
+	runEach(t, harness.WithTarget(harness.ConnectProxy(harness.ConnectProxyConfig{Squid: true})))
 }

@@ -2,6 +2,7 @@ package scenarios_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -24,10 +25,17 @@ func TestMain(m *testing.M) {
 // `harness run --scenario NAME` runs the same code.
 func TestScenarios(t *testing.T) {
 	testenv.Short(t)
+	runEach(t)
+}
+
+// runEach runs every registered scenario as a parallel subtest, each on a
+// lane of its own, with target (none: the default target) before the
+// scenario's own options.
+func runEach(t *testing.T, target ...harness.Option) {
 	for _, s := range scenarios.All() {
 		t.Run(s.Name, func(t *testing.T) {
 			t.Parallel()
-			why, err := scenarios.Skip(s)
+			why, err := scenarios.Skip(s, target...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -39,7 +47,7 @@ func TestScenarios(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(t.Context(), scenarios.DefaultTimeout)
 			defer cancel()
-			env := harness.Start(t, s.Options...)
+			env := harness.Start(t, append(slices.Clone(target), s.Options...)...)
 			sctx, stop := env.Context(ctx)
 			defer stop()
 			start := time.Now()

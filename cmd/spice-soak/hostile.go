@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spiceharness/spiceharness/proxy/spice"
+	"github.com/spiceharness/spiceharness/proxy/spice/spicetest"
 )
 
 // Hostile connections, in the order the generator cycles through them.
@@ -50,7 +50,7 @@ type hostile struct {
 }
 
 func newHostile(l *lane, rate float64) (*hostile, error) {
-	hello, err := clientHello()
+	hello, err := spicetest.ClientHello()
 	if err != nil {
 		return nil, err
 	}
@@ -196,22 +196,6 @@ func randByte() byte {
 	var b [1]byte
 	rand.Read(b[:])
 	return b[0]
-}
-
-// clientHello is the first flight of a real Go TLS client.
-func clientHello() ([]byte, error) {
-	a, z := net.Pipe()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tls.Client(a, &tls.Config{ServerName: "localhost", InsecureSkipVerify: true}).Handshake()
-	}()
-	buf := make([]byte, 16<<10)
-	n, err := z.Read(buf)
-	a.Close()
-	z.Close()
-	<-done
-	return buf[:n], err
 }
 
 // kindSummary is the hostile connections of one kind.
