@@ -49,6 +49,9 @@ func (p *Proxy) handshake(raw net.Conn, secure bool, start time.Time, tr *tracer
 		hto = DefaultHandshakeTimeout
 	}
 	deadline := start.Add(hto)
+	if mutant.On(p, mutant.NoHandshakeDeadline) {
+		deadline = start.Add(time.Hour)
+	}
 	raw.SetDeadline(deadline)
 	log := p.Logger.With("remote", raw.RemoteAddr().String(), "listener", listenerName(secure))
 

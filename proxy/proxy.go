@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/spiceharness/spiceharness/internal/mutant"
 	"github.com/spiceharness/spiceharness/proxy/spice"
 	"github.com/spiceharness/spiceharness/proxy/store"
 )
@@ -318,8 +319,10 @@ drain:
 		select {
 		case <-ctx.Done():
 			err = ctx.Err()
-			p.closeChannels("shutdown")
-			p.closeTunnels("shutdown")
+			if !mutant.On(p, mutant.ShutdownKeepsChannels) {
+				p.closeChannels("shutdown")
+				p.closeTunnels("shutdown")
+			}
 			break drain
 		case <-tick.C:
 		}

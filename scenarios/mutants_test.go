@@ -28,6 +28,8 @@ var guards = map[mutant.Mutation][]string{
 	mutant.TerminateKeepsChannels: {"fault-api-restart", "terminate"},
 	mutant.TerminateKeepsTunnels:  {"tunnel-terminate"},
 	mutant.TerminateKeepsHosts:    {"tunnel-terminate"},
+	mutant.ShutdownKeepsChannels:  {"fault-shutdown-under-load"},
+	mutant.NoHandshakeDeadline:    {"hostile-clients"},
 }
 
 // tunnelMutants change only the CONNECT listener: they run against the

@@ -43,11 +43,17 @@ const (
 	// TerminateKeepsHosts: terminating a console leaves the tunnel hosts
 	// signed for it valid until they expire (proxy).
 	TerminateKeepsHosts Mutation = "terminate-keeps-hosts"
+	// ShutdownKeepsChannels: past Shutdown's drain deadline the live
+	// channels are left open, so Shutdown waits for the clients (proxy).
+	ShutdownKeepsChannels Mutation = "shutdown-keeps-channels"
+	// NoHandshakeDeadline: a client may take as long as it likes to send
+	// its link (proxy).
+	NoHandshakeDeadline Mutation = "no-handshake-deadline"
 )
 
 // All lists every mutation.
 var All = []Mutation{ReusableTokens, NoConnIDBinding, FixedCaps, NoDisplayGuard, EarlyLinkOK, TerminateKeepsChannels,
-	TerminateKeepsTunnels, TerminateKeepsHosts}
+	TerminateKeepsTunnels, TerminateKeepsHosts, ShutdownKeepsChannels, NoHandshakeDeadline}
 
 var (
 	active atomic.Int64 // how many values have mutations
