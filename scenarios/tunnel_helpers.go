@@ -2,7 +2,6 @@ package scenarios
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -33,8 +32,8 @@ func fetchTunnelVV(ctx context.Context, t harness.T, env *harness.Env, vm *harne
 // HTTP status of 400 or more) and returns it.
 func wantProxyRefused(t harness.T, err error, what string) *spice.ProxyError {
 	t.Helper()
-	var pe *spice.ProxyError
-	if !errors.As(err, &pe) || pe.Status < 400 {
+	pe, ok := proxyRefusal(err)
+	if !ok {
 		t.Fatalf("%s: want the CONNECT proxy to refuse it (an HTTP error status), got %v", what, err)
 	}
 	return pe

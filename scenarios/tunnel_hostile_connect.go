@@ -45,6 +45,10 @@ func init() {
 			typed := keepTyping(inputs, "k", stop)
 
 			link := (&spice.LinkMess{ChannelType: spice.ChannelMain, CommonCaps: spice.DefaultCommonCaps}).Marshal()
+			consolePort := f.TLSPort
+			if consolePort == 0 {
+				consolePort = f.Port
+			}
 			hello := append([]byte{0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03}, randomBytes(200)...)
 			classes := []struct {
 				name string
@@ -54,6 +58,13 @@ func init() {
 				{"1 MiB header", 4, func(c net.Conn) {
 					io.WriteString(c, "CONNECT "+f.Host+":1 HTTP/1.0\r\nX-Fill: ")
 					c.Write(bytes.Repeat([]byte("a"), 1<<20))
+				}},
+				// A whole head to the console's own port: a proxy without a
+				// head limit would open this tunnel (200).
+				{"1 MiB header, head complete, to the console's port", 4, func(c net.Conn) {
+					fmt.Fprintf(c, "CONNECT %s:%d HTTP/1.0\r\nX-Fill: ", f.Host, consolePort)
+					c.Write(bytes.Repeat([]byte("a"), 1<<20))
+					io.WriteString(c, "\r\n\r\n")
 				}},
 				{"endless request line", 4, func(c net.Conn) { c.Write(append([]byte("CONNECT "), bytes.Repeat([]byte("b"), 64<<10)...)) }},
 				{"slowloris, a byte per 100 ms for 3 s", 8, func(c net.Conn) {

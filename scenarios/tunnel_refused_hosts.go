@@ -48,11 +48,7 @@ func init() {
 			require.NoError(t, err)
 			past := sh.TunnelHostTTL() + time.Second
 			if err := sh.AdvanceTunnelClock(past); errors.Is(err, harness.ErrUnsupported) {
-				select {
-				case <-ctx.Done():
-					t.Fatalf("waiting out the host's lifetime: %v", context.Cause(ctx))
-				case <-time.After(past):
-				}
+				until(ctx, t, time.Now().Add(past))
 			} else {
 				require.NoError(t, err, "advance the tunnel clock")
 			}
