@@ -43,6 +43,10 @@ const (
 	EnvSquid        = "HARNESS_SQUID"         // "1": start Debian's squid per lane
 )
 
+// TargetEnvVars are the variables that pick the proxy under test; at most
+// one may be set.
+var TargetEnvVars = []string{EnvExternalAPI, EnvExec, EnvConnectProxy, EnvSquid}
+
 // DefaultSource is the name of the static source the harness writes for
 // a target of its own (in-process, exec); lanes that share a sources.yaml
 // with others (Kerbside) get a unique name.
@@ -347,7 +351,7 @@ func (c *config) fromEnv() error {
 		}
 	}
 	var picked []string
-	for _, v := range []string{EnvExternalAPI, EnvExec, EnvConnectProxy, EnvSquid} {
+	for _, v := range TargetEnvVars {
 		if os.Getenv(v) != "" {
 			picked = append(picked, v)
 		}

@@ -46,7 +46,6 @@ type Squid struct {
 	Dir string
 
 	child  *proc.Child
-	proc   *proc.Child // the running squid, kept after Close for its state
 	ownDir bool
 }
 
@@ -163,7 +162,7 @@ func (s *Squid) start(ctx context.Context, bin string, o SquidOptions) error {
 		log, _ := os.ReadFile(cacheLog)
 		switch {
 		case strings.Contains(string(log), "Accepting HTTP Socket connections"):
-			s.child, s.proc, s.Port, s.URL = child, child, port, fmt.Sprintf("http://127.0.0.1:%d", port)
+			s.child, s.Port, s.URL = child, port, fmt.Sprintf("http://127.0.0.1:%d", port)
 			return nil
 		case strings.Contains(string(log), "Cannot bind socket"):
 			child.Stop(time.Second)
@@ -205,10 +204,10 @@ func (s *Squid) AccessLog() (string, error) {
 }
 
 // Exited is closed once squid has exited (Close stops it).
-func (s *Squid) Exited() <-chan struct{} { return s.proc.Exited() }
+func (s *Squid) Exited() <-chan struct{} { return s.child.Exited() }
 
 // ProcessState is squid's exit state, nil while it runs.
-func (s *Squid) ProcessState() *os.ProcessState { return s.proc.ProcessState() }
+func (s *Squid) ProcessState() *os.ProcessState { return s.child.ProcessState() }
 
 // CacheLog returns squid's cache.log (its own messages) so far.
 func (s *Squid) CacheLog() string {
@@ -224,8 +223,7 @@ func (s *Squid) Close() error {
 	}
 	var err error
 	if s.child != nil {
-		err = s.child.Stop(5 * time.Second)
-		s.child = nil
+		err = s.child.Stop(5 * time.Second) // safe again after exit: Close may run twice
 	}
 	if s.ownDir {
 		os.RemoveAll(s.Dir)

@@ -18,7 +18,7 @@ import (
 // tunnel scenarios among them, run through squid with real clients.
 func TestScenariosSquid(t *testing.T) {
 	testenv.Short(t)
-	for _, v := range []string{harness.EnvExternalAPI, harness.EnvExec, harness.EnvConnectProxy, harness.EnvSquid} {
+	for _, v := range harness.TargetEnvVars {
 		if os.Getenv(v) != "" {
 			t.Skipf("%s picks the proxy under test: TestScenarios runs against it", v)
 		}
