@@ -11,7 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spiceharness/spiceharness/harness"
-	"github.com/spiceharness/spiceharness/proxy"
 	"github.com/spiceharness/spiceharness/proxy/daemon"
 	"github.com/spiceharness/spiceharness/static"
 )
@@ -147,10 +146,7 @@ With --json, stdout gets one JSON line when ready (see harness up --help).`,
 	fl.StringVar(&cfg.APIAddr, "api", daemon.DefaultAddr, "the .vv API's listener (not loopback: set HARNESS_API_KEY)")
 	fl.StringVar(&cfg.ProxyHost, "proxy-host", "", "host proxy .vv files send clients to (default: the --tls-listen host, or 127.0.0.1)")
 	fl.BoolVar(&cfg.AllowPlain, "allow-plain", false, "serve sessions on the plain listener")
-	fl.IntVar(&cfg.MaxHandshakes, "max-handshakes", 0, fmt.Sprintf(
-		"connections the proxy lets be in their TLS or link handshake at once, over both ports; more are closed at once (0: %d; negative: no cap)", proxy.DefaultMaxHandshakes))
-	fl.IntVar(&cfg.MaxHandshakesPerSource, "max-handshakes-per-source", 0, fmt.Sprintf(
-		"the same cap per client IP address (0: %d; negative: no cap)", proxy.DefaultMaxHandshakesPerSource))
+	addHandshakeFlags(fl, &cfg.MaxHandshakes, &cfg.MaxHandshakesPerSource)
 	fl.StringVar(&cfg.ConnectAddr, "connect-listen", "", "also serve HTTP CONNECT tunnels on this address (127.0.0.1:0 for a free port; tunnel .vv files carry the stored ticket); see docs/tunnels.md")
 	fl.StringVar(&cfg.TLSCertFile, "tls-cert", "", "the proxy's TLS certificate (PEM; may hold the chain); with --tls-key")
 	fl.StringVar(&cfg.TLSKeyFile, "tls-key", "", "its private key (PEM, mode 0600)")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/spiceharness/spiceharness/harness"
 	"github.com/spiceharness/spiceharness/harness/inproc"
 	"github.com/spiceharness/spiceharness/proxy"
@@ -210,10 +211,15 @@ type handshakeFlags struct {
 }
 
 func (f *handshakeFlags) add(cmd *cobra.Command) {
-	fl := cmd.Flags()
-	fl.IntVar(&f.total, "max-handshakes", 0, fmt.Sprintf(
+	addHandshakeFlags(cmd.Flags(), &f.total, &f.perSource)
+}
+
+// addHandshakeFlags defines --max-handshakes and
+// --max-handshakes-per-source (up and serve).
+func addHandshakeFlags(fl *pflag.FlagSet, total, perSource *int) {
+	fl.IntVar(total, "max-handshakes", 0, fmt.Sprintf(
 		"connections the proxy lets be in their TLS or link handshake at once, over both ports; more are closed at once (0: %d; negative: no cap)", proxy.DefaultMaxHandshakes))
-	fl.IntVar(&f.perSource, "max-handshakes-per-source", 0, fmt.Sprintf(
+	fl.IntVar(perSource, "max-handshakes-per-source", 0, fmt.Sprintf(
 		"the same cap per client IP address (0: %d; negative: no cap)", proxy.DefaultMaxHandshakesPerSource))
 }
 
