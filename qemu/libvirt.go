@@ -87,14 +87,11 @@ func startDomain(ctx context.Context, c *config) (VM, error) {
 func (d *Domain) abandon() {
 	d.core.expected.Store(true)
 	if d.watching {
-		d.l.Disconnect() // ends the event stream, so watch records the exit
-		d.evCancel()
+		d.hangUp() // ends the event stream, so watch records the exit
 		<-d.watchDone
 		return
 	}
-	if d.l != nil {
-		d.l.Disconnect()
-	}
+	d.hangUp()
 	d.core.exit(&ExitError{VM: d.String(), Status: "never started", Code: -1})
 	close(d.watchDone)
 }

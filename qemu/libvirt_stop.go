@@ -115,12 +115,19 @@ func (d *Domain) shutdown() error {
 	if created {
 		err = d.core.quitOrKill(d.stopped, d.cfg.logger, d.Kill)
 	}
-	if d.l != nil {
-		d.l.Disconnect() // before evCancel: see Domain.evCancel
-		if d.evCancel != nil {
-			d.evCancel()
-		}
-	}
+	d.hangUp()
 	<-d.watchDone
 	return d.core.finishClose(d.stateDir, d.cfg.keep, crashed, err)
+}
+
+// hangUp closes the libvirt connection, then ends the event
+// subscriptions: in that order, see Domain.evCancel.
+func (d *Domain) hangUp() {
+	if d.l == nil {
+		return
+	}
+	d.l.Disconnect()
+	if d.evCancel != nil {
+		d.evCancel()
+	}
 }

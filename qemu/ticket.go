@@ -11,17 +11,18 @@ import (
 )
 
 func (c *core) SetTicket(ctx context.Context) (string, error) {
-	return c.setTicket(ctx, "keep")
+	return c.setTicket(ctx, "keep", "never", "set ticket")
 }
 
 func (c *core) RotateTicket(ctx context.Context) (string, error) {
-	return c.setTicket(ctx, "disconnect")
+	return c.setTicket(ctx, "disconnect", "never", "set ticket")
 }
 
-// setTicket sets a fresh ticket, then lifts any expiry. In that order the
-// VM is never open to an old ticket: between the two calls the new
-// ticket exists but is still expired.
-func (c *core) setTicket(ctx context.Context, connected string) (string, error) {
+// setTicket sets a fresh ticket, then its expiry ("never", or "+SECS").
+// In that order the VM is never open to an old ticket: between the two
+// calls the new ticket exists but nobody holds it yet, and the other
+// order would revive a ticket whose expiry had passed.
+func (c *core) setTicket(ctx context.Context, connected, expiry, what string) (string, error) {
 	t := newTicket()
 	err := c.do(ctx, func(m *raw.Monitor) error {
 		if err := m.SetPassword("spice", t, &connected); err != nil {
@@ -30,10 +31,10 @@ func (c *core) setTicket(ctx context.Context, connected string) (string, error) 
 		c.mu.Lock()
 		c.ep.Ticket = t
 		c.mu.Unlock()
-		return m.ExpirePassword("spice", "never")
+		return m.ExpirePassword("spice", expiry)
 	})
 	if err != nil {
-		return "", fmt.Errorf("qemu: %s: set ticket: %w", c.self, redact(err, t))
+		return "", fmt.Errorf("qemu: %s: %s: %w", c.self, what, redact(err, t))
 	}
 	return t, nil
 }
@@ -48,22 +49,9 @@ func (c *core) SetTicketFor(ctx context.Context, d time.Duration) (string, time.
 		return "", time.Time{}, configErr("SetTicketFor", d, "want at least %v", MinTicketLifetime)
 	}
 	secs := int64((d + time.Second - 1) / time.Second)
-	t := newTicket()
-	keep := "keep"
-	// set_password first: the new ticket has no expiry for the moment
-	// between the two commands, but nobody holds it yet; the other order
-	// would revive a ticket whose expiry had passed.
-	err := c.do(ctx, func(m *raw.Monitor) error {
-		if err := m.SetPassword("spice", t, &keep); err != nil {
-			return err
-		}
-		c.mu.Lock()
-		c.ep.Ticket = t
-		c.mu.Unlock()
-		return m.ExpirePassword("spice", "+"+strconv.FormatInt(secs, 10))
-	})
+	t, err := c.setTicket(ctx, "keep", "+"+strconv.FormatInt(secs, 10), "set expiring ticket")
 	if err != nil {
-		return "", time.Time{}, fmt.Errorf("qemu: %s: set expiring ticket: %w", c.self, redact(err, t))
+		return "", time.Time{}, err
 	}
 	return t, time.Now().Add(time.Duration(secs) * time.Second), nil
 }
