@@ -70,7 +70,7 @@ fuzz:
 
 ## bench: ratios against direct qemu measured in the same run
 ##        (BENCHFLAGS: scripts/bench.sh flags, e.g. BENCHFLAGS="-- -sections screenshot")
-bench: deps build bench-build
+bench: deps build
 	@bash scripts/bench.sh $(BENCHFLAGS)
 
 ## soak: ~5 min of real clients and hostile connections against `harness up --vms 4`, with a verdict on growth

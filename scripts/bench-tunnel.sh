@@ -26,8 +26,14 @@ if ! res=$(go test -run '^$' -bench '^BenchmarkTunnelScreenshot$' -benchtime "${
   echo "$res" >&2
   exit 1
 fi
-line=$(echo "$res" | grep -m1 '^BenchmarkTunnelScreenshot') || { echo "tunnel.screenshot: FAILED (no benchmark line)"; echo "$res" >&2; exit 1; }
-metric() { echo "$line" | awk -v unit="$1" '{ for (i = 2; i <= NF; i++) if ($i == unit) print $(i-1) }'; }
+# A here-string, not echo | grep -m1: grep leaving early would SIGPIPE
+# echo, and pipefail would call a found line missing.
+line=$(grep -m1 '^BenchmarkTunnelScreenshot' <<<"$res") || { echo "tunnel.screenshot: FAILED (no benchmark line)"; echo "$res" >&2; exit 1; }
+metric() { awk -v unit="$1" '{ for (i = 2; i <= NF; i++) if ($i == unit) print $(i-1) }' <<<"$line"; }
+# printf '%.2f' "" prints 0.00: a missing figure must fail, not look measured.
+for u in direct_ms tunnel/direct_plain tunnel/direct_tls; do
+  [ -n "$(metric "$u")" ] || { echo "tunnel.screenshot: FAILED (no $u in the benchmark line)"; echo "$res" >&2; exit 1; }
+done
 printf 'tunnel.screenshot_direct: %.0f ms (median spicy-screenshot run straight to qemu, %d rounds)\n' "$(metric direct_ms)" "$rounds"
 printf 'tunnel.screenshot_plain: %.2fx vs direct (median of %d per-round ratios)\n' "$(metric tunnel/direct_plain)" "$rounds"
 printf 'tunnel.screenshot_tls: %.2fx vs direct (median of %d per-round ratios)\n' "$(metric tunnel/direct_tls)" "$rounds"
