@@ -119,8 +119,17 @@ func (p *Proxy) CAPEM() []byte {
 
 // ServedCertificate is the certificate the TLS listener presents now.
 func (p *Proxy) ServedCertificate() *tls.Certificate {
+	cert, _, _ := p.Served()
+	return cert
+}
+
+// Served is the certificate the TLS listener presents now with its CA
+// and host subject, read together: a SetCertificate meanwhile cannot
+// mix two certificates' facts (a .vv's ca= and host-subject=).
+func (p *Proxy) Served() (cert *tls.Certificate, caPEM []byte, hostSubject string) {
 	if p.init(); p.initErr != nil {
-		return nil
+		return nil, nil, ""
 	}
-	return p.served.Load().cert
+	sc := p.served.Load()
+	return sc.cert, sc.caPEM, sc.host
 }

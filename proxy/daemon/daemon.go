@@ -178,8 +178,7 @@ func (d *Daemon) startAPI(addr string) error {
 	cfg := api.Config{
 		Store: d.store,
 		Proxy: api.ProxyEndpoint{Host: d.cfg.ProxyHost, Port: d.proxy.PlainAddr().Port, TLSPort: d.proxy.TLSAddr().Port,
-			CAPEM: d.proxy.CAPEM(), HostSubject: d.proxy.HostSubject(),
-			Current: func() ([]byte, string) { return d.proxy.CAPEM(), d.proxy.HostSubject() }},
+			Current: func() ([]byte, string) { _, ca, subject := d.proxy.Served(); return ca, subject }},
 		APIKey:       d.cfg.APIKey,
 		Metrics:      d.MetricsHandler(),
 		Reloader:     apiReloader{d},

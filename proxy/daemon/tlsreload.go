@@ -70,8 +70,8 @@ func (d *Daemon) reloadTLS(now time.Time) *TLSReload {
 		d.mu.Unlock()
 		r.Result = TLSReloaded
 	}
-	if c := d.proxy.ServedCertificate(); c != nil && c.Leaf != nil {
-		r.Subject, r.Expires = d.proxy.HostSubject(), c.Leaf.NotAfter
+	if c, _, subject := d.proxy.Served(); c != nil && c.Leaf != nil {
+		r.Subject, r.Expires = subject, c.Leaf.NotAfter
 	}
 	d.metrics.observeTLS(r)
 	level, attrs := slog.LevelInfo, []slog.Attr{slog.String("result", r.Result), slog.String("origin", r.Origin),
