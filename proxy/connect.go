@@ -72,6 +72,7 @@ type tunnelState struct {
 	// latest expiry TerminateTunnels revoked (hosts expiring at or
 	// before it are refused). SignTunnel keeps new expiries after it.
 	signed, revoked map[static.Key]time.Time
+	pruneAt         int // len(signed) past which SignTunnel sweeps expired records
 }
 
 func (p *Proxy) initTunnel() error {
@@ -104,6 +105,7 @@ func (p *Proxy) initTunnel() error {
 	t.tunnels = map[*tunnelConn]struct{}{}
 	t.signed = map[static.Key]time.Time{}
 	t.revoked = map[static.Key]time.Time{}
+	t.pruneAt = maxTunnelRecords
 	return nil
 }
 
@@ -140,8 +142,11 @@ func (p *Proxy) SignTunnel(k static.Key, port, tlsPort int) (host string, expire
 	if expires.After(p.tun.signed[k]) {
 		p.tun.signed[k] = expires
 	}
-	if len(p.tun.signed) > maxTunnelRecords {
+	if len(p.tun.signed) > p.tun.pruneAt {
 		p.pruneTunnelRecordsLocked(now)
+		// Amortised: with many live records the next sweep waits until
+		// they have doubled, not for the next sign.
+		p.tun.pruneAt = max(maxTunnelRecords, 2*len(p.tun.signed))
 	}
 	p.mu.Unlock()
 	host, err = p.tun.signer.Sign(tunnel.Grant{Key: k, Port: port, TLSPort: tlsPort, Expires: expires})
@@ -154,8 +159,9 @@ func (p *Proxy) SignTunnel(k static.Key, port, tlsPort int) (host string, expire
 	return host, expires, nil
 }
 
-// maxTunnelRecords bounds the per-console expiry records before expired
-// ones are dropped (a console's record lives until its last host expires).
+// maxTunnelRecords is how many per-console expiry records SignTunnel
+// keeps before it sweeps the expired ones (a console's record lives
+// until its last host expires).
 const maxTunnelRecords = 4096
 
 func (p *Proxy) pruneTunnelRecordsLocked(now time.Time) {
@@ -179,17 +185,11 @@ func (p *Proxy) TerminateTunnels(k static.Key) int {
 	if e, ok := p.tun.signed[k]; ok && !mutant.On(p, mutant.TerminateKeepsHosts) {
 		p.tun.revoked[k] = e
 	}
-	var ts []*tunnelConn
-	for t := range p.tun.tunnels {
-		if t.key == k && !mutant.On(p, mutant.TerminateKeepsTunnels) {
-			ts = append(ts, t)
-		}
-	}
 	p.mu.Unlock()
-	for _, t := range ts {
-		t.close("terminated")
+	if mutant.On(p, mutant.TerminateKeepsTunnels) {
+		return 0
 	}
-	return len(ts)
+	return p.closeTunnels("terminated", func(t *tunnelConn) bool { return t.key == k })
 }
 
 // StartConnect listens on addr for HTTP CONNECT requests and serves them
@@ -307,17 +307,21 @@ func (p *Proxy) activeTunnels() int {
 	return len(p.tun.tunnels)
 }
 
-// closeTunnels cuts every relaying tunnel.
-func (p *Proxy) closeTunnels(reason string) {
+// closeTunnels cuts the relaying tunnels that match (nil: all) and
+// returns how many.
+func (p *Proxy) closeTunnels(reason string, match func(*tunnelConn) bool) int {
 	p.mu.Lock()
-	ts := make([]*tunnelConn, 0, len(p.tun.tunnels))
+	var ts []*tunnelConn
 	for t := range p.tun.tunnels {
-		ts = append(ts, t)
+		if match == nil || match(t) {
+			ts = append(ts, t)
+		}
 	}
 	p.mu.Unlock()
 	for _, t := range ts {
 		t.close(reason)
 	}
+	return len(ts)
 }
 
 // closeConnectConnsLocked cuts the connections still in their head.

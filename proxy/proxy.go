@@ -321,7 +321,7 @@ drain:
 			err = ctx.Err()
 			if !mutant.On(p, mutant.ShutdownKeepsChannels) {
 				p.closeChannels("shutdown")
-				p.closeTunnels("shutdown")
+				p.closeTunnels("shutdown", nil)
 			}
 			break drain
 		case <-tick.C:
@@ -342,7 +342,7 @@ func (p *Proxy) Close() error {
 	p.closing = true
 	p.mu.Unlock()
 	p.closeChannels("proxy closed")
-	p.closeTunnels("proxy closed")
+	p.closeTunnels("proxy closed", nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	p.Shutdown(ctx)
