@@ -15,13 +15,9 @@ import (
 
 // dialBackend connects to a console: TLS (with the source's CA and the
 // console's host_subject) when it has a secure port, else plain. It gives
-// up at deadline or when ctx ends.
-func dialBackend(ctx context.Context, t store.Target, secure bool, deadline time.Time) (net.Conn, error) {
-	return dialBackendTraced(ctx, t, secure, deadline, nil)
-}
-
-// dialBackendTraced is dialBackend reporting its steps to tr.
-func dialBackendTraced(ctx context.Context, t store.Target, secure bool, deadline time.Time, tr *tracer) (net.Conn, error) {
+// up at deadline or when ctx ends. It reports its steps to tr (nil:
+// none).
+func dialBackend(ctx context.Context, t store.Target, secure bool, deadline time.Time, tr *tracer) (net.Conn, error) {
 	c := t.Console
 	port := c.InsecurePort
 	if secure {
@@ -61,11 +57,7 @@ func dialBackendTraced(ctx context.Context, t store.Target, secure bool, deadlin
 // ends (the proxy shuts down) the link is cut, unless its ticket is
 // already on its way.
 func (p *Proxy) linkBackend(stop context.Context, t store.Target, m *spice.LinkMess, deadline time.Time, tr *tracer) (net.Conn, *spice.LinkReply, error) {
-	return linkOnce(stop, t, m, t.Console.SecurePort != 0, deadline, tr)
-}
-
-func linkOnce(stop context.Context, t store.Target, m *spice.LinkMess, secure bool, deadline time.Time, tr *tracer) (net.Conn, *spice.LinkReply, error) {
-	conn, err := dialBackendTraced(stop, t, secure, deadline, tr)
+	conn, err := dialBackend(stop, t, t.Console.SecurePort != 0, deadline, tr)
 	if err != nil {
 		return nil, nil, withChannel(err, m)
 	}

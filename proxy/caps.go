@@ -185,7 +185,7 @@ func or(d, def time.Duration) time.Duration {
 // may cut it at any point.
 func probeCaps(stop context.Context, t store.Target, k probeKey, timeout time.Duration) (spice.Caps, bool) {
 	deadline := time.Now().Add(timeout)
-	conn, err := dialBackend(stop, t, k.secure, deadline)
+	conn, err := dialBackend(stop, t, k.secure, deadline, nil)
 	if err != nil {
 		return nil, false
 	}

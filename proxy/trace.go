@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"sync/atomic"
 	"time"
 
 	"github.com/spiceharness/spiceharness/proxy/spice"
@@ -73,8 +72,6 @@ type tracer struct {
 	conn uint64
 	typ  spice.ChannelType
 	id   uint8
-	// first[d] is set once the first message in direction d was traced.
-	first [2]atomic.Bool
 }
 
 // newTracer returns the tracer of a connection accepted at start, or nil
@@ -108,9 +105,10 @@ func (t *tracer) linked(m *spice.LinkMess) {
 	}
 }
 
-// relayed traces the first message relayed in direction d.
+// relayed traces the first message relayed in direction d (pump, which
+// runs once per direction, calls it for its first message only).
 func (t *tracer) relayed(d Direction) {
-	if t != nil && !t.first[d].Swap(true) {
+	if t != nil {
 		s := TraceFirstToServer
 		if d == ToClient {
 			s = TraceFirstToClient

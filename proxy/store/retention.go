@@ -3,6 +3,8 @@ package store
 import (
 	"sort"
 	"time"
+
+	"github.com/spiceharness/spiceharness/static"
 )
 
 // What the store keeps, and for how long:
@@ -73,10 +75,7 @@ func (q *endedQueue) pop() *session {
 // endedLocked records that ss just ended: it no longer counts as live
 // and is kept for EndedRetention at most, MaxEnded sessions at most.
 func (s *Store) endedLocked(ss *session) {
-	s.live[ss.key]--
-	if s.live[ss.key] <= 0 {
-		delete(s.live, ss.key)
-	}
+	s.unliveLocked(ss.key)
 	if s.opts.EndedRetention < 0 {
 		s.forgetLocked(ss)
 		return
@@ -99,9 +98,14 @@ func (s *Store) forgetLocked(ss *session) {
 	delete(s.tokens, ss.token)
 	s.index.remove(ss)
 	if ss.state != stateEnded {
-		if s.live[ss.key]--; s.live[ss.key] <= 0 {
-			delete(s.live, ss.key)
-		}
+		s.unliveLocked(ss.key)
+	}
+}
+
+// unliveLocked counts one live session of k less.
+func (s *Store) unliveLocked(k static.Key) {
+	if s.live[k]--; s.live[k] <= 0 {
+		delete(s.live, k)
 	}
 }
 

@@ -187,10 +187,8 @@ func (s *Store) reorderLocked() {
 	for k := range s.consoles {
 		s.order = append(s.order, k)
 	}
-	sort.Slice(s.order, func(i, j int) bool {
-		a, b := s.order[i], s.order[j]
-		return a.Source < b.Source || a.Source == b.Source && a.UUID < b.UUID
-	})
+	// The order the console cursors search in (page.go).
+	sort.Slice(s.order, func(i, j int) bool { return keyLess(s.order[i], s.order[j]) })
 }
 
 // ConsoleInfo describes a console without its ticket.
@@ -211,10 +209,9 @@ func (s *Store) Consoles() []ConsoleInfo {
 	targets := s.Targets(0)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	live := s.liveSessionsLocked()
 	out := make([]ConsoleInfo, 0, len(targets))
 	for _, t := range targets {
-		out = append(out, consoleInfo(t, live[t.Key]))
+		out = append(out, consoleInfo(t, s.live[t.Key]))
 	}
 	return out
 }
@@ -227,12 +224,8 @@ func (s *Store) ConsoleInfo(k static.Key) (ConsoleInfo, error) {
 	if err != nil {
 		return ConsoleInfo{}, err
 	}
-	return consoleInfo(t, s.liveSessionsLocked()[k]), nil
+	return consoleInfo(t, s.live[k]), nil
 }
-
-// liveSessionsLocked counts the sessions not ended, per console (kept up
-// to date by Mint, end and forgetLocked; read only).
-func (s *Store) liveSessionsLocked() map[static.Key]int { return s.live }
 
 func consoleInfo(t Target, sessions int) ConsoleInfo {
 	c := t.Console
