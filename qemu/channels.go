@@ -167,6 +167,18 @@ func Channels(chs ...Channel) Option {
 	}
 }
 
+// ValidateChannels reports what Channels(chs...) would reject, without
+// starting anything.
+func ValidateChannels(chs ...Channel) error {
+	var s channelSet
+	for _, ch := range chs {
+		if err := s.add(ch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // channelSet is what the Channels options asked for.
 type channelSet struct {
 	agent, webdav, smartcard, audio, tablet bool
