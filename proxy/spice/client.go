@@ -211,8 +211,16 @@ type Session struct {
 	agentMu sync.Mutex // one AgentWith at a time
 	mu      sync.Mutex
 	// chans are closed with the session.
-	chans []*Channel
-	agent *Agent
+	chans   []*Channel
+	agent   *Agent
+	closers []func() // typed helpers with goroutines of their own
+}
+
+// onClose runs f when the session closes, before its channels close.
+func (s *Session) onClose(f func()) {
+	s.mu.Lock()
+	s.closers = append(s.closers, f)
+	s.mu.Unlock()
 }
 
 // Connect links a new session's main channel (connection_id 0), reads
@@ -276,10 +284,13 @@ func (s *Session) open(ctx context.Context, t ChannelType, id uint8, o dialOpts)
 // Close closes every channel of the session, main last.
 func (s *Session) Close() error {
 	s.mu.Lock()
-	chans, ag := s.chans, s.agent
-	s.chans, s.agent = nil, nil
+	chans, ag, closers := s.chans, s.agent, s.closers
+	s.chans, s.agent, s.closers = nil, nil, nil
 	s.mu.Unlock()
 	var errs []error
+	for _, f := range closers {
+		f()
+	}
 	if ag != nil {
 		ag.close()
 	}
