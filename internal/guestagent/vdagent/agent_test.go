@@ -152,6 +152,7 @@ func newRig(t *testing.T, opts vdagent.Options, aopts spice.AgentOptions) (*rig,
 }
 
 func TestCapsExchange(t *testing.T) {
+	t.Parallel()
 	r, ctx := newRig(t, vdagent.Options{}, spice.AgentOptions{})
 	if diff := cmp.Diff(vdagent.DefaultCaps, r.ag.PeerCaps()); diff != "" {
 		t.Errorf("unexpected agent caps at the client (-want +got):\n%s", diff)
@@ -171,6 +172,7 @@ func TestCapsExchange(t *testing.T) {
 // 1 MiB) reaches the guest whole, as the answer to the request the
 // guest makes on the client's grab.
 func TestClipboardToGuest(t *testing.T) {
+	t.Parallel()
 	r, ctx := newRig(t, vdagent.Options{}, spice.AgentOptions{})
 	next := 0
 	for _, n := range []int{1, 64 << 10, 1 << 20} {
@@ -191,6 +193,7 @@ func TestClipboardToGuest(t *testing.T) {
 // TestClipboardFromGuest: the guest's grab reaches the client, which
 // requests the data and gets it whole.
 func TestClipboardFromGuest(t *testing.T) {
+	t.Parallel()
 	r, ctx := newRig(t, vdagent.Options{}, spice.AgentOptions{})
 	for _, n := range []int{1, 64 << 10, 1 << 20} {
 		data := pattern(n, byte(n>>8))
@@ -206,6 +209,7 @@ func TestClipboardFromGuest(t *testing.T) {
 }
 
 func TestFileTransfer(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	r, ctx := newRig(t, vdagent.Options{FileDir: dir}, spice.AgentOptions{})
 	data := pattern(8<<20, 7)
@@ -233,6 +237,7 @@ func TestFileTransfer(t *testing.T) {
 }
 
 func TestMonitorsConfig(t *testing.T) {
+	t.Parallel()
 	r, ctx := newRig(t, vdagent.Options{}, spice.AgentOptions{})
 	cfg := spice.MonitorsConfig{Flags: spice.MonitorsConfigFlagUsePos, Monitors: []spice.MonConfig{
 		{Width: 1024, Height: 768, Depth: 32}, {Width: 800, Height: 600, Depth: 32, X: 1024},
@@ -256,6 +261,7 @@ func TestMonitorsConfig(t *testing.T) {
 // client only two AGENT_DATA ahead; a 1 MiB clipboard (513 of them)
 // still arrives because the client returns tokens as it reads.
 func TestTokenWindow(t *testing.T) {
+	t.Parallel()
 	r, ctx := newRig(t, vdagent.Options{}, spice.AgentOptions{Tokens: 2})
 	data := pattern(1<<20, 3)
 	r.guest.SetClipboard(data, "text/plain")
@@ -272,6 +278,7 @@ func TestTokenWindow(t *testing.T) {
 }
 
 func TestClientDisconnect(t *testing.T) {
+	t.Parallel()
 	r, ctx := newRig(t, vdagent.Options{}, spice.AgentOptions{})
 	r.sess.Close()
 	if _, _, err := r.rep.wait(ctx, 0, vdagent.TypeAgent, map[string]string{"event": "client-disconnected"}); err != nil {
