@@ -58,6 +58,26 @@
 // key sent with SendKeys (or through a SPICE inputs channel) shows up in
 // the serial log.
 //
+// # Channels
+//
+// Every VM has main, display:0, inputs and cursor. Channels adds the
+// rest as typed devices (AllChannels adds them all):
+//
+//	vm, err := qemu.Start(ctx, qemu.Channels(qemu.AgentChannel(), qemu.PortChannel("org.example.echo"), qemu.USBRedirChannels(2)))
+//
+// AgentChannel (virtio-serial port com.redhat.spice.0 on a spicevmc
+// chardev), PortChannel and WebDAVChannel (spiceport chardevs and ports
+// of the same name), USBRedirChannels (usb-redir on spicevmc, on a
+// qemu-xhci bus), SmartcardChannel (usb-ccid and ccid-card-passthru),
+// AudioChannels (-audiodev spice, intel-hda, hda-duplex), DisplayHeads
+// (secondary qxl devices: one display channel, and one cursor channel,
+// each), StreamingVideo (-spice streaming-video=) and Tablet
+// (usb-tablet). Chardev and device ids come from one allocator in argv
+// order; the libvirt backend writes the same devices as domain XML
+// (channel, redirdev, smartcard, sound and audio, video, input,
+// graphics/streaming). spice-server numbers channels of one type in
+// device order (usbredir:0, usbredir:1, …).
+//
 // # Accelerator
 //
 // AccelAuto (the default) picks TCG for the built-in guest: measured on
