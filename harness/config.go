@@ -108,6 +108,7 @@ type config struct {
 	timeout     time.Duration
 	source      string
 	qemuOpts    []qemu.Option
+	channels    []qemu.Channel
 	logger      *slog.Logger
 	keep        bool
 	settings    Settings
@@ -228,6 +229,27 @@ func HandshakeLimits(total, perSource int) Option {
 func QemuOptions(opts ...qemu.Option) Option {
 	return func(c *config) error { c.qemuOpts = append(c.qemuOpts, opts...); return nil }
 }
+
+// Channels asks every VM of the lane for these SPICE channels (see
+// qemu.Channels): harness.Channels(qemu.AgentChannel(),
+// qemu.PortChannel("org.example.echo")). Given several times, the
+// channels add up.
+func Channels(chs ...qemu.Channel) Option {
+	return func(c *config) error {
+		all := append(append([]qemu.Channel(nil), c.channels...), chs...)
+		if err := qemu.ValidateChannels(all...); err != nil {
+			return fmt.Errorf("harness: Channels: %w", err)
+		}
+		c.channels = all
+		c.qemuOpts = append(c.qemuOpts, qemu.Channels(chs...))
+		return nil
+	}
+}
+
+// AllChannels asks every VM for every SPICE channel type qemu has
+// (qemu.EveryChannel: the agent, the echo port, WebDAV, usbredir,
+// smartcard, audio, two display heads, streaming video, a tablet).
+func AllChannels() Option { return Channels(qemu.EveryChannel()...) }
 
 // Logger receives progress (booting, QMP ready, ticket set, listening).
 func Logger(l *slog.Logger) Option {

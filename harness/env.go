@@ -47,6 +47,11 @@ type Env struct {
 	closed   chan struct{}
 }
 
+// Channels lists the SPICE channels the lane asked its VMs for (the
+// Channels and AllChannels options), beyond main, display:0, inputs and
+// cursor.
+func (e *Env) Channels() []qemu.Channel { return append([]qemu.Channel(nil), e.cfg.channels...) }
+
 // VM is one booted VM and its console's key.
 type VM struct {
 	qemu.VM

@@ -89,10 +89,11 @@ func (p identityPart) Args() []string {
 // disable-ticketing, spice-server has ticketing on and refuses every
 // client until QMP set_password, so the ticket never sits in argv.
 type spicePart struct {
-	Addr    string
-	Port    int
-	TLSPort int    // 0: no TLS
-	X509Dir string // with TLSPort
+	Addr      string
+	Port      int
+	TLSPort   int    // 0: no TLS
+	X509Dir   string // with TLSPort
+	Streaming string // streaming-video: "" (qemu's default, off), off, all or filter
 }
 
 func (p spicePart) Validate() error {
@@ -114,6 +115,11 @@ func (p spicePart) Validate() error {
 	if p.X509Dir != "" && !filepath.IsAbs(p.X509Dir) {
 		return configErr("-spice x509-dir", p.X509Dir, "want an absolute path")
 	}
+	switch p.Streaming {
+	case "", StreamingOff, StreamingAll, StreamingFilter:
+	default:
+		return configErr("-spice streaming-video", p.Streaming, "want off, all or filter")
+	}
 	return nil
 }
 
@@ -121,6 +127,9 @@ func (p spicePart) Args() []string {
 	v := "port=" + strconv.Itoa(p.Port) + ",addr=" + p.Addr
 	if p.TLSPort != 0 {
 		v += ",tls-port=" + strconv.Itoa(p.TLSPort) + ",x509-dir=" + optValue(p.X509Dir)
+	}
+	if p.Streaming != "" {
+		v += ",streaming-video=" + p.Streaming
 	}
 	return []string{"-spice", v}
 }
@@ -226,12 +235,12 @@ func diskFormat(path string) string {
 
 // parts lists the typed parts of one launch, in argv order.
 func (c *config) parts(s launchSpec) []part {
-	sp := spicePart{Addr: c.spiceAddr, Port: s.Port}
+	sp := spicePart{Addr: c.spiceAddr, Port: s.Port, Streaming: c.channels.streaming}
 	if s.TLSPort != 0 {
 		sp.TLSPort = s.TLSPort
 		sp.X509Dir = filepath.Join(s.StateDir, x509DirName)
 	}
-	return []part{
+	parts := []part{
 		basePart{},
 		machinePart{Type: c.machine, Accel: s.Accel},
 		memoryPart{MiB: c.memoryMiB},
@@ -241,8 +250,9 @@ func (c *config) parts(s launchSpec) []part {
 		qmpPart{Socket: filepath.Join(s.StateDir, qmpSocketName)},
 		serialPart{Path: filepath.Join(s.StateDir, serialName)},
 		drivePart{Path: s.Disk, Format: diskFormat(s.Disk), Bus: "ide"},
-		extraPart(c.extra),
 	}
+	parts = append(parts, c.channels.parts()...)
+	return append(parts, extraPart(c.extra))
 }
 
 // argv validates every part and returns the full command line.

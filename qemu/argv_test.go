@@ -33,6 +33,9 @@ func TestArgvGolden(t *testing.T) {
 		{"tls", nil, launchSpec{Accel: AccelTCG, Port: 5932, TLSPort: 5933}},
 		{"addr-extra", []Option{SPICEAddr("::1"), ExtraArgs("-device", "virtio-rng-pci", "-S")}, launchSpec{Accel: AccelTCG, Port: 5934}},
 		{"comma-disk", nil, launchSpec{Accel: AccelTCG, Port: 5935, Disk: "/srv/images/a,b.qcow2"}},
+		{"all-channels", []Option{AllChannels()}, launchSpec{Accel: AccelTCG, Port: 5936}},
+		{"agent-only", []Option{Channels(AgentChannel())}, launchSpec{Accel: AccelTCG, Port: 5937}},
+		{"usb-and-ports", []Option{Channels(USBRedirChannels(3), Tablet(), PortChannel("org.example.a"), PortChannel("org.example.b")), VGA("qxl"), Channels(DisplayHeads(3), StreamingVideo("filter"))}, launchSpec{Accel: AccelTCG, Port: 5938}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -50,26 +53,31 @@ func TestArgvGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := strings.Join(argv, "\n") + "\n"
-			golden := filepath.Join("testdata", "argv-"+tt.name+".golden")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test ./qemu -run TestArgvGolden -update)", err)
-			}
-			if diff := cmp.Diff(string(want), got); diff != "" {
-				t.Errorf("unexpected argv (-want +got):\n%s", diff)
-			}
+			golden(t, filepath.Join("testdata", "argv-"+tt.name+".golden"), strings.Join(argv, "\n")+"\n")
 			for _, a := range argv {
 				if strings.Contains(a, "password") || strings.Contains(a, "disable-ticketing") {
 					t.Errorf("argv must not set a password or disable ticketing: %q", a)
 				}
 			}
 		})
+	}
+}
+
+// golden compares got with the golden file at path (rewriting it with
+// -update).
+func golden(t *testing.T, path, got string) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./qemu -run %s -update)", err, t.Name())
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("unexpected %s (-want +got):\n%s", filepath.Base(path), diff)
 	}
 }
 
@@ -101,6 +109,22 @@ func TestPartsValidate(t *testing.T) {
 		{"drive bus", drivePart{"/a.img", "raw", "virtio"}, false},
 		{"drive ok", drivePart{"/a.img", "raw", "ide"}, true},
 		{"extra NUL", extraPart{"a\x00b"}, false},
+		{"spice streaming bad", spicePart{Addr: "127.0.0.1", Port: 1, Streaming: "some"}, false},
+		{"spice streaming ok", spicePart{Addr: "127.0.0.1", Port: 1, Streaming: "all"}, true},
+		{"agent ok", serialPortPart{"spicevmc", "chr0", "vdagent", "vser0", AgentPortName}, true},
+		{"agent wrong port", serialPortPart{"spicevmc", "chr0", "vdagent", "vser0", "org.example.a"}, false},
+		{"spiceport ok", serialPortPart{"spiceport", "chr0", "org.example.a", "vser0", "org.example.a"}, true},
+		{"webdav ok", serialPortPart{"spiceport", "chr0", WebDAVPortName, "vser0", WebDAVPortName}, true},
+		{"spiceport names differ", serialPortPart{"spiceport", "chr0", "org.example.a", "vser0", "org.example.b"}, false},
+		{"spiceport comma", serialPortPart{"spiceport", "chr0", "a,b", "vser0", "a,b"}, false},
+		{"chardev id comma", serialPortPart{"spiceport", "chr,0", "org.example.a", "vser0", "org.example.a"}, false},
+		{"usb-redir bad id", usbRedirPart{"chr0", "0redir", "usb0"}, false},
+		{"usb-redir ok", usbRedirPart{"chr0", "redir0", "usb0"}, true},
+		{"smartcard ok", smartcardPart{"ccid0", "chr1", "usb0"}, true},
+		{"audio ok", audioPart{"snd0", "hda0"}, true},
+		{"audio bad id", audioPart{"snd 0", "hda0"}, false},
+		{"head ok", headPart{"video1"}, true},
+		{"tablet bad bus", tabletPart{"tablet0", ""}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

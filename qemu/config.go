@@ -79,6 +79,7 @@ type config struct {
 	name        string
 	uuid        string
 	extra       []string
+	channels    channelSet
 	env         []string
 	stateRoot   string
 	keep        bool

@@ -17,8 +17,9 @@ const expiredPasswdValidTo = "1970-01-01T00:00:01"
 
 // domainXML renders the transient domain: one vCPU, the disk (copied
 // built-in guest, or the given image behind <transient/>), the serial log
-// as a file, SPICE graphics on the SPICE address, no USB, no balloon, and
-// ExtraArgs/Env as <qemu:commandline>.
+// as a file, SPICE graphics on the SPICE address, no USB (unless a
+// channel needs it), no balloon, the Channels devices, and ExtraArgs/Env
+// as <qemu:commandline>.
 //
 // libvirt turns SPICE ticketing off when <graphics> has no passwd, so
 // the domain gets a random throwaway passwd that is already expired and
@@ -78,6 +79,7 @@ func (c *config) domainXML(accel Accelerator, disk string, transient bool, seria
 			MemBalloon:  &libvirtxml.DomainMemBalloon{Model: "none"},
 		},
 	}
+	c.channels.addToDomain(dom.Devices, spice)
 	if len(c.extra) > 0 || len(c.env) > 0 {
 		cl := &libvirtxml.DomainQEMUCommandline{}
 		for _, a := range c.extra {

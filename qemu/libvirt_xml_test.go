@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -81,5 +82,39 @@ func TestSpicePortFromXML(t *testing.T) {
 	}
 	if _, err := spicePortFromXML(`<domain type='qemu'><devices/></domain>`); err == nil {
 		t.Error("no SPICE graphics: want an error")
+	}
+}
+
+// TestDomainXMLChannels: AllChannels on the libvirt backend gives the
+// same devices as on qemu's command line (golden XML; the throwaway
+// passwd is blanked).
+func TestDomainXMLChannels(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []Option
+	}{
+		{"all-channels", []Option{AllChannels()}},
+		{"usb-and-ports", []Option{Channels(USBRedirChannels(3), Tablet(), PortChannel("org.example.a")), VGA("qxl"), Channels(DisplayHeads(3))}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := newConfig(append([]Option{Name("vm1"), UUID("0f7d7a6c-6d9b-4a4e-9c1e-2a5b8c7d9e10")}, tc.opts...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := c.domainXML(AccelTCG, "/tmp/d.img", false, "/tmp/serial.log", "/usr/bin/qemu-system-x86_64")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var dom libvirtxml.Domain
+			if err := dom.Unmarshal(s); err != nil {
+				t.Fatal(err)
+			}
+			dom.Devices.Graphics[0].Spice.Passwd = ""
+			got, err := dom.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, filepath.Join("testdata", "domain-"+tc.name+".golden.xml"), got+"\n")
+		})
 	}
 }
