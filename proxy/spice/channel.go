@@ -35,13 +35,24 @@ type Channel struct {
 	done  chan struct{} // closed when the reader stops
 	err   error         // why the reader stopped; read after done
 
+	// tap, when set, sees every message on the reader goroutine after
+	// the PING/SET_ACK handling and before delivery; a message it
+	// returns true for is consumed (never queued for Recv). Typed
+	// channels (Agent on main, VMC, Port, Mouse…) install one before
+	// the reader starts. It must not block on the network.
+	tap func(Message) bool
+	// closers run when the reader stops, before done is closed.
+	closers []func()
+
 	closeOnce   sync.Once
 	displayInit atomic.Bool
 	dropped     atomic.Uint64
 	received    atomic.Uint64
 }
 
-func newChannel(conn net.Conn, m *LinkMess, reply *LinkReply, secure bool, maxSize uint32) *Channel {
+// newChannel starts the reader of a linked channel; setup, when not
+// nil, runs first (to install a tap).
+func newChannel(conn net.Conn, m *LinkMess, reply *LinkReply, secure bool, maxSize uint32, setup func(*Channel)) *Channel {
 	mini := UseMiniHeader(m.CommonCaps, reply.CommonCaps)
 	c := &Channel{
 		ID:     ChannelID{m.ChannelType, m.ChannelID},
@@ -54,12 +65,20 @@ func newChannel(conn net.Conn, m *LinkMess, reply *LinkReply, secure bool, maxSi
 		first:  make(chan struct{}),
 		done:   make(chan struct{}),
 	}
+	if setup != nil {
+		setup(c)
+	}
 	go c.readChannel(NewReader(conn, mini, maxSize))
 	return c
 }
 
 func (c *Channel) readChannel(r *Reader) {
 	defer close(c.done)
+	defer func() {
+		for _, f := range c.closers {
+			f()
+		}
+	}()
 	var window, unacked uint32
 	for {
 		msg, err := r.ReadMessage()
@@ -87,6 +106,9 @@ func (c *Channel) readChannel(r *Reader) {
 					c.w.WriteMessage(MsgcAck, nil)
 				}
 			}
+		}
+		if c.tap != nil && c.tap(msg) {
+			continue
 		}
 		c.deliver(msg)
 	}

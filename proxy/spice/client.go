@@ -111,16 +111,27 @@ func (d *Dialer) timeout() time.Duration {
 	return DefaultTimeout
 }
 
-func (d *Dialer) linkMess(connID uint32, t ChannelType, id uint8) *LinkMess {
+// dialOpts are what typed Open calls add to a link: channel caps other
+// than the Dialer's, and the setup that installs their tap.
+type dialOpts struct {
+	caps  Caps // nil: the Dialer's
+	setup func(*Channel)
+}
+
+func (d *Dialer) linkMess(connID uint32, t ChannelType, id uint8, o dialOpts) *LinkMess {
 	common := d.CommonCaps
 	if common == nil {
 		common = DefaultCommonCaps
 	}
-	chcaps := ClientChannelCaps
-	if d.ChannelCaps != nil {
-		chcaps = d.ChannelCaps
+	caps := o.caps
+	if caps == nil {
+		chcaps := ClientChannelCaps
+		if d.ChannelCaps != nil {
+			chcaps = d.ChannelCaps
+		}
+		caps = chcaps(t)
 	}
-	return &LinkMess{ConnectionID: connID, ChannelType: t, ChannelID: id, CommonCaps: common, ChannelCaps: chcaps(t)}
+	return &LinkMess{ConnectionID: connID, ChannelType: t, ChannelID: id, CommonCaps: common, ChannelCaps: caps}
 }
 
 func (d *Dialer) wantsTLS(t ChannelType) bool {
@@ -131,10 +142,14 @@ func (d *Dialer) wantsTLS(t ChannelType) bool {
 // new session's main channel, else the session id) and starts reading
 // it. It follows NEED_SECURED to the TLS port when one is configured.
 func (d *Dialer) DialChannel(ctx context.Context, connID uint32, t ChannelType, id uint8) (*Channel, error) {
+	return d.dial(ctx, connID, t, id, dialOpts{})
+}
+
+func (d *Dialer) dial(ctx context.Context, connID uint32, t ChannelType, id uint8, o dialOpts) (*Channel, error) {
 	secure := d.wantsTLS(t)
-	ch, err := d.dialOnce(ctx, connID, t, id, secure)
+	ch, err := d.dialOnce(ctx, connID, t, id, secure, o)
 	if !secure && errors.Is(err, ErrNeedSecured) && d.TLSPort != 0 {
-		ch, err = d.dialOnce(ctx, connID, t, id, true)
+		ch, err = d.dialOnce(ctx, connID, t, id, true, o)
 		if ch != nil {
 			ch.FollowedNeedSecured = true
 		}
@@ -142,8 +157,8 @@ func (d *Dialer) DialChannel(ctx context.Context, connID uint32, t ChannelType, 
 	return ch, err
 }
 
-func (d *Dialer) dialOnce(ctx context.Context, connID uint32, t ChannelType, id uint8, secure bool) (*Channel, error) {
-	m := d.linkMess(connID, t, id)
+func (d *Dialer) dialOnce(ctx context.Context, connID uint32, t ChannelType, id uint8, secure bool, o dialOpts) (*Channel, error) {
+	m := d.linkMess(connID, t, id, o)
 	fail := func(step string, err error) error {
 		return &LinkError{Step: step, Channel: t, ID: id, Err: err}
 	}
@@ -182,7 +197,7 @@ func (d *Dialer) dialOnce(ctx context.Context, connID uint32, t ChannelType, id 
 		conn.Close()
 		return nil, err
 	}
-	return newChannel(conn, m, reply, secure, d.MaxMessageSize), nil
+	return newChannel(conn, m, reply, secure, d.MaxMessageSize, o.setup), nil
 }
 
 // Session is a linked main channel and the channels opened under its id.
@@ -191,17 +206,29 @@ type Session struct {
 	Init MainInit
 	Main *Channel
 
-	d  *Dialer
-	mu sync.Mutex
+	d       *Dialer
+	main    *mainState
+	agentMu sync.Mutex // one AgentWith at a time
+	mu      sync.Mutex
 	// chans are closed with the session.
-	chans []*Channel
+	chans   []*Channel
+	agent   *Agent
+	closers []func() // typed helpers with goroutines of their own
+}
+
+// onClose runs f when the session closes, before its channels close.
+func (s *Session) onClose(f func()) {
+	s.mu.Lock()
+	s.closers = append(s.closers, f)
+	s.mu.Unlock()
 }
 
 // Connect links a new session's main channel (connection_id 0), reads
 // SPICE_MSG_MAIN_INIT for the session id and sends ATTACH_CHANNELS, as
 // spice-gtk does.
 func (d *Dialer) Connect(ctx context.Context) (*Session, error) {
-	main, err := d.DialChannel(ctx, 0, ChannelMain, 0)
+	ms := newMainState()
+	main, err := d.dial(ctx, 0, ChannelMain, 0, dialOpts{setup: ms.install})
 	if err != nil {
 		return nil, err
 	}
@@ -212,7 +239,7 @@ func (d *Dialer) Connect(ctx context.Context) (*Session, error) {
 		var init MainInit
 		if init, err = ParseMainInit(msg.Body); err == nil {
 			if err = main.Send(MsgcMainAttachChannels, nil); err == nil {
-				return &Session{ID: init.SessionID, Init: init, Main: main, d: d}, nil
+				return &Session{ID: init.SessionID, Init: init, Main: main, d: d, main: ms}, nil
 			}
 		}
 	}
@@ -221,18 +248,30 @@ func (d *Dialer) Connect(ctx context.Context) (*Session, error) {
 }
 
 // ChannelsList waits for SPICE_MSG_MAIN_CHANNELS_LIST on main (main
-// itself is never listed).
+// itself is never listed) and returns the latest one. The message stays
+// in main's queue for Recv as well.
 func (s *Session) ChannelsList(ctx context.Context) ([]ChannelID, error) {
-	msg, err := s.Main.WaitFor(ctx, MsgMainChannelsList)
+	var list []ChannelID
+	var perr error
+	err := s.main.wait(ctx, func() bool {
+		list, perr = s.main.channels, s.main.channelsErr
+		return list != nil || perr != nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("spice: waiting for CHANNELS_LIST: %w", err)
 	}
-	return ParseChannelsList(msg.Body)
+	return append([]ChannelID(nil), list...), perr
 }
 
-// Open links another channel of this session (connection_id = session id).
+// Open links another channel of this session (connection_id = session
+// id). Its messages all go to Recv; the typed Open calls (OpenPort,
+// OpenPlayback, …) decode theirs.
 func (s *Session) Open(ctx context.Context, t ChannelType, id uint8) (*Channel, error) {
-	ch, err := s.d.DialChannel(ctx, s.ID, t, id)
+	return s.open(ctx, t, id, dialOpts{})
+}
+
+func (s *Session) open(ctx context.Context, t ChannelType, id uint8, o dialOpts) (*Channel, error) {
+	ch, err := s.d.dial(ctx, s.ID, t, id, o)
 	if err != nil {
 		return nil, err
 	}
@@ -245,10 +284,16 @@ func (s *Session) Open(ctx context.Context, t ChannelType, id uint8) (*Channel, 
 // Close closes every channel of the session, main last.
 func (s *Session) Close() error {
 	s.mu.Lock()
-	chans := s.chans
-	s.chans = nil
+	chans, ag, closers := s.chans, s.agent, s.closers
+	s.chans, s.agent, s.closers = nil, nil, nil
 	s.mu.Unlock()
 	var errs []error
+	for _, f := range closers {
+		f()
+	}
+	if ag != nil {
+		ag.close()
+	}
 	for _, c := range chans {
 		errs = append(errs, c.Close())
 	}

@@ -246,3 +246,45 @@ const (
 
 // SPICE_MSG_BASE_LAST: types below it are common to all channels.
 const MsgBaseLast uint16 = 100
+
+// spicevmc channels (usbredir, port, webdav). Smartcard's DATA has the
+// same number.
+const (
+	MsgSpicevmcData           uint16 = 101
+	MsgSpicevmcCompressedData uint16 = 102
+	MsgPortInit               uint16 = 201
+	MsgPortEvent              uint16 = 202
+
+	MsgcSpicevmcData           uint16 = 101
+	MsgcSpicevmcCompressedData uint16 = 102
+	MsgcPortEvent              uint16 = 201
+)
+
+// Smartcard channel messages: VSC messages both ways.
+const (
+	MsgSmartcardData  uint16 = 101
+	MsgcSmartcardData uint16 = 101
+)
+
+// Playback channel messages (server only).
+const (
+	MsgPlaybackData    uint16 = 101
+	MsgPlaybackMode    uint16 = 102
+	MsgPlaybackStart   uint16 = 103
+	MsgPlaybackStop    uint16 = 104
+	MsgPlaybackVolume  uint16 = 105
+	MsgPlaybackMute    uint16 = 106
+	MsgPlaybackLatency uint16 = 107
+)
+
+// Record channel messages.
+const (
+	MsgRecordStart  uint16 = 101
+	MsgRecordStop   uint16 = 102
+	MsgRecordVolume uint16 = 103
+	MsgRecordMute   uint16 = 104
+
+	MsgcRecordData      uint16 = 101
+	MsgcRecordMode      uint16 = 102
+	MsgcRecordStartMark uint16 = 103
+)

@@ -17,6 +17,8 @@ type serverChannel struct {
 	srv     *Server
 	c       net.Conn
 	typ     spice.ChannelType
+	id      uint8
+	caps    spice.Caps // the client's channel caps
 	w       *spice.Writer
 	r       *spice.Reader
 	session uint32
@@ -27,6 +29,9 @@ type serverChannel struct {
 	ackCond *sync.Cond
 	unacked int
 	synced  bool
+
+	agentTokens uint32 // main: AGENT_DATA the client may still send
+	motions     int    // inputs: motions and positions, ACKed by fours
 }
 
 const ackWindow = 20
@@ -44,9 +49,21 @@ func (ch *serverChannel) serve() {
 	}
 	switch ch.typ {
 	case spice.ChannelMain:
-		init := spice.MainInit{SessionID: ch.session, DisplayChannelsHint: 1, SupportedMouseModes: 1, CurrentMouseMode: 1, AgentTokens: 10}
+		init := spice.MainInit{SessionID: ch.session, DisplayChannelsHint: 1, SupportedMouseModes: 1, CurrentMouseMode: 1, AgentTokens: agentWindow}
+		if ch.srv.agent != nil {
+			init.AgentConnected = 1
+			ch.agentTokens = agentWindow
+			defer ch.srv.agent.detach(ch)
+		}
 		ch.w.WriteMessage(spice.MsgMainInit, init.Marshal())
 		ch.w.WriteMessage(spice.MsgPing, spice.Ping{ID: 1}.Marshal())
+	case spice.ChannelPlayback, spice.ChannelRecord:
+		ch.srv.attachAudio(ch)
+		defer ch.srv.detachAudio(ch)
+	case spice.ChannelUsbredir, spice.ChannelPort, spice.ChannelWebdav:
+		v := ch.srv.vmcFor(ch.typ, ch.id)
+		v.attach(ch)
+		defer v.detach(ch)
 	case spice.ChannelInputs:
 		ch.w.WriteMessage(spice.MsgInputsInit, []byte{0, 0})
 	case spice.ChannelCursor:
@@ -92,6 +109,53 @@ func (ch *serverChannel) serve() {
 			ch.srv.keysMu.Lock()
 			ch.srv.keysDown = append(ch.srv.keysDown, binary.LittleEndian.Uint32(msg.Body))
 			ch.srv.keysMu.Unlock()
+			ch.srv.changed()
+		case ch.typ == spice.ChannelInputs && msg.Type >= spice.MsgcInputsMouseMotion && msg.Type <= spice.MsgcInputsMouseRelease:
+			ch.mouseMessage(msg)
+		case ch.typ == spice.ChannelMain && ch.srv.agent != nil:
+			if ch.agentMessage(msg) != nil {
+				return
+			}
+		case ch.typ == spice.ChannelRecord:
+			ch.srv.recordMessage(msg)
+		case ch.typ == spice.ChannelUsbredir || ch.typ == spice.ChannelPort || ch.typ == spice.ChannelWebdav:
+			if msg.Type == spice.MsgcSpicevmcData {
+				if _, err := ch.srv.vmcFor(ch.typ, ch.id).Conn.Write(msg.Body); err != nil {
+					return
+				}
+			}
+		}
+	}
+}
+
+// agentMessage handles the client's agent messages on main.
+func (ch *serverChannel) agentMessage(msg spice.Message) error {
+	r := ch.srv.agent
+	switch msg.Type {
+	case spice.MsgcMainAgentStart:
+		if len(msg.Body) >= 4 {
+			r.attach(ch, binary.LittleEndian.Uint32(msg.Body))
+		}
+	case spice.MsgcMainAgentToken:
+		if len(msg.Body) >= 4 {
+			r.addTokens(ch, binary.LittleEndian.Uint32(msg.Body))
+		}
+	case spice.MsgcMainAgentData:
+		return r.fromClient(ch, msg.Body)
+	}
+	return nil
+}
+
+// mouseMessage records a mouse message and ACKs motions by fours, as
+// spice-server does.
+func (ch *serverChannel) mouseMessage(msg spice.Message) {
+	ch.srv.mouseMu.Lock()
+	ch.srv.mouse = append(ch.srv.mouse, msg)
+	ch.srv.mouseMu.Unlock()
+	ch.srv.changed()
+	if msg.Type == spice.MsgcInputsMouseMotion || msg.Type == spice.MsgcInputsMousePosition {
+		if ch.motions++; ch.motions%spice.MotionAckBunch == 0 {
+			ch.w.WriteMessage(spice.MsgInputsMouseMotionAck, nil)
 		}
 	}
 }

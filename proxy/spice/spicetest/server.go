@@ -1,6 +1,7 @@
 package spicetest
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/binary"
@@ -50,6 +51,18 @@ type Server struct {
 	// from Keys. qemu generates a key per link (~10 ms of CPU); load
 	// benchmarks share one so that only the proxy's own cost is measured.
 	LinkKey *spice.LinkKey
+	// Agent, when set, is the guest end of the agent's virtio port
+	// (com.redhat.spice.0): MAIN_INIT says an agent is connected, and
+	// the server relays AGENT_DATA to it in VDI chunks and back, with
+	// spice-server's token flow control and framing rules (a client
+	// breaking them is counted in AgentViolations and dropped). The
+	// server closes it when it closes.
+	Agent net.Conn
+	// VMC are the server's spicevmc channels (usbredir, port, webdav).
+	VMC []VMCDevice
+	// Audio offers playback and record channels (PlayPCM, StartRecord,
+	// Recorded).
+	Audio bool
 
 	ln      net.Listener
 	ownKeys bool
@@ -74,6 +87,49 @@ type Server struct {
 	keysDown []uint32
 	// Received counts data bytes received from clients.
 	Received atomic.Int64
+	// AgentViolations counts clients that sent AGENT_DATA without a
+	// token, larger than 2048 bytes, or across a message boundary.
+	AgentViolations atomic.Int64
+
+	agent   *agentRelay
+	vmc     []*vmcDevice
+	audio   audio
+	mouseMu sync.Mutex
+	mouse   []spice.Message
+
+	seenMu sync.Mutex
+	seen   chan struct{} // closed and replaced when recorded state changes
+}
+
+// changed wakes WaitFor.
+func (s *Server) changed() {
+	s.seenMu.Lock()
+	if s.seen != nil {
+		close(s.seen)
+	}
+	s.seen = make(chan struct{})
+	s.seenMu.Unlock()
+}
+
+// WaitFor waits until cond (which reads Recorded, MouseEvents, KeysDown
+// …) holds, checking again whenever a client message changed them.
+func (s *Server) WaitFor(ctx context.Context, cond func() bool) error {
+	for {
+		s.seenMu.Lock()
+		if s.seen == nil {
+			s.seen = make(chan struct{})
+		}
+		ch := s.seen
+		s.seenMu.Unlock()
+		if cond() {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // Start listens on 127.0.0.1 with a random port.
@@ -94,9 +150,36 @@ func (s *Server) Start() error {
 	s.ln = ln
 	s.conns = map[net.Conn]struct{}{}
 	s.sessions = map[uint32]map[net.Conn]struct{}{}
+	if s.Agent != nil {
+		s.agent = newAgentRelay(s, s.Agent)
+		s.agent.start()
+	}
+	s.startVMC()
 	s.wg.Add(1)
 	go s.acceptLoop()
 	return nil
+}
+
+// offers reports whether the server has channel t:id (spice-server
+// closes the link of any other without a reply).
+func (s *Server) offers(t spice.ChannelType, id uint8) bool {
+	switch t {
+	case spice.ChannelMain, spice.ChannelInputs, spice.ChannelCursor, spice.ChannelDisplay:
+		return id == 0
+	case spice.ChannelPlayback, spice.ChannelRecord:
+		return s.Audio && id == 0
+	case spice.ChannelUsbredir, spice.ChannelPort, spice.ChannelWebdav:
+		return s.vmcFor(t, id) != nil
+	}
+	return false
+}
+
+// MouseEvents returns the mouse messages (motion, position, press,
+// release) inputs channels received.
+func (s *Server) MouseEvents() []spice.Message {
+	s.mouseMu.Lock()
+	defer s.mouseMu.Unlock()
+	return append([]spice.Message(nil), s.mouse...)
 }
 
 // Addr is the listening address.
@@ -129,6 +212,12 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	err := s.ln.Close()
+	if s.agent != nil {
+		s.agent.close()
+	}
+	for _, v := range s.vmc {
+		v.close()
+	}
 	s.wg.Wait()
 	if s.ownKeys {
 		s.Keys.Close()
@@ -224,8 +313,7 @@ func (s *Server) serveConn(c net.Conn) {
 		c.Write(spice.MarshalLinkError(spice.ErrNeedSecured))
 		return
 	}
-	known := m.ChannelType == spice.ChannelMain || m.ChannelType == spice.ChannelInputs || m.ChannelType == spice.ChannelCursor || m.ChannelType == spice.ChannelDisplay
-	if !known || m.ChannelID != 0 {
+	if !s.offers(m.ChannelType, m.ChannelID) {
 		return // spice-server closes without a reply
 	}
 	key := s.LinkKey
@@ -276,7 +364,8 @@ func (s *Server) serveConn(c net.Conn) {
 	s.LinkOK.Add(1)
 	c.SetDeadline(time.Time{})
 	mini := spice.UseMiniHeader(common, m.CommonCaps)
-	ch := &serverChannel{srv: s, c: c, typ: m.ChannelType, w: spice.NewWriter(c, mini), r: spice.NewReader(c, mini, 0), session: session}
+	ch := &serverChannel{srv: s, c: c, typ: m.ChannelType, id: m.ChannelID, caps: m.ChannelCaps,
+		w: spice.NewWriter(c, mini), r: spice.NewReader(c, mini, 0), session: session}
 	ch.serve()
 }
 
