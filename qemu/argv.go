@@ -249,7 +249,13 @@ func (c *config) parts(s launchSpec) []part {
 		sp,
 		qmpPart{Socket: filepath.Join(s.StateDir, qmpSocketName)},
 		serialPart{Path: filepath.Join(s.StateDir, serialName)},
-		drivePart{Path: s.Disk, Format: diskFormat(s.Disk), Bus: "ide"},
+	}
+	if c.linux != nil {
+		parts = append(parts,
+			kernelPart{Kernel: c.linux.Kernel, Initrd: c.linux.Initrd, Append: c.linux.Append},
+			controlPortPart{Socket: filepath.Join(s.StateDir, controlSocketName)})
+	} else {
+		parts = append(parts, drivePart{Path: s.Disk, Format: diskFormat(s.Disk), Bus: "ide"})
 	}
 	parts = append(parts, c.channels.parts()...)
 	return append(parts, extraPart(c.extra))

@@ -80,6 +80,8 @@ type config struct {
 	uuid        string
 	extra       []string
 	channels    channelSet
+	linux       *linuxBoot // LinuxGuest; nil boots disk or the built-in guest
+	memorySet   bool
 	env         []string
 	stateRoot   string
 	keep        bool
@@ -130,6 +132,17 @@ func newConfig(opts ...Option) (*config, error) {
 	}
 	if c.uuid == "" {
 		c.uuid = newUUID()
+	}
+	if c.linux != nil {
+		if c.disk != "" {
+			errs = append(errs, configErr("LinuxGuest", c.disk, "a Linux guest boots no disk: drop Disk"))
+		}
+		if c.libvirtURI != "" {
+			errs = append(errs, &ConfigError{Field: "LinuxGuest", Value: c.libvirtURI, Reason: "the libvirt backend cannot boot the Linux guest yet", Err: ErrUnsupported})
+		}
+		if !c.memorySet {
+			c.memoryMiB = LinuxGuestMemoryMiB
+		}
 	}
 	if c.name == "" {
 		c.name = "sh-" + c.uuid[:8]
@@ -183,7 +196,7 @@ func Memory(mib int) Option {
 		if mib < 8 || mib > 1<<20 {
 			return configErr("Memory", mib, "want 8..1048576 MiB")
 		}
-		c.memoryMiB = mib
+		c.memoryMiB, c.memorySet = mib, true
 		return nil
 	}
 }
@@ -344,6 +357,9 @@ func (c *config) resolveAccel() (Accelerator, string) {
 	switch c.accel {
 	case AccelKVM, AccelTCG:
 		return c.accel, "set by " + c.accelFrom
+	}
+	if c.linux != nil {
+		return AccelTCG, "auto: the Linux guest's kernel hangs early under this machine kind's nested KVM"
 	}
 	if c.disk == "" {
 		return AccelTCG, "auto: the built-in guest reaches its prompt faster under TCG than under nested KVM"

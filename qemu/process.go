@@ -163,7 +163,9 @@ func (p *Process) start(ctx context.Context) (err error) {
 	p.serialPath = filepath.Join(p.stateDir, serialName)
 	p.logPath = filepath.Join(p.stateDir, logName)
 	disk := c.disk
-	if disk == "" {
+	if c.linux != nil {
+		// boots -kernel/-initrd: no disk
+	} else if disk == "" {
 		if disk, err = builtinGuestImage(c.stateRoot); err != nil {
 			return err
 		}
