@@ -1,0 +1,219 @@
+package qemu_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/spiceharness/spiceharness/internal/guestagent/vdagent"
+	"github.com/spiceharness/spiceharness/internal/guestagent/webdav"
+	"github.com/spiceharness/spiceharness/internal/testenv"
+	"github.com/spiceharness/spiceharness/proxy/spice"
+	"github.com/spiceharness/spiceharness/qemu"
+	"github.com/spiceharness/spiceharness/qemu/guestproto"
+)
+
+func hexSum(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// TestIntegrationLinuxChannels moves data on every channel the Linux
+// guest serves, with the Go client straight to qemu (one boot for all:
+// the guest costs seconds under TCG): the echo port's PORT_EVENT OPENED
+// when the guest opens it and bytes both ways, the agent's clipboard
+// both ways in 1 B, 64 KiB and 1 MiB, an 8 MiB file transfer, monitors
+// config, a WebDAV read of a shared folder, display:1 drawing, and the
+// mouse in server mode (PS/2 motion) and client mode (which qemu offers
+// through the agent once one is attached).
+func TestIntegrationLinuxChannels(t *testing.T) {
+	testenv.Short(t)
+	needQemu(t)
+	if _, err := qemu.FindBinary(qemu.LinuxGuest()); errors.Is(err, qemu.ErrNoGuestImage) {
+		testenv.Missing(t, "the Linux test guest image", "run make guest")
+	}
+	start := time.Now()
+	vm := startVM(t, qemu.LinuxGuest(), qemu.AllChannels())
+	ctx := ctxT(t, 3*time.Minute)
+	ticket, err := vm.SetTicket(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := vm.Endpoint()
+	s, err := (&spice.Dialer{Host: ep.HostIP, Port: ep.Port, Password: ticket}).Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Linked while the guest still boots: its agent opening the port
+	// later arrives as PORT_EVENT OPENED.
+	echo, err := s.OpenPort(ctx, qemu.EchoPortName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.WaitFor(ctx, qemu.ForAgentReady()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("guest ready %v after qemu started", time.Since(start).Round(time.Millisecond))
+	g, err := qemu.DialGuest(ctx, vm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	event := func(typ string, kv ...string) guestproto.Event {
+		t.Helper()
+		ev, err := g.WaitEvent(ctx, typ, func(e guestproto.Event) bool {
+			for i := 0; i+1 < len(kv); i += 2 {
+				if e.Value(kv[i]) != kv[i+1] {
+					return false
+				}
+			}
+			return true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
+
+	t.Run("port", func(t *testing.T) {
+		if err := echo.WaitOpened(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if echo.Init.Opened {
+			t.Log("the guest had the port open before the link: no PORT_EVENT to see")
+		} else if ev := echo.Events(); len(ev) == 0 || ev[0] != spice.PortEventOpened {
+			t.Errorf("unexpected port events %v, want OPENED first", ev)
+		}
+		data := guestproto.PatternBytes(1, 256<<10)
+		if _, err := echo.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		got, err := echo.ReadFull(ctx, len(data))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("echoed %d of %d bytes: %v", len(got), len(data), err)
+		}
+		event(guestproto.TypePortRx, "total", strconv.Itoa(len(data)), "total_sha256", hexSum(data))
+	})
+
+	t.Run("agent", func(t *testing.T) {
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		ag, err := s.Agent(actx)
+		if err != nil {
+			t.Fatalf("%v (the guest's agent answers on com.redhat.spice.0 once internal/guestagent/init serves it with package vdagent)", err)
+		}
+		for i, n := range []int{1, 64 << 10, 1 << 20} {
+			data := guestproto.PatternBytes(uint64(10+i), n)
+			if err := ag.SetClipboard(ctx, data); err != nil {
+				t.Fatal(err)
+			}
+			event(vdagent.TypeClipboard, "dir", "from-client", "len", strconv.Itoa(n), "sha256", hexSum(data))
+
+			seed := strconv.Itoa(20 + i)
+			if _, err := g.Command(ctx, guestproto.CmdClipboardSet, "len", strconv.Itoa(n), "seed", seed); err != nil {
+				t.Fatal(err)
+			}
+			got, err := ag.GuestClipboard(ctx)
+			want := guestproto.PatternBytes(uint64(20+i), n)
+			if err != nil || !bytes.Equal(got.Data, want) {
+				t.Fatalf("guest clipboard of %d bytes: got %d (sha256 %s), %v", n, len(got.Data), hexSum(got.Data), err)
+			}
+		}
+		file := guestproto.PatternBytes(30, 8<<20)
+		xfer := time.Now()
+		if err := ag.SendFile(ctx, "eight.bin", bytes.NewReader(file), int64(len(file))); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("8 MiB file transfer in %v", time.Since(xfer).Round(time.Millisecond))
+		event(vdagent.TypeFile, "name", "eight.bin", "status", "success", "len", strconv.Itoa(len(file)), "sha256", hexSum(file))
+
+		// With a non-qxl first head spice-server passes MONITORS_CONFIG to
+		// the agent (only when every display's driver takes client
+		// monitor configs does it go to qxl instead).
+		rep, err := ag.SetMonitors(ctx, spice.MonitorsConfig{Monitors: []spice.MonConfig{{Width: 1024, Height: 768, Depth: 32}, {Width: 800, Height: 600, Depth: 32}}})
+		if err != nil || rep.Error != spice.AgentSuccess {
+			t.Fatalf("monitors config reply %+v, %v", rep, err)
+		}
+		event(vdagent.TypeMonitorsConfig, "head", "1", "heads", "2", "w", "800", "h", "600")
+	})
+
+	t.Run("webdav", func(t *testing.T) {
+		dir := t.TempDir()
+		data := guestproto.PatternBytes(40, 300<<10)
+		if err := os.WriteFile(filepath.Join(dir, "shared.bin"), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.ShareFolder(ctx, spice.WebDAVFolder(dir)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.Command(ctx, guestproto.CmdWebDAVRead, "path", "/shared.bin"); err != nil {
+			t.Fatalf("%v (the guest reads WebDAV once internal/guestagent/init serves the port with package webdav)", err)
+		}
+		event(webdav.TypeWebDAV, "method", "GET", "path", "/shared.bin", "status", "200", "len", strconv.Itoa(len(data)), "sha256", hexSum(data))
+	})
+
+	t.Run("display1", func(t *testing.T) {
+		d1, err := s.OpenDisplay(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.Command(ctx, guestproto.CmdDraw, "head", "1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, draw, err := d1.WaitFirstDraw(ctx); err != nil {
+			t.Fatalf("display:1 after the guest drew on head 1: %v", err)
+		} else {
+			t.Logf("display:1: surface %+v, first draw type %d", d1.Surface(), draw.Type)
+		}
+	})
+
+	t.Run("mouse", func(t *testing.T) {
+		in, err := s.OpenInputs(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RequestMouseMode(ctx, spice.MouseModeServer); err != nil {
+			t.Fatal(err)
+		}
+		since := time.Duration(0)
+		if evs, err := g.Events(); err == nil && len(evs) > 0 {
+			since = evs[len(evs)-1].T
+		}
+		for range 4 {
+			if err := in.Motion(ctx, 5, 3); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := g.WaitEvent(ctx, guestproto.TypeMouse, func(e guestproto.Event) bool { return e.T > since && e.Value("dx") != "" }); err != nil {
+			t.Fatalf("server-mode motion did not reach the guest's PS/2 mouse: %v", err)
+		}
+		// Two display channels: qemu offers client mode through the agent,
+		// not the tablet.
+		if sup, _ := s.MouseMode(); sup&spice.MouseModeClient == 0 {
+			t.Fatalf("client mouse mode not offered (supported %#x)", sup)
+		}
+		if err := s.RequestMouseMode(ctx, spice.MouseModeClient); err != nil {
+			t.Fatal(err)
+		}
+		if err := in.Position(ctx, 123, 45, 0); err != nil {
+			t.Fatal(err)
+		}
+		event(vdagent.TypeAgentMouse, "x", "123", "y", "45")
+		if err := in.Press(spice.MouseButtonLeft); err != nil {
+			t.Fatal(err)
+		}
+		event(vdagent.TypeAgentMouse, "x", "123", "y", "45", "buttons", "2") // VD_AGENT_LBUTTON_MASK
+		if err := in.Release(spice.MouseButtonLeft); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Logf("all in %v", time.Since(start).Round(time.Millisecond))
+}
