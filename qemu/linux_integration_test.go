@@ -204,4 +204,3 @@ func diffPicture(want, got image.Image) string {
 	}
 	return fmt.Sprintf("%d pixels differ; %s", bad, first)
 }
-
