@@ -1,6 +1,8 @@
 package qemu_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -138,6 +140,71 @@ func TestIntegrationLinuxGuest(t *testing.T) {
 			return strings.Contains(e.Value("dev"), "Tablet") && e.Value("x") == "12000" && e.Value("y") == "21000"
 		}); err != nil {
 			t.Fatal(err)
+		}
+	})
+
+	t.Run("USB storage", func(t *testing.T) {
+		// A USB stick plugged in over QMP (no SPICE client needed): the
+		// agent loads usb-storage late, reads the medium whole and
+		// reports its sha256; storage-read reads it again.
+		data := guestproto.PatternBytes(7, 1<<20)
+		file := filepath.Join(vm.(*qemu.Process).StateDir(), "stick.img")
+		if err := os.WriteFile(file, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(data)
+		want := hex.EncodeToString(sum[:])
+		for _, cmd := range []string{
+			`{"execute":"blockdev-add","arguments":{"driver":"raw","node-name":"stick0","read-only":true,"file":{"driver":"file","filename":` + strconv.Quote(file) + `}}}`,
+			`{"execute":"device_add","arguments":{"driver":"usb-storage","bus":"usb0.0","drive":"stick0","id":"stick0","serial":"HARNESS0001"}}`,
+		} {
+			if _, err := vm.Run(ctx, json.RawMessage(cmd)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ev, err := g.WaitEvent(ctx, guestproto.TypeStorage, func(e guestproto.Event) bool { return e.Value("sha256") == want })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Value("bytes") != strconv.Itoa(len(data)) || !strings.HasPrefix(ev.Value("dev"), "sd") {
+			t.Errorf("unexpected storage event %s", ev)
+		}
+		ack, err := g.Command(ctx, guestproto.CmdStorageRead, "dev", ev.Value("dev"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.WaitEvent(ctx, guestproto.TypeStorage, func(e guestproto.Event) bool {
+			return e.T > ev.T && e.T <= ack.T && e.Value("sha256") == want
+		}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("audio without a client", func(t *testing.T) {
+		// Only the mechanics: with no SPICE client the audio backend
+		// drops playback and records silence. Tones through a client
+		// are the channels tier's.
+		if _, err := g.Command(ctx, guestproto.CmdPlay, "freq", "1000", "ms", "200"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.Command(ctx, guestproto.CmdCaptureStart); err != nil {
+			t.Fatal(err)
+		}
+		ack, err := g.Command(ctx, guestproto.CmdCaptureStop)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("capture: %s", ack)
+		if _, err := g.WaitEvent(ctx, guestproto.TypeAudio, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("smartcard reader without a card", func(t *testing.T) {
+		_, err := g.Command(ctx, guestproto.CmdSmartcard)
+		var ce *qemu.CommandError
+		if !errors.As(err, &ce) || !strings.Contains(ce.Ack.Value("err"), "no card") {
+			t.Errorf("unexpected error %v, want a *CommandError saying no card", err)
 		}
 	})
 

@@ -98,6 +98,7 @@ func (a *agent) run() error {
 		"inputs", strings.Join(inputNames(), ","),
 		"modules", fmt.Sprint(loaded),
 	)
+	go a.scanCCID()
 	a.loadModules(late)
 	go a.scanStorage()
 	return nil
