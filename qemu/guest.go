@@ -204,4 +204,3 @@ func (s eventMatch) WaitUntilReady(ctx context.Context, vm VM) error {
 	}
 	return err
 }
-

@@ -15,14 +15,16 @@ import (
 	"github.com/spiceharness/spiceharness/qemu/guestproto"
 )
 
-// Clipboard is what the agent-port service offers the control port.
+// Clipboard is what the agent-port service (vdagent.Agent) offers the
+// control port.
 type Clipboard interface {
-	SetClipboard(data []byte) error
+	SetClipboard(data []byte, mime string)
 }
 
-// WebDAVReader is what the WebDAV-port service offers the control port.
+// WebDAVReader is what the WebDAV-port service (webdav.Client) offers
+// the control port; it reports the read itself.
 type WebDAVReader interface {
-	Read(ctx context.Context, path string) error
+	Read(ctx context.Context, path string) ([]byte, error)
 }
 
 // Config wires the services of ports whose protocol lives elsewhere.
@@ -96,6 +98,7 @@ func (a *agent) run() error {
 		"inputs", strings.Join(inputNames(), ","),
 		"modules", fmt.Sprint(loaded),
 	)
+	go a.scanCCID()
 	a.loadModules(late)
 	go a.scanStorage()
 	return nil

@@ -3,7 +3,6 @@ package guestagent
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -387,5 +386,3 @@ func paint(mem []byte, pitch, headIdx, w, h int) {
 		}
 	}
 }
-
-var _ = os.Getpid

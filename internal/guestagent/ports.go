@@ -175,7 +175,13 @@ func (a *agent) dispatch(ctx context.Context, cmd guestproto.Command) ([]string,
 		if c == nil {
 			return nil, errors.New("no agent-port service (com.redhat.spice.0 missing or not served)")
 		}
-		return []string{"len", fmt.Sprint(len(data))}, c.SetClipboard(data)
+		mime := cmd.Value("mime")
+		if mime == "" {
+			mime = "text/plain"
+		}
+		c.SetClipboard(data, mime)
+		sum := sha256.Sum256(data)
+		return []string{"len", fmt.Sprint(len(data)), "sha256", hex.EncodeToString(sum[:])}, nil
 	case guestproto.CmdWebDAVRead:
 		a.mu.Lock()
 		w := a.webdav
@@ -183,7 +189,12 @@ func (a *agent) dispatch(ctx context.Context, cmd guestproto.Command) ([]string,
 		if w == nil {
 			return nil, errors.New("no WebDAV-port service (org.spice-space.webdav.0 missing or not served)")
 		}
-		return nil, w.Read(ctx, cmd.Value("path"))
+		b, err := w.Read(ctx, cmd.Value("path"))
+		if err != nil {
+			return nil, err
+		}
+		sum := sha256.Sum256(b)
+		return []string{"len", fmt.Sprint(len(b)), "sha256", hex.EncodeToString(sum[:])}, nil
 	}
 	return nil, fmt.Errorf("%w %q", errUnknown, cmd.Name)
 }

@@ -71,8 +71,11 @@ func (a *agent) uevent(ev uevent) {
 	e := ev.Env
 	switch e["SUBSYSTEM"] {
 	case "usb":
-		if e["DEVTYPE"] == "usb_device" && (ev.Action == "add" || ev.Action == "remove") {
+		switch {
+		case e["DEVTYPE"] == "usb_device" && (ev.Action == "add" || ev.Action == "remove"):
 			a.usbEvent(ev)
+		case e["DEVTYPE"] == "usb_interface":
+			a.usbInterface(ev)
 		}
 	case "block":
 		if e["DEVTYPE"] == "disk" && (ev.Action == "add" || (ev.Action == "change" && e["DISK_MEDIA_CHANGE"] == "1")) {

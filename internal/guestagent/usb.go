@@ -33,8 +33,26 @@ func (a *agent) usbEvent(ev uevent) {
 			"serial", readTrim(sys+"/serial"))
 	}
 	a.rep.Event(guestproto.TypeUSB, kv...)
-	if ev.Action == "add" && isCCID(sys) {
-		go a.watchCCID(sys, "/dev/"+e["DEVNAME"])
+}
+
+// usbInterface starts the smartcard watcher on a CCID interface.
+func (a *agent) usbInterface(ev uevent) {
+	if ev.Action == "add" && isCCID(ev.Env["INTERFACE"]) {
+		sys := "/sys" + ev.Env["DEVPATH"]
+		if a.claim("ccid", sys) {
+			go a.watchCCID(sys)
+		}
+	}
+}
+
+// scanCCID starts watchers on the readers present before the uevent
+// listener (their uevents are gone).
+func (a *agent) scanCCID() {
+	for _, l := range sortedGlob("/sys/bus/usb/devices/*:*") {
+		i, err := filepath.EvalSymlinks(l) // the uevent's path, for claim
+		if err == nil && readTrim(i+"/bInterfaceClass") == "0b" && a.claim("ccid", i) {
+			go a.watchCCID(i)
+		}
 	}
 }
 

@@ -34,12 +34,12 @@ var lateModules = []string{"usb_storage", "uas", "sr_mod", "sd_mod", "isofs"}
 // docs/linux-guest.md for the figures):
 var kernelArgs = []string{
 	"console=ttyS0",
-	"quiet",                            // only errors on the console, which carries the events
-	"cryptomgr.notests",                // no crypto self-tests at boot
-	"mitigations=off",                  // no speculation workarounds to patch in
-	"no_timer_check", "tsc=reliable",   // no timer and TSC checks that TCG fails slowly
-	"pci=noaer", "audit=0",             // nothing to report to
-	"i8042.noaux=0", "i8042.nopnp",     // keep the PS/2 mouse, skip PnP probing
+	"quiet",                          // only errors on the console, which carries the events
+	"cryptomgr.notests",              // no crypto self-tests at boot
+	"mitigations=off",                // no speculation workarounds to patch in
+	"no_timer_check", "tsc=reliable", // no timer and TSC checks that TCG fails slowly
+	"pci=noaer", "audit=0", // nothing to report to
+	"i8042.noaux=0", "i8042.nopnp", // keep the PS/2 mouse, skip PnP probing
 	"drm_kms_helper.fbdev_emulation=0", // no fbdev and no fbcon: the agent draws with DRM
 	"qxl.num_heads=1",                  // one CRTC per qxl device: one device is one head
 	"panic=-1",                         // a panic ends qemu instead of hanging the test
