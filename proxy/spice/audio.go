@@ -234,6 +234,18 @@ func (p *Playback) Stops() int {
 	return p.state.stops
 }
 
+// WaitStops waits until n PLAYBACK_STOPs arrived (the guest closed its
+// output n times).
+func (p *Playback) WaitStops(ctx context.Context, n int) error {
+	return p.state.wait(ctx, p.Channel, func() bool { return p.state.stops >= n })
+}
+
+// Buffered returns every DATA payload byte received and not read yet.
+func (p *Playback) Buffered() []byte {
+	b, _ := p.pcm.readFull(context.Background(), int(p.pcm.buffered()))
+	return b
+}
+
 // ReadPCM reads n bytes of DATA payload (PCM in raw mode).
 func (p *Playback) ReadPCM(ctx context.Context, n int) ([]byte, error) { return p.pcm.readFull(ctx, n) }
 

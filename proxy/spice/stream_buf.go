@@ -84,6 +84,13 @@ func (b *streamBuf) readFull(ctx context.Context, n int) ([]byte, error) {
 	return out, nil
 }
 
+// buffered is how many bytes wait to be read.
+func (b *streamBuf) buffered() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.buf)
+}
+
 // received is how many bytes arrived in all.
 func (b *streamBuf) received() uint64 {
 	b.mu.Lock()
