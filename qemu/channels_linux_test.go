@@ -315,3 +315,73 @@ func tone(freq float64, from, frames int) []byte {
 	}
 	return b
 }
+
+// TestIntegrationLinuxTablet: with one display channel and a USB tablet
+// (and no agent), spice-server offers client mouse mode through the
+// tablet: a MOUSE_POSITION becomes an absolute tablet event in the guest,
+// scaled to the tablet's 0..32767 over the surface.
+func TestIntegrationLinuxTablet(t *testing.T) {
+	needLinuxGuest(t)
+	vm := startVM(t, qemu.LinuxGuest(), qemu.Channels(qemu.Tablet()))
+	ctx := ctxT(t, 3*time.Minute)
+	if err := vm.WaitFor(ctx, qemu.ForAgentReady()); err != nil {
+		t.Fatal(err)
+	}
+	g, err := qemu.DialGuest(ctx, vm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	ticket, err := vm.SetTicket(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := vm.Endpoint()
+	s, err := (&spice.Dialer{Host: ep.HostIP, Port: ep.Port, Password: ticket}).Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	in, err := s.OpenInputs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.OpenDisplay(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.WaitFor(ctx, spice.MsgDisplaySurfaceCreate); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RequestMouseMode(ctx, spice.MouseModeClient); err != nil {
+		t.Fatal(err)
+	}
+	sc := d.Surface()
+	x, y := sc.Width/4, sc.Height/4
+	// No guest event says when its agent opened the tablet's evdev node
+	// (USB enumeration can end after the ready line), and evdev drops
+	// what arrives before: the position is sent again every second,
+	// moving by one pixel so the kernel never drops it as a repeat,
+	// until the guest reports one.
+	var ev guestproto.Event
+	for i := uint32(0); ; i++ {
+		if err := in.Position(ctx, x+i%2, y, 0); err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, time.Second)
+		ev, err = g.WaitEvent(wctx, guestproto.TypeMouse, func(e guestproto.Event) bool { return e.Value("x") != "" })
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no tablet event in the guest: %v", err)
+		}
+	}
+	gx, _ := ev.Int("x")
+	gy, _ := ev.Int("y")
+	if math.Abs(float64(gx)-32767/4) > 64 || math.Abs(float64(gy)-32767/4) > 64 {
+		t.Errorf("position (%d, %d) of a %dx%d surface reached the tablet as (%d, %d), want about (8191, 8191)", x, y, sc.Width, sc.Height, gx, gy)
+	}
+	t.Logf("position (%d, %d) → %s", x, y, ev)
+}

@@ -140,20 +140,39 @@ func (s *Session) MouseMode() (supported, current uint32) {
 	return s.main.mouseModes, s.main.mouseMode
 }
 
-// RequestMouseMode sends SPICE_MSGC_MAIN_MOUSE_MODE_REQUEST and waits
-// for the server to switch (MOUSE_MODE). spice-server grants client
-// mode only while an absolute pointer is active in the guest (a USB
-// tablet a guest driver has configured) or the agent reports the
-// mouse; otherwise it ignores the request, and so this waits until ctx
-// ends.
+// RequestMouseMode asks for a mouse mode
+// (SPICE_MSGC_MAIN_MOUSE_MODE_REQUEST) and waits until the server uses
+// it (MOUSE_MODE). spice-server ignores a request for a mode it does not
+// offer at that moment, so the request goes out once the mode is
+// offered, and again whenever the offer changes, as spice-gtk re-asks.
+// It offers client mode through a USB tablet only with exactly one
+// display channel and once the guest has a surface and an absolute
+// pointer, or whenever an agent is attached (qemu's agent-mouse=on);
+// measured on qemu 7.2: MAIN_INIT offered server mode only, and a
+// MOUSE_MODE offering both came once the inputs channel linked.
 func (s *Session) RequestMouseMode(ctx context.Context, mode uint32) error {
-	if err := s.Main.Send(MsgcMainMouseModeRequest, le.AppendUint16(nil, uint16(mode))); err != nil {
-		return err
+	m := s.main
+	var lastOffer uint32
+	asked := false
+	for {
+		m.mu.Lock()
+		sup, cur, closed, ch := m.mouseModes, m.mouseMode, m.closed, m.changed
+		m.mu.Unlock()
+		switch {
+		case cur == mode:
+			return nil
+		case closed:
+			return errMainClosed
+		case sup&mode != 0 && (!asked || sup != lastOffer):
+			if err := s.Main.Send(MsgcMainMouseModeRequest, le.AppendUint16(nil, uint16(mode))); err != nil {
+				return err
+			}
+			asked, lastOffer = true, sup
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("spice: mouse mode %d not granted (supported %#x, current %d): %w", mode, sup, cur, ctx.Err())
+		}
 	}
-	err := s.main.wait(ctx, func() bool { return s.main.mouseMode == mode })
-	if err != nil {
-		sup, cur := s.MouseMode()
-		return fmt.Errorf("spice: mouse mode %d not granted (supported %#x, current %d): %w", mode, sup, cur, err)
-	}
-	return nil
 }
