@@ -238,4 +238,3 @@ func TestWebSocketIdleIsPerSession(t *testing.T) {
 		t.Fatal("inputs still open after the whole session was idle")
 	}
 }
-
