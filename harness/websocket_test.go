@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,6 +81,11 @@ func TestIntegrationWebsockify(t *testing.T) {
 	st, err := os.Stat(filepath.Join(w.Dir, "tokens"))
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm(), "the token file")
+	defer func() {
+		if strings.Contains(w.Log(), "nope") {
+			t.Errorf("websockify's log shows a token:\n%s", w.Log())
+		}
+	}()
 	for name, tc := range map[string]struct {
 		token, origin string
 		status        int
