@@ -645,9 +645,11 @@ func (a *Agent) SendFile(ctx context.Context, name string, r io.Reader, size int
 }
 
 // SetMonitors sends MONITORS_CONFIG and waits for the agent's REPLY.
-// spice-server delivers the message to the agent only while no qxl
-// device has a guest driver taking client monitor configs; otherwise it
-// hands it to qxl and no REPLY comes (use SendMonitors then).
+// spice-server hands the message to the display devices instead of the
+// agent when every one of them has a guest driver taking client monitor
+// configs (qxl with the Linux qxl driver on every head), and then no
+// REPLY comes (use SendMonitors). With a non-qxl head (std VGA) it always
+// reaches the agent.
 func (a *Agent) SetMonitors(ctx context.Context, c MonitorsConfig) (AgentReplyMsg, error) {
 	w := a.await(func(m AgentMessage) bool {
 		r, err := ParseAgentReply(m.Data)

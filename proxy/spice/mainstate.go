@@ -147,7 +147,8 @@ func (s *Session) MouseMode() (supported, current uint32) {
 // offered, and again whenever the offer changes, as spice-gtk re-asks.
 // It offers client mode through a USB tablet only with exactly one
 // display channel and once the guest has a surface and an absolute
-// pointer, or whenever an agent is attached (qemu's agent-mouse=on);
+// pointer, or whenever an agent is attached (qemu's agent-mouse=on;
+// spice-server's reds_update_mouse_mode);
 // measured on qemu 7.2: MAIN_INIT offered server mode only, and a
 // MOUSE_MODE offering both came once the inputs channel linked.
 func (s *Session) RequestMouseMode(ctx context.Context, mode uint32) error {
