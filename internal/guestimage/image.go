@@ -159,9 +159,8 @@ func Ensure(ctx context.Context, o Options) (Image, error) {
 // imageKey hashes everything an image depends on.
 func imageKey(k kernelPkg, agentSum string) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "builder %s\nkernel %s %s\nagent %s\nappend %s\nmodules %s %s\n",
-		BuilderVersion, k.Name, k.Version, agentSum, strings.Join(kernelArgs, " "),
-		strings.Join(bootModules, ","), strings.Join(lateModules, ","))
+	fmt.Fprintf(h, "builder %s\nkernel %s %s\nagent %s\nappend %s\nmodules %s\n",
+		BuilderVersion, k.Name, k.Version, agentSum, strings.Join(kernelArgs, " "), modSetHash())
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
