@@ -132,6 +132,11 @@ func indexModules(root string) (map[string]string, error) {
 // each one's direct dependencies (depends and softdep pre that exist),
 // as paths relative to root.
 func closure(root string, idx map[string]string, wanted []string) (map[string][]string, error) {
+	return closureWith(idx, wanted, func(rel string) (modinfo, error) { return readModinfo(filepath.Join(root, rel)) })
+}
+
+// closureWith is closure with the .modinfo reader given (tests fake it).
+func closureWith(idx map[string]string, wanted []string, info func(rel string) (modinfo, error)) (map[string][]string, error) {
 	deps := map[string][]string{}
 	todo := slices.Clone(wanted)
 	for len(todo) > 0 {
@@ -144,7 +149,7 @@ func closure(root string, idx map[string]string, wanted []string) (map[string][]
 		if _, done := deps[rel]; done {
 			continue
 		}
-		mi, err := readModinfo(filepath.Join(root, rel))
+		mi, err := info(rel)
 		if err != nil {
 			return nil, fmt.Errorf("guestimage: %w", err)
 		}
