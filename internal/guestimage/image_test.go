@@ -7,8 +7,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/u-root/u-root/pkg/cpio"
@@ -187,5 +189,41 @@ func TestBuildImage(t *testing.T) {
 	}
 	if img.KernelRelease != "6.1.0-x" || img.AgentSHA256 != "abc" || len(img.Append) == 0 {
 		t.Errorf("unexpected manifest %+v", img)
+	}
+}
+
+func TestPrune(t *testing.T) {
+	dir := t.TempDir()
+	mk := func(name string, age int) string {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(p, 0o755)
+		ts := time.Now().Add(-time.Duration(age) * time.Hour)
+		os.Chtimes(p, ts, ts)
+		return p
+	}
+	for i := range 5 {
+		mk("image-"+strconv.Itoa(i), i)
+	}
+	oldKernel := mk("kernel-1-aa", 10)
+	os.WriteFile(filepath.Join(oldKernel, "package"), []byte("linux-image-x 1\n"), 0o644)
+	k2 := mk("kernel-2-aa", 1)
+	os.WriteFile(filepath.Join(k2, "package"), []byte("linux-image-x 2\n"), 0o644)
+	k3 := mk("kernel-3-aa", 0)
+	os.WriteFile(filepath.Join(k3, "package"), []byte("linux-image-x 3\n"), 0o644)
+	os.MkdirAll(filepath.Join(dir, "debs"), 0o755)
+	for _, v := range []string{"1", "3"} {
+		os.WriteFile(filepath.Join(dir, "debs", "linux-image-x_"+v+"_amd64.deb"), nil, 0o644)
+	}
+	prune(dir, filepath.Join(dir, "image-4"))
+	var left []string
+	ms, _ := filepath.Glob(filepath.Join(dir, "*", "*.deb"))
+	all, _ := filepath.Glob(filepath.Join(dir, "*-*"))
+	for _, m := range append(all, ms...) {
+		rel, _ := filepath.Rel(dir, m)
+		left = append(left, rel)
+	}
+	want := []string{"image-0", "image-1", "image-2", "image-4", "kernel-2-aa", "kernel-3-aa", "debs/linux-image-x_3_amd64.deb"}
+	if diff := cmp.Diff(want, left); diff != "" {
+		t.Errorf("unexpected cache after prune (-want +got):\n%s", diff)
 	}
 }
