@@ -9,13 +9,14 @@ GOTESTFLAGS ?=
 SOAKFLAGS ?=
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all deps services build bench-build up test unit stress soak examples bench fuzz fuzz-smoke lint fmt-check vet guest clean
+.PHONY: all deps services build bench-build up test unit stress soak examples bench fuzz fuzz-smoke lint fmt-check vet guest bootsector clean
 
 all: build
 
-## deps: install missing Debian packages (idempotent; prints the command when not root)
+## deps: install missing Debian packages (idempotent; prints the command when not root), then make guest
 deps:
 	@bash scripts/deps.sh
+	@$(MAKE) --no-print-directory guest
 
 ## services: start libvirtd (unix + tcp on 127.0.0.1) for the libvirt backend tests
 services:
@@ -77,8 +78,13 @@ bench: deps build
 soak: deps
 	@bash scripts/soak.sh $(SOAKFLAGS)
 
-## guest: rebuild the test guest boot sector from fixtures/guest/guest.asm
+## guest: build the Linux test guest into its cache unless it is up to date
+##        (HARNESS_GUEST_DIR, default ~/.cache/spice-harness/guest; see docs/linux-guest.md)
 guest:
+	@$(GO) run ./cmd/harness guest build >/dev/null
+
+## bootsector: rebuild the boot-sector test guest from fixtures/guest/guest.asm
+bootsector:
 	nasm -f bin -o fixtures/guest/guest.bin fixtures/guest/guest.asm
 
 clean:

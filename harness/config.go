@@ -122,6 +122,7 @@ type config struct {
 	source      string
 	qemuOpts    []qemu.Option
 	channels    []qemu.Channel
+	linuxGuest  bool
 	logger      *slog.Logger
 	keep        bool
 	settings    Settings
@@ -263,6 +264,22 @@ func Channels(chs ...qemu.Channel) Option {
 // (qemu.EveryChannel: the agent, the echo port, WebDAV, usbredir,
 // smartcard, audio, two display heads, streaming video, a tablet).
 func AllChannels() Option { return Channels(qemu.EveryChannel()...) }
+
+// LinuxGuest boots the lane's VMs with the Linux test guest (Debian's
+// kernel and the harness's agent as /init; build it once with `make
+// guest`) instead of the boot-sector guest, with a qxl first head. The
+// lane waits for the agent's ready line; each VM's Guest then commands
+// the agent, and GuestEvent waits for what it reports (keys, pointer,
+// USB, audio, port bytes, clipboard, files, monitors). Boot takes a few
+// seconds under TCG where the boot sector takes a fraction of one: ask
+// for it only in scenarios that need a real guest.
+func LinuxGuest() Option {
+	return func(c *config) error {
+		c.linuxGuest = true
+		c.qemuOpts = append(c.qemuOpts, qemu.LinuxGuest(), qemu.VGA("qxl"))
+		return nil
+	}
+}
 
 // Logger receives progress (booting, QMP ready, ticket set, listening).
 func Logger(l *slog.Logger) Option {

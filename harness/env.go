@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spiceharness/spiceharness/qemu"
+	"github.com/spiceharness/spiceharness/qemu/guestproto"
 	"github.com/spiceharness/spiceharness/static"
 )
 
@@ -58,6 +59,29 @@ type VM struct {
 	Key static.Key
 	// Index is the VM's position in Env.VMs.
 	Index int
+	// Guest commands the Linux guest's agent and waits for its events
+	// (nil unless the lane has the LinuxGuest option).
+	Guest *qemu.Guest
+}
+
+// Close closes the agent connection, then the VM.
+func (v *VM) Close() error {
+	if v == nil {
+		return nil
+	}
+	v.Guest.Close()
+	return v.VM.Close()
+}
+
+// GuestEvent waits for the first event since boot of type typ that
+// match accepts (nil: any) from the VM's Linux guest agent (see
+// qemu/guestproto for the types and keys). It fails at once when the
+// lane has no LinuxGuest option.
+func (v *VM) GuestEvent(ctx context.Context, typ string, match func(guestproto.Event) bool) (guestproto.Event, error) {
+	if v.Guest == nil {
+		return guestproto.Event{}, fmt.Errorf("harness: %s: no Linux guest (ask for one with harness.LinuxGuest())", v.VM)
+	}
+	return v.Guest.WaitEvent(ctx, typ, match)
 }
 
 // Up boots the lane (for the CLI and programs; tests use Start): the
@@ -144,7 +168,7 @@ type SourcesPather interface {
 }
 
 // bootVMs starts the VMs in parallel, sets fresh tickets and waits for
-// SPICE and the guest prompt.
+// SPICE and the guest prompt (or the Linux guest agent's ready line).
 func (e *Env) bootVMs(ctx context.Context) error {
 	c := e.cfg
 	e.VMs = make([]*VM, c.vms)
@@ -181,9 +205,19 @@ func (e *Env) bootVMs(ctx context.Context) error {
 				return
 			}
 			e.log.Info("ticket set", "vm", vm.String())
-			if err := vm.WaitFor(ctx, qemu.ForSPICE(), qemu.ForGuestPrompt()); err != nil {
+			guestReady := qemu.ForGuestPrompt()
+			if c.linuxGuest {
+				guestReady = qemu.ForAgentReady()
+			}
+			if err := vm.WaitFor(ctx, qemu.ForSPICE(), guestReady); err != nil {
 				errs[i] = err
 				return
+			}
+			if c.linuxGuest {
+				if e.VMs[i].Guest, err = qemu.DialGuest(ctx, vm); err != nil {
+					errs[i] = err
+					return
+				}
 			}
 			e.VMs[i].Key = static.Key{Source: e.Source, UUID: vm.Endpoint().UUID}
 			e.log.Info("guest ready", "vm", vm.String())

@@ -36,6 +36,7 @@ func TestArgvGolden(t *testing.T) {
 		{"all-channels", []Option{AllChannels()}, launchSpec{Accel: AccelTCG, Port: 5936}},
 		{"agent-only", []Option{Channels(AgentChannel())}, launchSpec{Accel: AccelTCG, Port: 5937}},
 		{"usb-and-ports", []Option{Channels(USBRedirChannels(3), Tablet(), PortChannel("org.example.a"), PortChannel("org.example.b")), VGA("qxl"), Channels(DisplayHeads(3), StreamingVideo("filter"))}, launchSpec{Accel: AccelTCG, Port: 5938}},
+		{"linux-guest", []Option{testLinuxGuest, VGA("qxl"), AllChannels()}, launchSpec{Accel: AccelTCG, Port: 5939}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -81,6 +82,12 @@ func golden(t *testing.T, path, got string) {
 	}
 }
 
+// testLinuxGuest is LinuxGuest with a fixed image, for goldens.
+func testLinuxGuest(c *config) error {
+	c.linux = &linuxBoot{Kernel: "/cache/kernel-1/vmlinux", Initrd: "/cache/image-abc/initramfs.cpio", Append: []string{"console=ttyS0", "quiet", "qxl.num_heads=1"}}
+	return nil
+}
+
 func TestPartsValidate(t *testing.T) {
 	long := "/" + strings.Repeat("d", 100) + "/qmp.sock"
 	tests := []struct {
@@ -108,6 +115,13 @@ func TestPartsValidate(t *testing.T) {
 		{"drive format", drivePart{"/a.img", "vmdk", "ide"}, false},
 		{"drive bus", drivePart{"/a.img", "raw", "virtio"}, false},
 		{"drive ok", drivePart{"/a.img", "raw", "ide"}, true},
+		{"kernel ok", kernelPart{"/k", "/i", []string{"console=ttyS0", "quiet", "a.b=1,2"}}, true},
+		{"kernel relative", kernelPart{"k", "/i", nil}, false},
+		{"kernel append space", kernelPart{"/k", "/i", []string{"console=ttyS0 init=/bin/sh"}}, false},
+		{"kernel append quote", kernelPart{"/k", "/i", []string{`a="b"`}}, false},
+		{"control relative", controlPortPart{"ctl.sock"}, false},
+		{"control comma", controlPortPart{"/a,b/ctl.sock"}, false},
+		{"control ok", controlPortPart{"/s/ctl.sock"}, true},
 		{"extra NUL", extraPart{"a\x00b"}, false},
 		{"spice streaming bad", spicePart{Addr: "127.0.0.1", Port: 1, Streaming: "some"}, false},
 		{"spice streaming ok", spicePart{Addr: "127.0.0.1", Port: 1, Streaming: "all"}, true},

@@ -9,6 +9,7 @@ pkgs=(
   virt-viewer          # remote-viewer, opens .vv files
   xvfb xauth xdotool imagemagick   # remote-viewer under a virtual X server
   nasm                 # rebuilds the test guest boot sector
+  xz-utils             # make guest: uncompresses the Linux guest's kernel (xz with the x86 BCJ filter)
   python3-yaml         # Kerbside's YAML reader (PyYAML), an oracle in the static tests
   openssl
   gcc                  # builds the GLib oracle that cross-checks .vv escaping

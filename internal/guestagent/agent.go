@@ -84,7 +84,9 @@ func (a *agent) run() error {
 	if err != nil {
 		return err
 	}
+	tInit := uptime()
 	loaded := a.loadModules(boot)
+	tModules := uptime()
 	found := a.waitDevices()
 	a.openHeads()
 	go a.servePorts(found.ports)
@@ -97,6 +99,8 @@ func (a *agent) run() error {
 		"usb", strings.Join(usbControllers(), ","),
 		"inputs", strings.Join(inputNames(), ","),
 		"modules", fmt.Sprint(loaded),
+		// boot phases, guest seconds: /init started, its modules loaded
+		"t_init", seconds(tInit), "t_modules", seconds(tModules),
 	)
 	go a.scanCCID()
 	a.loadModules(late)
@@ -136,3 +140,5 @@ func readTrim(path string) string {
 	}
 	return strings.TrimSpace(string(b))
 }
+
+func seconds(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()) }

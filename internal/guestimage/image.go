@@ -137,6 +137,8 @@ func Ensure(ctx context.Context, o Options) (Image, error) {
 	imgDir := filepath.Join(dir, "image-"+key)
 	if img, err := readManifest(filepath.Join(imgDir, "manifest.json")); err == nil {
 		o.logf("guest image %s is up to date (%s %s)", key, kpkg.Name, kpkg.Version)
+		now := time.Now()
+		os.Chtimes(imgDir, now, now) // in use: the newest for prune
 		return img, writeCurrent(dir, img)
 	}
 	o.logf("building guest image %s (%s %s, agent %s)", key, kpkg.Name, kpkg.Version, agent.sum[:12])
@@ -153,15 +155,18 @@ func Ensure(ctx context.Context, o Options) (Image, error) {
 		return Image{}, err
 	}
 	o.logf("guest image %s: kernel %d bytes, initramfs %d bytes", key, img.KernelBytes, img.InitrdBytes)
-	return img, writeCurrent(dir, img)
+	if err := writeCurrent(dir, img); err != nil {
+		return img, err
+	}
+	prune(dir, imgDir, k.Dir)
+	return img, nil
 }
 
 // imageKey hashes everything an image depends on.
 func imageKey(k kernelPkg, agentSum string) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "builder %s\nkernel %s %s\nagent %s\nappend %s\nmodules %s %s\n",
-		BuilderVersion, k.Name, k.Version, agentSum, strings.Join(kernelArgs, " "),
-		strings.Join(bootModules, ","), strings.Join(lateModules, ","))
+	fmt.Fprintf(h, "builder %s\nkernel %s %s\nagent %s\nappend %s\nmodules %s\n",
+		BuilderVersion, k.Name, k.Version, agentSum, strings.Join(kernelArgs, " "), modSetHash())
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 

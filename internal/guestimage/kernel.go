@@ -98,7 +98,7 @@ type kernelDir struct {
 
 // modSetHash names a kernel dir by the module lists it was cut for.
 func modSetHash() string {
-	h := sha256.Sum256([]byte(strings.Join(bootModules, ",") + ";" + strings.Join(lateModules, ",")))
+	h := sha256.Sum256([]byte(strings.Join(bootModules, ",") + ";" + strings.Join(lateModules, ",") + fmt.Sprintf(";strip=%v", StripSignatures)))
 	return hex.EncodeToString(h[:])[:8]
 }
 

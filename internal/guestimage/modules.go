@@ -39,7 +39,8 @@ var kernelArgs = []string{
 	"mitigations=off",                // no speculation workarounds to patch in
 	"no_timer_check", "tsc=reliable", // no timer and TSC checks that TCG fails slowly
 	"pci=noaer", "audit=0", // nothing to report to
-	"i8042.noaux=0", "i8042.nopnp", // keep the PS/2 mouse, skip PnP probing
+	"i8042.nopnp",                      // no PnP probing of the PS/2 controller
+	"psmouse.proto=imps",               // no probing of a dozen mouse protocols: qemu's PS/2 mouse is an IntelliMouse
 	"drm_kms_helper.fbdev_emulation=0", // no fbdev and no fbcon: the agent draws with DRM
 	"qxl.num_heads=1",                  // one CRTC per qxl device: one device is one head
 	"panic=-1",                         // a panic ends qemu instead of hanging the test
@@ -131,6 +132,11 @@ func indexModules(root string) (map[string]string, error) {
 // each one's direct dependencies (depends and softdep pre that exist),
 // as paths relative to root.
 func closure(root string, idx map[string]string, wanted []string) (map[string][]string, error) {
+	return closureWith(idx, wanted, func(rel string) (modinfo, error) { return readModinfo(filepath.Join(root, rel)) })
+}
+
+// closureWith is closure with the .modinfo reader given (tests fake it).
+func closureWith(idx map[string]string, wanted []string, info func(rel string) (modinfo, error)) (map[string][]string, error) {
 	deps := map[string][]string{}
 	todo := slices.Clone(wanted)
 	for len(todo) > 0 {
@@ -143,7 +149,7 @@ func closure(root string, idx map[string]string, wanted []string) (map[string][]
 		if _, done := deps[rel]; done {
 			continue
 		}
-		mi, err := readModinfo(filepath.Join(root, rel))
+		mi, err := info(rel)
 		if err != nil {
 			return nil, fmt.Errorf("guestimage: %w", err)
 		}
@@ -207,6 +213,9 @@ func cutModules(src, dst string) ([]string, error) {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(dst, rel)), 0o755); err != nil {
 			return nil, err
 		}
+		if StripSignatures {
+			b = stripSignature(b)
+		}
 		if err := os.WriteFile(filepath.Join(dst, rel), b, 0o644); err != nil {
 			return nil, err
 		}
@@ -236,4 +245,31 @@ func listModules(root string) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// StripSignatures drops each module's appended signature. The kernel
+// (CONFIG_MODULE_SIG without MODULE_SIG_FORCE, no lockdown) then loads
+// it unverified, tainted, instead of checking an RSA signature per
+// module, which under TCG costs tens of milliseconds each. A variable
+// so the boot figures can be measured both ways.
+var StripSignatures = true
+
+// sigMarker ends a signed module: data, signature, struct
+// module_signature (12 bytes, sig_len big-endian in its last 4), marker.
+const sigMarker = "~Module signature appended~\n"
+
+func stripSignature(b []byte) []byte {
+	if !bytes.HasSuffix(b, []byte(sigMarker)) {
+		return b
+	}
+	end := len(b) - len(sigMarker)
+	if end < 12 {
+		return b
+	}
+	info := b[end-12 : end]
+	sigLen := int(info[8])<<24 | int(info[9])<<16 | int(info[10])<<8 | int(info[11])
+	if sigLen > end-12 {
+		return b
+	}
+	return b[:end-12-sigLen]
 }

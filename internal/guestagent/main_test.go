@@ -1,0 +1,9 @@
+package guestagent_test
+
+import (
+	"testing"
+
+	"github.com/spiceharness/spiceharness/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.VerifyTestMain(m) }
