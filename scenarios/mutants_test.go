@@ -22,6 +22,7 @@ import (
 var guards = map[mutant.Mutation][]string{
 	mutant.ReusableTokens:         {"token-replay"},
 	mutant.NoConnIDBinding:        {"foreign-session", "two-vms-isolated"},
+	mutant.BindClaimedSession:     {"cross-session-tokens"},
 	mutant.FixedCaps:              {"multi-channel"},
 	mutant.NoDisplayGuard:         {"display-drop-before-init"},
 	mutant.EarlyLinkOK:            {"backend-down", "fault-qemu-stopped", "fault-stale-ticket"},

@@ -63,6 +63,7 @@ func runEach(t *testing.T, target ...harness.Option) {
 func TestRegistry(t *testing.T) {
 	want := map[string]scenarios.Tier{
 		"backend-down":                 scenarios.Hardening,
+		"cross-session-tokens":         scenarios.Hardening,
 		"banner-through-proxy":         scenarios.Core,
 		"direct-handshake":             scenarios.Core,
 		"direct-multi-channel":         scenarios.Core,
