@@ -3,8 +3,10 @@ package harness
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,5 +61,17 @@ func TestPPM(t *testing.T) {
 	}
 	if img.Blank() || !(&Image{W: 2, H: 1, Pix: []byte{9, 9, 9, 9, 9, 9}}).Blank() {
 		t.Fatal("Blank is wrong")
+	}
+}
+
+// Every event spice-gtk reports has its name in a failure, including the
+// ones that are not errors (a stock go-spice proxy's failure once read
+// "main channel event 12: ?").
+func TestClientErrorNamesEvents(t *testing.T) {
+	for n, want := range map[int]string{12: "CLOSED (the server closed the channel)", 10: "OPENED", 11: "SWITCHING", 23: "ERROR_AUTH", 99: "unknown event 99"} {
+		e := &ClientError{Program: "spicy-screenshot", Status: "exit status 1", Event: n}
+		if got := e.Error(); !strings.Contains(got, fmt.Sprintf("main channel event %d: %s", n, want)) {
+			t.Errorf("unexpected message for event %d (-want +got):\n-…%s…\n+%s", n, want, got)
+		}
 	}
 }
