@@ -40,7 +40,10 @@ type Result struct {
 	Duration  time.Duration `json:"-"`
 	Seconds   float64       `json:"seconds"`
 	Repro     string        `json:"repro,omitempty"` // reruns it (failures only); no secrets
-	Log       []string      `json:"-"`
+	// LaneFailed: the lane could not start (the machine, the target's
+	// start, a boot): no verdict on the scenario's checks.
+	LaneFailed bool     `json:"lane_failed,omitempty"`
+	Log        []string `json:"-"`
 }
 
 // Skip reports why s cannot run in a lane built from opts (and the
@@ -126,6 +129,7 @@ func Run(ctx context.Context, s Scenario, ro RunOptions, opts ...harness.Option)
 			s.Run(sctx, t, env)
 		})
 	}
+	r.LaneFailed = t.laneFailed()
 	r.Duration = time.Since(start)
 	r.Seconds = r.Duration.Round(time.Millisecond).Seconds()
 	r.Log = t.lines()
@@ -158,9 +162,15 @@ type runT struct {
 	failed   bool
 	failure  string
 	skip     string
+	laneErr  error
 	log      []string
 	cleanups []func()
 }
+
+// LaneFailed records that the lane could not start (harness.LaneFailer).
+func (t *runT) LaneFailed(err error) { t.mu.Lock(); defer t.mu.Unlock(); t.laneErr = err }
+
+func (t *runT) laneFailed() bool { t.mu.Lock(); defer t.mu.Unlock(); return t.laneErr != nil }
 
 func (t *runT) Helper()                  {}
 func (t *runT) Name() string             { return t.name }
