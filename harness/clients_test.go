@@ -75,3 +75,34 @@ func TestClientErrorNamesEvents(t *testing.T) {
 		}
 	}
 }
+
+// A client's home is its own, inside its work directory (removed with
+// it); only its cache is shared, outside the temp directory: a test
+// binary leaves no spice-harness-home-* behind, with or without a
+// TestMain.
+func TestClientEnvHomeIsTheClients(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	work := t.TempDir()
+	env, err := clientEnv(work, "X=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
+	if !strings.HasPrefix(vars["HOME"], work+"/") || !strings.HasPrefix(vars["XDG_CONFIG_HOME"], vars["HOME"]) {
+		t.Errorf("HOME %q and XDG_CONFIG_HOME %q are not inside the client's work directory %s", vars["HOME"], vars["XDG_CONFIG_HOME"], work)
+	}
+	if c := vars["XDG_CACHE_HOME"]; c == "" || strings.HasPrefix(c, work) || !strings.HasSuffix(c, "spice-harness/clients") {
+		t.Errorf("XDG_CACHE_HOME %q: want the shared spice-harness/clients cache", c)
+	}
+	ents, _ := os.ReadDir(tmp)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), homePrefix) {
+			t.Errorf("a per-process home was made in the temp directory: %s", e.Name())
+		}
+	}
+}

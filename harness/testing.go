@@ -53,11 +53,7 @@ func Start(t T, opts ...Option) *Env {
 	needQemu(t, c)
 	logger := slog.New(newTLogHandler(t, "harness"))
 	opts = append([]Option{Logger(logger), ProxyLogger(slog.New(newTLogHandler(t, "proxy")))}, opts...)
-	ctx := context.Background()
-	if c, ok := t.(interface{ Context() context.Context }); ok {
-		ctx = c.Context() // testing.T's ends with the test; harness run's on Ctrl-C
-	}
-	e, err := Up(ctx, opts...)
+	e, err := Up(contextOf(t), opts...)
 	if err != nil {
 		laneFailed(t, err)
 		t.Fatalf("harness: %v\nrepro: %s", err, reproOf(t))

@@ -15,7 +15,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	testenv.VerifyTestMain(m, testenv.Teardown(func() { harness.RemoveClientHome() }))
+	testenv.VerifyTestMain(m)
 }
 
 // TestScenarios runs every registered scenario against real qemu, each on
