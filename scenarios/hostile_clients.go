@@ -189,9 +189,10 @@ func (h *hostile) badMagic() error {
 		}
 		return fmt.Errorf("unexpected answer of this repository's proxy (its convention) (-want +got):\n-%s reply\n+%s", spice.ErrInvalidMagic.Name(), got)
 	}
-	if err == nil {
-		_, err = closedWithin(c, 5*time.Second)
+	if err != nil {
+		return nil // closed without a reply: refused
 	}
+	_, err = closedWithin(c, 5*time.Second)
 	return err
 }
 
