@@ -102,3 +102,18 @@ func TestMutants(t *testing.T) {
 		t.Logf("mutants:\n%s", b.String())
 	})
 }
+
+// The scenarios the mutant matrix leaves out are the ones whose verdict
+// no SPICE link through the proxy decides.
+func TestNotThroughTheProxyIsDeclared(t *testing.T) {
+	for _, name := range notThroughTheProxy {
+		s, ok := scenarios.Lookup(name)
+		if !ok {
+			t.Errorf("notThroughTheProxy names %s, which is not registered", name)
+			continue
+		}
+		if s.Exercises&scenarios.ProxySPICE != 0 {
+			t.Errorf("%s is left out of the mutant matrix but declares Exercises %s: a SPICE link through the proxy decides it", name, s.Exercises)
+		}
+	}
+}
