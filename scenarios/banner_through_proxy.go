@@ -12,7 +12,7 @@ func init() {
 	Register(Scenario{
 		Name:        "banner-through-proxy",
 		Tier:        Core,
-		Exercises:   ProxySPICE,
+		Exercises:   ProxySPICE, // what the verdict rests on
 		Description: "the guest's banner shows through the proxy, and typing reaches the guest",
 		Needs:       []string{needScreenshot}, // programs beyond qemu
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {
