@@ -1,15 +1,27 @@
 package scenarios
 
 import (
+	"context"
+	"flag"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
-	"testing"
 
 	"github.com/spiceharness/spiceharness/harness"
 )
+
+// TestingT is what Conformance needs of a test: *testing.T, whose Run
+// takes a function of itself. (A type parameter instead of *testing.T
+// keeps package testing out of the harness command, which links this
+// package.)
+type TestingT[T any] interface {
+	harness.T
+	Context() context.Context
+	Parallel()
+	Run(name string, f func(T)) bool
+}
 
 // expectedProblems says what is wrong with an expected-verdict map for
 // the registered scenarios all: scenarios it does not name, names that
@@ -71,26 +83,26 @@ func expectedProblems(all []Scenario, expected map[string]Status) []string {
 // registered fails it too. A verdict that differs fails that subtest
 // with the scenario's reason and log. The conformance matrix is logged
 // at the end. Under go test -short only the map is checked.
-func Conformance(t *testing.T, expected map[string]Status, opts ...harness.Option) {
+func Conformance[T TestingT[T]](t T, expected map[string]Status, opts ...harness.Option) {
 	t.Helper()
 	all := All()
 	for _, p := range expectedProblems(all, expected) {
 		t.Errorf("%s", p)
 	}
-	if testing.Short() {
-		t.Skip("Conformance boots a lane per scenario: skipped by -short (the expected verdicts were checked)")
+	if f := flag.Lookup("test.short"); f != nil && f.Value.String() == "true" {
+		t.Skipf("Conformance boots a lane per scenario: skipped by -short (the expected verdicts were checked)")
 	}
 	var (
 		mu      sync.Mutex
 		results []Result
 	)
-	t.Run("scenarios", func(t *testing.T) {
+	t.Run("scenarios", func(t T) {
 		for _, s := range all {
 			want, ok := expected[s.Name]
 			if !ok || want == NotRun {
 				continue
 			}
-			t.Run(s.Name, func(t *testing.T) {
+			t.Run(s.Name, func(t T) {
 				t.Parallel()
 				r := Run(t.Context(), s, RunOptions{Repro: harness.Repro(t.Name())}, slices.Clone(opts)...)
 				mu.Lock()
