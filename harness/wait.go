@@ -187,7 +187,7 @@ func (spiceLinkWait) check(ctx context.Context, p *probe) error {
 			if err != nil {
 				return err
 			}
-			d := Dialer(f.File)
+			d := DialerFor(f)
 			d.Timeout = 5 * time.Second
 			sess, err := d.Connect(ctx)
 			if err != nil {

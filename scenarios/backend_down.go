@@ -31,7 +31,7 @@ func init() {
 			// answered OK and then a dead socket, or silence.
 			lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			s2, err := harness.Dialer(f.File).Connect(lctx)
+			s2, err := harness.DialerFor(f).Connect(lctx)
 			if wantRefusedSession(t, s2, err, "a new link to a dead backend") {
 				t.Logf("new link to a dead backend refused in %v", time.Since(start).Round(time.Millisecond))
 			}

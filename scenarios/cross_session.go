@@ -104,7 +104,7 @@ func tryForeignTokens(ctx context.Context, t harness.T, env *harness.Env, sessio
 	for _, tok := range tokens {
 		for _, typ := range []spice.ChannelType{spice.ChannelDisplay, spice.ChannelInputs, spice.ChannelCursor} {
 			what := fmt.Sprintf("%s naming the victim's session (%s)", tok.what, typ)
-			ch, err := harness.Dialer(tok.f.File).DialChannel(ctx, sessionID, typ, 0)
+			ch, err := harness.DialerFor(tok.f).DialChannel(ctx, sessionID, typ, 0)
 			if ch != nil {
 				linked++
 				if typ == spice.ChannelInputs {

@@ -63,7 +63,7 @@ func init() {
 			lctx, cancel := context.WithTimeout(ctx, hi+5*time.Second)
 			defer cancel()
 			start := time.Now()
-			s2, err := harness.Dialer(f.File).Connect(lctx)
+			s2, err := harness.DialerFor(f).Connect(lctx)
 			took := time.Since(start)
 			how, _ := refusal(err)
 			wantRefusedSession(t, s2, err, "a new link while qemu is stopped")

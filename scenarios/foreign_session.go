@@ -45,7 +45,7 @@ func init() {
 				{"vm 1's token naming a made-up session id (inputs)", sa.ID ^ 0x5a5a5a5a, spice.ChannelInputs},
 				{"vm 1's token with connection id 0 (cursor)", 0, spice.ChannelCursor},
 			} {
-				ch, err := harness.Dialer(fa.File).DialChannel(ctx, try.connID, try.typ, 0)
+				ch, err := harness.DialerFor(fa).DialChannel(ctx, try.connID, try.typ, 0)
 				if wantRefusedLink(t, ch, err, try.what) {
 					ownCode(t, env, err, spice.ErrBadConnectionID, try.what)
 				}

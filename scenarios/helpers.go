@@ -160,7 +160,7 @@ func directDialer(vm *harness.VM) *spice.Dialer {
 // dialLink opens the raw connection a client of f's `.vv` would (TLS when
 // it has a tls-port, with its CA and host-subject; else plain).
 func dialLink(ctx context.Context, f *harness.VVResponse) (net.Conn, error) {
-	d := harness.Dialer(f.File)
+	d := harness.DialerFor(f)
 	var nd net.Dialer
 	if f.TLSPort != 0 {
 		c, err := nd.DialContext(ctx, "tcp", net.JoinHostPort(f.Host, strconv.Itoa(f.TLSPort)))

@@ -112,3 +112,9 @@ func isTestifyBlock(name string) bool {
 	}
 	return false
 }
+
+// firstLine is s's first line, trimmed.
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
+	return line
+}

@@ -15,7 +15,9 @@ import (
 // The judge of refusals. spice-gtk treats every non-OK link answer alike
 // (it reports the channel's error and stops), and a connection closed
 // before the OK link result too: a proxy may refuse with any code, or
-// just close. What a refusal must not be is an OK followed by nothing,
+// just close. A CONNECT proxy refuses with an HTTP error status, a
+// WebSocket gateway with an HTTP error before the upgrade or a close
+// frame (spice-html5 shows either at once). What a refusal must not be is an OK followed by nothing,
 // or silence. Scenarios then prove the stronger property themselves:
 // nothing reached qemu (ConnWatch.Barrier) and the victim still works.
 // The exact code this repository's proxy answers with is its own
@@ -40,8 +42,18 @@ func refusal(err error) (how string, ok bool) {
 			return fmt.Sprintf("the CONNECT proxy answered %d", pe.Status), true
 		}
 		return fmt.Sprintf("the CONNECT proxy neither opened the tunnel nor answered with an error: %v", le.Err), false
+	case le.Step == spice.StepWebSocket:
+		// An HTTP error before the upgrade: spice-html5 shows it at once.
+		var we *spice.WebSocketError
+		if errors.As(err, &we) && we.Status >= 400 {
+			return fmt.Sprintf("the WebSocket gateway refused the upgrade with %d", we.Status), true
+		}
+		return fmt.Sprintf("the WebSocket gateway neither upgraded nor answered with an error: %v", le.Err), false
 	case timedOut(err):
 		return fmt.Sprintf("hung: no link answer and no close at %s within the link deadline (%v)", le.Step, le.Err), false
+	case le.Step != spice.StepMainInit && webSocketClosed(err):
+		code, _ := spice.WebSocketCloseStatus(err)
+		return fmt.Sprintf("the WebSocket gateway closed the socket (code %d) before the OK link result (at %s)", code, le.Step), true
 	case le.Step == spice.StepMainInit:
 		return fmt.Sprintf("linked (OK), then no MAIN_INIT: %v", le.Err), false
 	case le.Step == spice.StepDial || le.Step == spice.StepTLS:
@@ -50,6 +62,12 @@ func refusal(err error) (how string, ok bool) {
 		return fmt.Sprintf("closed before the OK link result (at %s)", le.Step), true
 	}
 	return fmt.Sprintf("unexpected link failure at %s: %v", le.Step, le.Err), false
+}
+
+// webSocketClosed reports a WebSocket close frame from the peer.
+func webSocketClosed(err error) bool {
+	code, _ := spice.WebSocketCloseStatus(err)
+	return code >= 0
 }
 
 // timedOut reports a deadline: the peer neither answered nor closed.

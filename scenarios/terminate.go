@@ -39,7 +39,7 @@ func init() {
 			t.Logf("terminate call %v; its 4 channels closed %v after it returned", call.Round(time.Millisecond), took.Round(time.Millisecond))
 			alive(ctx, t, vm)
 			// The session cannot be rejoined.
-			ch, err := harness.Dialer(f.File).DialChannel(ctx, s.ID, spice.ChannelCursor, 0)
+			ch, err := harness.DialerFor(f).DialChannel(ctx, s.ID, spice.ChannelCursor, 0)
 			wantRefusedLink(t, ch, err, "a channel joining the terminated session")
 		},
 	})

@@ -32,7 +32,7 @@ func init() {
 			w := vm.WatchConnections()
 			defer w.Close()
 			const what = "the expired token"
-			s2, err := harness.Dialer(f.File).Connect(ctx)
+			s2, err := harness.DialerFor(f).Connect(ctx)
 			if wantRefusedSession(t, s2, err, what) {
 				ownCode(t, env, err, spice.ErrPermissionDenied, what)
 			}

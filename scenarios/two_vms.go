@@ -42,13 +42,13 @@ func init() {
 			defer wa.Close()
 			defer wb.Close()
 			const what = "vm 2's token (its session live) naming vm 1's session"
-			ch, err := harness.Dialer(fb.File).DialChannel(ctx, sa.ID, spice.ChannelDisplay, 0)
+			ch, err := harness.DialerFor(fb).DialChannel(ctx, sa.ID, spice.ChannelDisplay, 0)
 			if wantRefusedLink(t, ch, err, what) {
 				ownCode(t, env, err, spice.ErrBadConnectionID, what)
 			}
 			nothingReached(ctx, t, what, wa, wb)
 			// vm 1's own token still joins vm 1's session.
-			c, err := harness.Dialer(fa.File).DialChannel(ctx, sa.ID, spice.ChannelCursor, 0)
+			c, err := harness.DialerFor(fa).DialChannel(ctx, sa.ID, spice.ChannelCursor, 0)
 			if assert.NoError(t, err, "vm 1's token joining its own session after the refusal") {
 				c.Close()
 			}

@@ -95,6 +95,12 @@ func TestConformance(t *testing.T) {
 		"tunnel-hostile-connect":    scenarios.Skipped,
 		"tunnel-refused-hosts":      scenarios.Skipped,
 		"tunnel-terminate":          scenarios.Skipped,
+		// Browser: spice-html5's WebSocket transport, which naiveproxy does not serve.
+		"ws-hostile":        scenarios.Skipped,
+		"ws-idle-inputs":    scenarios.Skipped,
+		"ws-origin-refused": scenarios.Skipped,
+		"ws-session":        scenarios.Skipped,
+		"ws-token-replay":   scenarios.Skipped,
 	}, harness.Exec(naiveproxy))
 }
 
