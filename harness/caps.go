@@ -34,7 +34,24 @@ func (e *Env) Terminate(ctx context.Context, sessionID string) error {
 	if err != nil {
 		return err
 	}
-	return t.TerminateSession(ctx, sessionID)
+	err = t.TerminateSession(ctx, sessionID)
+	e.logTerminateMethod(err)
+	return err
+}
+
+// TerminateMethoder is a target whose terminate requests may take more
+// than one HTTP method (Kerbside's POST since its CSRF fix, GET before):
+// TerminateMethod says which one worked.
+type TerminateMethoder interface {
+	TerminateMethod() string
+}
+
+// logTerminateMethod says in the lane's log how the target's terminate
+// routes were called, so a terminate verdict can be read against it.
+func (e *Env) logTerminateMethod(err error) {
+	if m, ok := e.target.(TerminateMethoder); ok && err == nil {
+		e.log.Info("terminate sent", "method", m.TerminateMethod(), "target", e.target.Name())
+	}
 }
 
 // TerminateConsole ends every session of vm's console through the
@@ -44,7 +61,9 @@ func (e *Env) TerminateConsole(ctx context.Context, vm *VM) error {
 	if err != nil {
 		return err
 	}
-	return t.TerminateConsole(ctx, vm.Key)
+	err = t.TerminateConsole(ctx, vm.Key)
+	e.logTerminateMethod(err)
+	return err
 }
 
 // Session is the proxy's view of session id (capability session-state).

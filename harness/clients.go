@@ -22,8 +22,9 @@ type Endpoint struct {
 }
 
 // ClientError is a real client's failure: exit status, the spice-gtk
-// channel event it reported (20 connect, 21 TLS, 22 link, 23 auth,
-// 24 I/O; 0 when none) and the tail of its stderr.
+// channel event it reported (ChannelEventName: 10 OPENED, 11 SWITCHING,
+// 12 CLOSED, 20 ERROR_CONNECT, 21 ERROR_TLS, 22 ERROR_LINK, 23 ERROR_AUTH,
+// 24 ERROR_IO; 0 when none) and the tail of its stderr.
 type ClientError struct {
 	Program string
 	Status  string
@@ -34,7 +35,7 @@ type ClientError struct {
 func (e *ClientError) Error() string {
 	s := fmt.Sprintf("%s: %s", e.Program, e.Status)
 	if e.Event != 0 {
-		s += fmt.Sprintf(" (main channel event %d: %s)", e.Event, channelEventName(e.Event))
+		s += fmt.Sprintf(" (main channel event %d: %s)", e.Event, ChannelEventName(e.Event))
 	}
 	if e.Stderr != "" {
 		s += "\n" + e.Stderr
@@ -42,8 +43,19 @@ func (e *ClientError) Error() string {
 	return s
 }
 
-func channelEventName(n int) string {
+// ChannelEventName names a spice-gtk SpiceChannelEvent number as its
+// SPICE_CHANNEL_* suffix ("CLOSED"); a number spice-gtk does not define
+// is "unknown event N".
+func ChannelEventName(n int) string {
 	switch n {
+	case 0:
+		return "NONE"
+	case 10:
+		return "OPENED"
+	case 11:
+		return "SWITCHING"
+	case 12:
+		return "CLOSED (the server closed the channel)"
 	case 20:
 		return "ERROR_CONNECT"
 	case 21:
@@ -55,7 +67,7 @@ func channelEventName(n int) string {
 	case 24:
 		return "ERROR_IO"
 	}
-	return "?"
+	return fmt.Sprintf("unknown event %d", n)
 }
 
 var eventRE = regexp.MustCompile(`main channel event: (\d+)`)

@@ -3,8 +3,10 @@ package harness
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,5 +61,48 @@ func TestPPM(t *testing.T) {
 	}
 	if img.Blank() || !(&Image{W: 2, H: 1, Pix: []byte{9, 9, 9, 9, 9, 9}}).Blank() {
 		t.Fatal("Blank is wrong")
+	}
+}
+
+// Every event spice-gtk reports has its name in a failure, including the
+// ones that are not errors (a stock go-spice proxy's failure once read
+// "main channel event 12: ?").
+func TestClientErrorNamesEvents(t *testing.T) {
+	for n, want := range map[int]string{12: "CLOSED (the server closed the channel)", 10: "OPENED", 11: "SWITCHING", 23: "ERROR_AUTH", 99: "unknown event 99"} {
+		e := &ClientError{Program: "spicy-screenshot", Status: "exit status 1", Event: n}
+		if got := e.Error(); !strings.Contains(got, fmt.Sprintf("main channel event %d: %s", n, want)) {
+			t.Errorf("unexpected message for event %d (-want +got):\n-…%s…\n+%s", n, want, got)
+		}
+	}
+}
+
+// A client's home is its own, inside its work directory (removed with
+// it); only its cache is shared, outside the temp directory: a test
+// binary leaves no spice-harness-home-* behind, with or without a
+// TestMain.
+func TestClientEnvHomeIsTheClients(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	work := t.TempDir()
+	env, err := clientEnv(work, "X=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
+	if !strings.HasPrefix(vars["HOME"], work+"/") || !strings.HasPrefix(vars["XDG_CONFIG_HOME"], vars["HOME"]) {
+		t.Errorf("HOME %q and XDG_CONFIG_HOME %q are not inside the client's work directory %s", vars["HOME"], vars["XDG_CONFIG_HOME"], work)
+	}
+	if c := vars["XDG_CACHE_HOME"]; c == "" || strings.HasPrefix(c, work) || !strings.HasSuffix(c, "spice-harness/clients") {
+		t.Errorf("XDG_CACHE_HOME %q: want the shared spice-harness/clients cache", c)
+	}
+	ents, _ := os.ReadDir(tmp)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), homePrefix) {
+			t.Errorf("a per-process home was made in the temp directory: %s", e.Name())
+		}
 	}
 }

@@ -34,8 +34,14 @@ const (
 
 	// The exec target (a proxy the harness starts per lane).
 	// HARNESS_EXEC selects it.
-	EnvExec        = "HARNESS_EXEC"         // command line with {placeholders}
-	EnvExecDialect = "HARNESS_EXEC_DIALECT" // reserved: "kerbside" (the default)
+	EnvExec             = "HARNESS_EXEC"               // command line with {placeholders}
+	EnvExecEnv          = "HARNESS_EXEC_ENV"           // KEY=VALUE words added to its environment
+	EnvExecToken        = "HARNESS_EXEC_TOKEN"         // its API's bearer token
+	EnvExecReload       = "HARNESS_EXEC_RELOAD"        // file, sighup or restart
+	EnvExecReady        = "HARNESS_EXEC_READY"         // direct-vv, spice-link, http:PATH, log:REGEXP, port:NAME
+	EnvExecReadyWithin  = "HARNESS_EXEC_READY_WITHIN"  // bound on its start
+	EnvExecReloadWithin = "HARNESS_EXEC_RELOAD_WITHIN" // bound on each reload
+	EnvExecDialect      = "HARNESS_EXEC_DIALECT"       // reserved: "kerbside" (the default)
 
 	// The connect-proxy target (an HTTP CONNECT proxy: oVirt's squid,
 	// Proxmox's spiceproxy). Either variable selects it.
@@ -390,7 +396,7 @@ func newConfig(opts []Option) (*config, error) {
 	}
 	if c.target == nil {
 		if defaultTarget == nil {
-			return nil, fmt.Errorf("harness: no proxy under test: pass harness.WithTarget(harness.Exec(…)), harness.WithTarget(harness.Kerbside(…)) " +
+			return nil, fmt.Errorf("harness: no proxy under test: pass harness.Exec(…), harness.WithTarget(harness.Kerbside(…)), " +
 				"harness.WithTarget(harness.ConnectProxy(…)) or harness.WithTarget(harness.WebSocket(…)), set HARNESS_EXEC, HARNESS_EXTERNAL_API, " +
 				"HARNESS_CONNECT_PROXY, HARNESS_SQUID=1, HARNESS_WEBSOCKET or HARNESS_WEBSOCKIFY=1, " +
 				"or import _ \"github.com/spiceharness/spiceharness/harness/inproc\" for this repository's proxy")
@@ -440,7 +446,11 @@ func (c *config) fromEnv() error {
 		}
 		c.target, c.targetFrom = Kerbside(kc), EnvExternalAPI
 	case os.Getenv(EnvExec) != "":
-		c.target, c.targetFrom = Exec(ExecConfig{Command: os.Getenv(EnvExec)}), EnvExec
+		ec, err := ExecConfigFromEnv()
+		if err != nil {
+			return err
+		}
+		c.target, c.targetFrom = ExecTarget(ec), EnvExec
 	case os.Getenv(EnvConnectProxy) != "":
 		c.target, c.targetFrom = ConnectProxy(ConnectProxyConfig{URL: os.Getenv(EnvConnectProxy)}), EnvConnectProxy
 	case os.Getenv(EnvSquid) != "":

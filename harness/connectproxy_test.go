@@ -94,7 +94,7 @@ func TestGrantOf(t *testing.T) {
 
 func TestClientEnvDropsSPICEProxy(t *testing.T) {
 	t.Setenv("SPICE_PROXY", "http://elsewhere:3128")
-	env, err := clientEnv("X=1")
+	env, err := clientEnv(t.TempDir(), "X=1")
 	require.NoError(t, err)
 	for _, kv := range env {
 		assert.False(t, strings.HasPrefix(kv, "SPICE_PROXY="), "a caller's SPICE_PROXY reaches the client: %s", kv)

@@ -6,13 +6,13 @@
 //
 // The proxy under test is this repository's in-process proxy when
 // package harness/inproc is linked in (it registers itself as the
-// default), or one chosen with WithTarget:
+// default), or one chosen with an option:
 //
-//	Exec(ExecConfig{Command: "./myproxy --sources {sources} --api 127.0.0.1:{api_port} …"})
-//	                      // started per lane and supervised
-//	Kerbside(KerbsideConfig{API: url, SourcesPath: path})
+//	Exec("./myproxy --sources {sources} --api 127.0.0.1:{api_port} …")
+//	                      // started per lane and supervised (WithTarget(ExecTarget(ExecConfig{…})): the full form)
+//	WithTarget(Kerbside(KerbsideConfig{API: url, SourcesPath: path}))
 //	                      // a deployment reached over HTTP (Kerbside's dialect)
-//	ConnectProxy(ConnectProxyConfig{…})
+//	WithTarget(ConnectProxy(ConnectProxyConfig{…}))
 //	                      // an HTTP CONNECT proxy (squid per lane, or yours)
 //	WebSocket(WebSocketConfig{…})
 //	                      // a WebSocket gateway (websockify per lane, or yours)
@@ -23,9 +23,18 @@
 // repository's proxy, its API, gorilla/mux or Prometheus into a proxy
 // author's test binary.
 //
-// In a test:
+// A proxy author's first test:
 //
-//	import _ "github.com/spiceharness/spiceharness/harness/inproc" // or WithTarget(…)
+//	func TestTypingThroughMyProxy(t *testing.T) {
+//		env := harness.Start(t, harness.Exec("./myproxy --sources {sources} --listen 127.0.0.1:{plain_port} --api 127.0.0.1:{api_port}"))
+//		c := env.Client(t, 0) // a session through the proxy: main, display, inputs, cursor
+//		c.Type("mine")
+//		c.WaitGuest(`READY> mine`)
+//	}
+//
+// and the pieces underneath:
+//
+//	import _ "github.com/spiceharness/spiceharness/harness/inproc" // or Exec(…), WithTarget(…)
 //
 //	func TestMine(t *testing.T) {
 //		env := harness.Start(t, harness.VMs(2))           // cleanup registered
@@ -62,8 +71,11 @@
 //	TLSBackends()       HARNESS_TLS_BACKENDS=1       qemu serves plain SPICE only
 //	TokenTTL(d)         HARNESS_TOKEN_TTL            60s
 //	Timeout(d)          HARNESS_TIMEOUT              2m (booting the lane)
-//	WithTarget(Exec)    HARNESS_EXEC,                the default target
-//	                    HARNESS_EXEC_TOKEN
+//	Exec(cmd)           HARNESS_EXEC,                the default target
+//	                    HARNESS_EXEC_ENV, HARNESS_EXEC_TOKEN,
+//	                    HARNESS_EXEC_RELOAD, HARNESS_EXEC_READY,
+//	                    HARNESS_EXEC_READY_WITHIN, HARNESS_EXEC_RELOAD_WITHIN
+//	                    (ExecConfigFromEnv; one per ExecConfig field)
 //	WithTarget(Kerbside)/External
 //	                    HARNESS_EXTERNAL_API,        the default target
 //	                    HARNESS_EXTERNAL_SOURCES,

@@ -244,6 +244,9 @@ func (e *Env) Sources() []static.Source {
 // atomically, so a proxy watching it never reads half a file. A target
 // sharing the file with other lanes merges it instead (SourcesWriter).
 func (e *Env) writeSources() error {
+	if b, ok := e.target.(interface{ beforeSources() }); ok {
+		b.beforeSources() // a proxy watching the file may log its reload before Load runs
+	}
 	if w, ok := e.target.(SourcesWriter); ok {
 		return w.WriteSources(e.Sources())
 	}

@@ -14,9 +14,7 @@ import (
 // placeholders become the lane's sources.yaml and free ports), boots a
 // VM, and the test types through the proxy into the guest.
 func ExampleStart() {
-	myProxy := harness.WithTarget(harness.Exec(harness.ExecConfig{
-		Command: "./myproxy --sources {sources} --listen 127.0.0.1:{plain_port} --api 127.0.0.1:{api_port}",
-	}))
+	myProxy := harness.Exec("./myproxy --sources {sources} --listen 127.0.0.1:{plain_port} --api 127.0.0.1:{api_port}")
 	testTyping := func(t *testing.T) {
 		env := harness.Start(t, myProxy) // Close registered as cleanup
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
@@ -48,7 +46,7 @@ func ExampleSessionIDFromTitle() {
 
 func ExampleMissing() {
 	missing, target, err := harness.Missing([]harness.Capability{harness.CapTerminate, harness.CapMetrics},
-		harness.WithTarget(harness.Exec(harness.ExecConfig{Command: "./myproxy --sources {sources}"})))
+		harness.Exec("./myproxy --sources {sources}"))
 	fmt.Println(target, harness.CapList(missing), err)
 	// Output: exec ./myproxy metrics <nil>
 }

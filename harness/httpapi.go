@@ -20,8 +20,12 @@ import (
 )
 
 // APIClient speaks the Kerbside dialect of the `.vv` API, which this
-// repository's API speaks too: every route is GET; listings and
-// terminate answer JSON when the request says `Accept: application/json`
+// repository's API speaks too: the `.vv` and listing routes are GET; the
+// terminate routes are POST since Kerbside's CSRF fix (its issue #133;
+// GET answers 405) and GET in its first release, so the client sends POST
+// and falls back to GET on 405 (TerminateMethod says which worked);
+// listings and terminate answer JSON when the request says
+// `Accept: application/json`
 // (Kerbside answers HTML, or a redirect, when Accept is absent or names
 // text/html); every route but / and /auth needs
 // `Authorization: Bearer <token>`. Routes:
@@ -29,8 +33,8 @@ import (
 //	/console/proxy/{source}/{uuid}/console.vv   a .vv through the proxy, fresh token
 //	/console/direct/{source}/{uuid}/console.vv  the hypervisor's own endpoint and ticket
 //	/console/{source}/{uuid}                    one console (404 when unknown)
-//	/console/{source}/{uuid}/terminate          end the console's sessions
-//	/session/{id}/terminate                     end one session (404 when unknown)
+//	POST /console/{source}/{uuid}/terminate     end the console's sessions (GET before the CSRF fix)
+//	POST /session/{id}/terminate                end one session, 404 when unknown (GET before the CSRF fix)
 //	POST /auth {"username","password"}          {"access_token": JWT, "expires_in": s}
 //
 // The session a proxy `.vv` opened is named in its title:
@@ -52,6 +56,7 @@ type APIClient struct {
 	mu      sync.Mutex
 	jwt     string
 	jwtTill time.Time
+	termBy  string // the method the terminate routes took ("" until one did)
 }
 
 func (a *APIClient) http() *http.Client {
@@ -134,12 +139,18 @@ func (a *APIClient) hint() string {
 // get GETs path with the dialect's headers; one 401 renews a /auth token
 // and retries.
 func (a *APIClient) get(ctx context.Context, path string) (*http.Response, []byte, error) {
+	return a.do(ctx, http.MethodGet, path)
+}
+
+// do sends method path (no body) with the dialect's headers; one 401
+// renews a /auth token and retries.
+func (a *APIClient) do(ctx context.Context, method, path string) (*http.Response, []byte, error) {
 	for attempt := 0; ; attempt++ {
 		tok, err := a.bearer(ctx, attempt > 0)
 		if err != nil {
 			return nil, nil, err
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.URL+path, nil)
+		req, err := http.NewRequestWithContext(ctx, method, a.URL+path, nil)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -165,10 +176,10 @@ func (a *APIClient) get(ctx context.Context, path string) (*http.Response, []byt
 			if tok != "" {
 				what = "the bearer token was refused"
 			}
-			return resp, body, fmt.Errorf("%w: GET %s answered %d (%s): set %s", ErrAPIAuth, a.URL+path, resp.StatusCode, what, a.hint())
+			return resp, body, fmt.Errorf("%w: %s %s answered %d (%s): set %s", ErrAPIAuth, method, a.URL+path, resp.StatusCode, what, a.hint())
 		}
 		if resp.StatusCode/100 != 2 {
-			return resp, body, &HTTPError{Method: "GET", URL: a.URL + path, Status: resp.StatusCode, Body: snippet(body)}
+			return resp, body, &HTTPError{Method: method, URL: a.URL + path, Status: resp.StatusCode, Body: snippet(body)}
 		}
 		return resp, body, nil
 	}
@@ -255,16 +266,60 @@ func (a *APIClient) Listed(ctx context.Context, k static.Key) (bool, error) {
 	return err == nil, err
 }
 
-// TerminateSession ends session id (GET /session/{id}/terminate).
+// TerminateSession ends session id (POST /session/{id}/terminate, or GET
+// where POST answers 405).
 func (a *APIClient) TerminateSession(ctx context.Context, id string) error {
-	_, _, err := a.get(ctx, "/session/"+url.PathEscape(id)+"/terminate")
+	return a.terminate(ctx, "/session/"+url.PathEscape(id)+"/terminate")
+}
+
+// TerminateConsole ends every session of k (POST
+// /console/{source}/{uuid}/terminate, or GET where POST answers 405).
+func (a *APIClient) TerminateConsole(ctx context.Context, k static.Key) error {
+	return a.terminate(ctx, "/console/"+ConsolePath(k)+"/terminate")
+}
+
+// terminate sends POST path, as Kerbside since its CSRF fix wants, and
+// GET when POST answers 405 Method Not Allowed (Kerbside's first release,
+// whose terminate routes are GET only). Once one method worked, the next
+// terminate starts with it.
+func (a *APIClient) terminate(ctx context.Context, path string) error {
+	a.mu.Lock()
+	by := a.termBy
+	a.mu.Unlock()
+	if by != "" && by != http.MethodPost {
+		_, _, err := a.do(ctx, http.MethodGet, path)
+		return err
+	}
+	_, _, err := a.do(ctx, http.MethodPost, path)
+	var he *HTTPError
+	if errors.As(err, &he) && he.Status == http.StatusMethodNotAllowed {
+		if _, _, err = a.do(ctx, http.MethodGet, path); err == nil {
+			a.setTermBy(termGETAfter405)
+		}
+		return err
+	}
+	if err == nil {
+		a.setTermBy(http.MethodPost)
+	}
 	return err
 }
 
-// TerminateConsole ends every session of k.
-func (a *APIClient) TerminateConsole(ctx context.Context, k static.Key) error {
-	_, _, err := a.get(ctx, "/console/"+ConsolePath(k)+"/terminate")
-	return err
+// termGETAfter405 is TerminateMethod after the fallback.
+const termGETAfter405 = "GET (POST answered 405 Method Not Allowed)"
+
+func (a *APIClient) setTermBy(m string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.termBy = m
+}
+
+// TerminateMethod says how the terminate routes were called: "POST", or
+// "GET (POST answered 405 Method Not Allowed)"; "" before the first
+// terminate that worked.
+func (a *APIClient) TerminateMethod() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.termBy
 }
 
 var titleSessionRE = regexp.MustCompile(` via proxy session (?:ID )?(\S+)$`)

@@ -33,8 +33,12 @@ func TestSessionIDFromTitle(t *testing.T) {
 }
 
 // kerbsideAPI is a unit-test stand-in for Kerbside's API: GET routes,
-// JSON only with Accept: application/json, a JWT from POST /auth.
+// JSON only with Accept: application/json, a JWT from POST /auth. With
+// postTerminate it is Kerbside after its CSRF fix: the terminate routes
+// take POST and answer GET with 405.
 type kerbsideAPI struct {
+	postTerminate bool
+
 	mu       sync.Mutex
 	jwt      string
 	logins   int
@@ -61,7 +65,11 @@ func (k *kerbsideAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"error":"unauthorized"}`, http.StatusUnauthorized)
 		return
 	}
-	if r.Method != http.MethodGet {
+	want := http.MethodGet
+	if k.postTerminate && strings.HasSuffix(r.URL.Path, "/terminate") {
+		want = http.MethodPost
+	}
+	if r.Method != want {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
@@ -103,16 +111,41 @@ func TestAPIClientKerbsideDialect(t *testing.T) {
 	require.NoError(t, a.TerminateSession(ctx, "s1"))
 	want := []string{
 		"POST /auth accept=application/json",
+		"POST /session/s1/terminate accept=application/json", // 405: the first release takes GET
 		"GET /session/s1/terminate accept=application/json",
 		"GET /console/lab/u1 accept=application/json",
 		"GET /console/lab/nope accept=application/json",
-		"GET /session/s1/terminate accept=application/json",
+		"GET /session/s1/terminate accept=application/json", // GET from now on
 		"POST /auth accept=application/json",
 		"GET /session/s1/terminate accept=application/json",
 	}
 	if d := cmp.Diff(want, k.requests); d != "" {
 		t.Errorf("unexpected requests (-want +got):\n%s", d)
 	}
+	assert.Equal(t, "GET (POST answered 405 Method Not Allowed)", a.TerminateMethod())
+}
+
+// Kerbside since its CSRF fix: terminate is POST (with the bearer token
+// and Accept: application/json), and GET would get 405.
+func TestAPIClientTerminatesWithPOST(t *testing.T) {
+	k := &kerbsideAPI{postTerminate: true, jwt: "tok"}
+	srv := httptest.NewServer(k)
+	defer srv.Close()
+	a := &APIClient{URL: srv.URL, Token: "tok"}
+	assert.Equal(t, "", a.TerminateMethod(), "before any terminate")
+	require.NoError(t, a.TerminateSession(context.Background(), "s1"))
+	require.NoError(t, a.TerminateSession(context.Background(), "s1"))
+	want := []string{"POST /session/s1/terminate accept=application/json", "POST /session/s1/terminate accept=application/json"}
+	if d := cmp.Diff(want, k.requests); d != "" {
+		t.Errorf("unexpected requests (-want +got):\n%s", d)
+	}
+	assert.Equal(t, "POST", a.TerminateMethod())
+	// Another error is no reason to try GET.
+	err := a.TerminateSession(context.Background(), "nope")
+	var he *HTTPError
+	require.ErrorAs(t, err, &he)
+	assert.Equal(t, http.MethodPost, he.Method)
+	assert.Equal(t, http.StatusNotFound, he.Status)
 }
 
 func TestAPIClientFailsFastWithAHint(t *testing.T) {

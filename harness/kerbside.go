@@ -300,3 +300,7 @@ func (f *sharedFile) write() error {
 
 // TerminatesSPICE: the proxy swaps its own credential for qemu's ticket.
 func (k *kerbside) TerminatesSPICE() {}
+
+// TerminateMethod says how the terminate routes were called (POST, or
+// GET after a 405).
+func (k *kerbside) TerminateMethod() string { return k.api.TerminateMethod() }

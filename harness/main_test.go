@@ -11,5 +11,5 @@ func TestMain(m *testing.M) {
 	if os.Getenv(fakeProxyEnv) == "1" {
 		os.Exit(fakeProxy(os.Args[1:]))
 	}
-	testenv.VerifyTestMain(m, testenv.Teardown(func() { RemoveClientHome() }))
+	testenv.VerifyTestMain(m)
 }

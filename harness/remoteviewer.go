@@ -36,9 +36,9 @@ type RemoteViewer struct {
 }
 
 // StartRemoteViewer writes vv (mode 0600; the password lives only there)
-// and opens it with `remote-viewer --debug` on a fresh Xvfb, with the
-// process's client home (see clientHome). title is the .vv's title, used
-// to find the window.
+// and opens it with `remote-viewer --debug` on a fresh Xvfb, with a
+// client home of its own and the shared client cache (see clientEnv).
+// title is the .vv's title, used to find the window.
 func StartRemoteViewer(ctx context.Context, vv []byte, title, dir string) (*RemoteViewer, error) {
 	bin, err := exec.LookPath("remote-viewer")
 	if err != nil {
@@ -65,7 +65,7 @@ func StartRemoteViewer(ctx context.Context, vv []byte, title, dir string) (*Remo
 	}
 	defer logf.Close()
 	cmd := exec.Command(bin, "--debug", vvPath)
-	if cmd.Env, err = clientEnv("DISPLAY=" + x.Display); err != nil {
+	if cmd.Env, err = clientEnv(work, "DISPLAY="+x.Display); err != nil {
 		x.Close()
 		return nil, err
 	}

@@ -15,9 +15,9 @@ import (
 )
 
 // Screenshot captures the guest screen with spicy-screenshot (spice-gtk:
-// main + display channels), writing its files under dir. It runs with
-// the process's client home (see clientHome), so a capture costs what a
-// user's does.
+// main + display channels), writing its files under dir. It runs with a
+// client home of its own and the shared client cache (see clientEnv), so
+// a capture costs what a user's does and leaves nothing behind.
 //
 // spicy-screenshot takes the password only on its command line (-w): it
 // has no file, environment or stdin option. Callers must therefore give
@@ -58,7 +58,7 @@ func Screenshot(ctx context.Context, ep Endpoint, dir string) (*Image, error) {
 		}
 		extra = append(extra, "SSL_CERT_FILE="+ca)
 	}
-	env, err := clientEnv(extra...)
+	env, err := clientEnv(work, extra...)
 	if err != nil {
 		return nil, err
 	}

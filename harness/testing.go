@@ -53,12 +53,9 @@ func Start(t T, opts ...Option) *Env {
 	needQemu(t, c)
 	logger := slog.New(newTLogHandler(t, "harness"))
 	opts = append([]Option{Logger(logger), ProxyLogger(slog.New(newTLogHandler(t, "proxy")))}, opts...)
-	ctx := context.Background()
-	if c, ok := t.(interface{ Context() context.Context }); ok {
-		ctx = c.Context() // testing.T's ends with the test; harness run's on Ctrl-C
-	}
-	e, err := Up(ctx, opts...)
+	e, err := Up(contextOf(t), opts...)
 	if err != nil {
+		laneFailed(t, err)
 		t.Fatalf("harness: %v\nrepro: %s", err, reproOf(t))
 	}
 	stop := e.followSerial(t)
@@ -75,6 +72,19 @@ func Start(t T, opts ...Option) *Env {
 		}
 	})
 	return e
+}
+
+// LaneFailer is a T that wants to know when its lane could not start
+// (the runner of `harness run` does: it then prints what `harness doctor`
+// finds wrong with the machine).
+type LaneFailer interface {
+	LaneFailed(err error)
+}
+
+func laneFailed(t T, err error) {
+	if l, ok := t.(LaneFailer); ok {
+		l.LaneFailed(err)
+	}
 }
 
 // testShort reports whether `go test -short` is in force, without
@@ -94,6 +104,7 @@ func needQemu(t T, c *config) {
 	}
 	if _, err := qemu.FindBinary(qopts...); err != nil {
 		if os.Getenv("CI") == "true" {
+			laneFailed(t, err)
 			t.Fatalf("qemu is required in CI: %v", err)
 		}
 		t.Skipf("qemu not available: %v (run make deps; CI=true turns this skip into a failure)", err)
@@ -103,7 +114,7 @@ func needQemu(t T, c *config) {
 // secretVars are never printed with their values: a repro line names
 // them so the shell fills them in.
 var secretVars = map[string]bool{
-	EnvExternalToken: true, EnvExternalPassword: true, "HARNESS_API_KEY": true, "HARNESS_EXEC_TOKEN": true,
+	EnvExternalToken: true, EnvExternalPassword: true, "HARNESS_API_KEY": true, EnvExecToken: true,
 }
 
 // reproOf is the command that reruns t: its own (`harness run` sets one)

@@ -12,6 +12,7 @@ func init() {
 	Register(Scenario{
 		Name:        "banner-through-proxy",
 		Tier:        Core,
+		Exercises:   ProxySPICE, // what the verdict rests on
 		Description: "the guest's banner shows through the proxy, and typing reaches the guest",
 		Needs:       []string{needScreenshot},                      // programs beyond qemu
 		Requires:    []harness.Capability{harness.CapSPICEClients}, // spice-gtk speaks no WebSocket

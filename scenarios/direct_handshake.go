@@ -14,6 +14,7 @@ func init() {
 	Register(Scenario{
 		Name:        "direct-handshake",
 		Tier:        Core,
+		Exercises:   ProxyAPI | QemuDirect,
 		Description: "the API's direct .vv links straight to qemu with the fresh ticket; qemu reports the client",
 		Requires:    []harness.Capability{harness.CapDirectVV},
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {

@@ -12,6 +12,7 @@ func init() {
 	Register(Scenario{
 		Name:        "direct-multi-channel",
 		Tier:        Core,
+		Exercises:   ProxyAPI | QemuDirect,
 		Description: "the API's direct .vv: the Go client links main, display (first draw), inputs and cursor to qemu; its keys reach the guest",
 		Requires:    []harness.Capability{harness.CapDirectVV},
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {

@@ -17,6 +17,7 @@ func init() {
 	Register(Scenario{
 		Name:        "display-drop-before-init",
 		Tier:        Hardening,
+		Exercises:   ProxySPICE,
 		Requires:    []harness.Capability{harness.CapTerminatesSPICE},
 		Description: "a client dropping its display channel right after link leaves qemu alive and usable",
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {

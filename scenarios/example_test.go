@@ -16,6 +16,7 @@ func ExampleRegister() {
 	scenarios.Register(scenarios.Scenario{
 		Name:        "example-keys",
 		Tier:        scenarios.Core,
+		Exercises:   scenarios.ProxySPICE,
 		Description: "keys typed through the proxy reach the guest",
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {
 			s, _, err := env.Connect(ctx, harness.Proxy, env.VM(0))

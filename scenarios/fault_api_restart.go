@@ -14,6 +14,7 @@ func init() {
 	Register(Scenario{
 		Name:        "fault-api-restart",
 		Tier:        Hardening,
+		Exercises:   ProxySPICE | ProxyAPI,
 		Description: "the .vv API restarted while a session lives: the session keeps relaying, and terminate through the new API ends it",
 		Requires:    []harness.Capability{harness.CapAPIRestart, harness.CapTerminate},
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {

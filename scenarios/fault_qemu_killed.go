@@ -16,8 +16,9 @@ import (
 
 func init() {
 	Register(Scenario{
-		Name: "fault-qemu-killed",
-		Tier: Hardening,
+		Name:      "fault-qemu-killed",
+		Tier:      Hardening,
+		Exercises: ProxySPICE,
 		Description: "qemu SIGKILLed mid-session: the client's channels get a clean close at once; " +
 			"where the proxy shows them, it holds nothing, the session has ended and the metrics and audit agree",
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {

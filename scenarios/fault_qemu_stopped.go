@@ -22,8 +22,9 @@ const hangBound = 60 * time.Second
 
 func init() {
 	Register(Scenario{
-		Name: "fault-qemu-stopped",
-		Tier: Hardening,
+		Name:      "fault-qemu-stopped",
+		Tier:      Hardening,
+		Exercises: ProxySPICE,
 		Description: "qemu hung (SIGSTOP): its port accepts TCP and says nothing; a new link gets a link error at the proxy's backend deadline, " +
 			"not a hang, and after SIGCONT the live session carries on",
 		// A qemu process the scenario can stop (not a libvirt domain).
@@ -62,9 +63,10 @@ func init() {
 			lctx, cancel := context.WithTimeout(ctx, hi+5*time.Second)
 			defer cancel()
 			start := time.Now()
-			_, err = harness.DialerFor(f).Connect(lctx)
+			s2, err := harness.DialerFor(f).Connect(lctx)
 			took := time.Since(start)
-			le := wantRefused(t, err, "a new link while qemu is stopped")
+			how, _ := refusal(err)
+			wantRefusedSession(t, s2, err, "a new link while qemu is stopped")
 			if took < lo || took > hi {
 				t.Errorf("link error after %v; want it between %v and %v (the proxy's backend deadline)", took, lo, hi)
 			}
@@ -74,7 +76,7 @@ func init() {
 			require.NoError(t, inputs.Type("resumed"), "type after SIGCONT")
 			waitSerial(ctx, t, vm, `resumed`)
 			alive(ctx, t, vm)
-			t.Logf("stopped qemu: a new link got %v after %v (window %v–%v); the live session resumed", le.Code, took.Round(time.Millisecond), lo, hi)
+			t.Logf("stopped qemu: a new link got %s after %v (window %v–%v); the live session resumed", how, took.Round(time.Millisecond), lo, hi)
 		},
 	})
 }

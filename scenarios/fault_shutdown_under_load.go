@@ -18,8 +18,9 @@ import (
 
 func init() {
 	Register(Scenario{
-		Name: "fault-shutdown-under-load",
-		Tier: Hardening,
+		Name:      "fault-shutdown-under-load",
+		Tier:      Hardening,
+		Exercises: ProxySPICE | QemuDirect,
 		Description: "proxy Shutdown while two sessions type and draw: the one that ends during the drain finishes, the other is cut at the deadline, " +
 			"the proxy holds nothing, and both qemus stay alive and serve a new session",
 		Requires: []harness.Capability{harness.CapShutdown, harness.CapSessionState, harness.CapIdle, harness.CapSPICEListener, harness.CapTerminate},

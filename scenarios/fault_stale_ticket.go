@@ -12,8 +12,9 @@ import (
 
 func init() {
 	Register(Scenario{
-		Name: "fault-stale-ticket",
-		Tier: Hardening,
+		Name:      "fault-stale-ticket",
+		Tier:      Hardening,
+		Exercises: ProxySPICE,
 		Description: "qemu's ticket changed behind the proxy's back: the Go client gets PERMISSION_DENIED as its link result and spicy-screenshot " +
 			"ERROR_AUTH (the proxy answers only after qemu did); once the sources know the new ticket, links work again",
 		Needs:    []string{needScreenshot},

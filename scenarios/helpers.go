@@ -47,34 +47,6 @@ func wantLinkCode(t harness.T, err error, step string, code spice.LinkErr) {
 	}
 }
 
-// wantRefused fails t unless err says the proxy refused the link with a
-// SPICE link error (any code but OK, in the reply or as the link result),
-// or a CONNECT proxy refused the tunnel with an HTTP error status, or a
-// WebSocket gateway refused the upgrade or sent a close frame: what
-// clients show as an error instead of hanging. A proxy that hangs or
-// closes without an answer is no refusal. It returns the error
-// for logs.
-func wantRefused(t harness.T, err error, what string) *spice.LinkError {
-	t.Helper()
-	var le *spice.LinkError
-	refused := errors.As(err, &le) && le.Code != spice.LinkOK
-	if !refused && le != nil && le.Step == spice.StepProxy {
-		_, refused = proxyRefusal(err)
-	}
-	if !refused && le != nil {
-		// A WebSocket gateway's answer: an HTTP error before the upgrade,
-		// or a close frame (spice-html5 shows either at once).
-		var we *spice.WebSocketError
-		code, _ := spice.WebSocketCloseStatus(err)
-		refused = (errors.As(err, &we) && we.Status >= 400) || code >= 0
-	}
-	if !refused {
-		t.Fatalf("%s: want a SPICE link error (a non-zero link reply or result), a CONNECT proxy's error status "+
-			"or a WebSocket gateway's refusal (an HTTP error status, a close frame), got %v", what, err)
-	}
-	return le
-}
-
 // proxyRefusal is err's CONNECT proxy answer when it is an HTTP error
 // status (400 or more).
 func proxyRefusal(err error) (*spice.ProxyError, bool) {

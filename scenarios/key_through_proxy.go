@@ -12,6 +12,7 @@ func init() {
 	Register(Scenario{
 		Name:        "key-through-proxy",
 		Tier:        Core,
+		Exercises:   ProxySPICE,
 		Description: "keys sent on the inputs channel through the proxy reach the guest's serial log",
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {
 			vm := env.VM(0)

@@ -19,6 +19,7 @@ func init() {
 		Register(Scenario{
 			Name:        "libvirt-" + tr.name + "-ticket-and-keys",
 			Tier:        Core,
+			Exercises:   ProxySPICE | QemuDirect,
 			Description: "on a libvirt domain (" + tr.uri + "): fresh ticket links, wrong ticket refused, keys through the proxy reach the serial log",
 			Options:     []harness.Option{harness.Libvirt(tr.uri)},
 			Needs:       []string{"libvirtd:libvirt-daemon", "virsh:libvirt-clients"},

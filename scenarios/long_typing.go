@@ -12,6 +12,7 @@ func init() {
 	Register(Scenario{
 		Name:        "long-typing",
 		Tier:        Core,
+		Exercises:   ProxySPICE,
 		Description: "a 40-key sentence typed through the proxy arrives whole (qemu's PS/2 queue holds 8 presses)",
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {
 			vm := env.VM(0)

@@ -14,6 +14,7 @@ func init() {
 	Register(Scenario{
 		Name:        "multi-channel",
 		Tier:        Hardening,
+		Exercises:   ProxySPICE | QemuDirect,
 		Description: "main, display (first draw), inputs and cursor of one session through the proxy, with qemu's real caps",
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {
 			vm := env.VM(0)

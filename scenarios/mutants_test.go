@@ -22,6 +22,7 @@ import (
 var guards = map[mutant.Mutation][]string{
 	mutant.ReusableTokens:         {"token-replay", "ws-token-replay"},
 	mutant.NoConnIDBinding:        {"foreign-session", "two-vms-isolated"},
+	mutant.BindClaimedSession:     {"cross-session-tokens"},
 	mutant.FixedCaps:              {"multi-channel"},
 	mutant.NoDisplayGuard:         {"display-drop-before-init"},
 	mutant.EarlyLinkOK:            {"backend-down", "fault-qemu-stopped", "fault-stale-ticket"},
@@ -134,4 +135,19 @@ func TestMutants(t *testing.T) {
 		}
 		t.Logf("mutants:\n%s", b.String())
 	})
+}
+
+// The scenarios the mutant matrix leaves out are the ones whose verdict
+// no SPICE link through the proxy decides.
+func TestNotThroughTheProxyIsDeclared(t *testing.T) {
+	for _, name := range notThroughTheProxy {
+		s, ok := scenarios.Lookup(name)
+		if !ok {
+			t.Errorf("notThroughTheProxy names %s, which is not registered", name)
+			continue
+		}
+		if s.Exercises&scenarios.ProxySPICE != 0 {
+			t.Errorf("%s is left out of the mutant matrix but declares Exercises %s: a SPICE link through the proxy decides it", name, s.Exercises)
+		}
+	}
 }

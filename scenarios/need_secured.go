@@ -15,6 +15,7 @@ func init() {
 	Register(Scenario{
 		Name:        "need-secured",
 		Tier:        Core,
+		Exercises:   ProxySPICE,
 		Description: "a plain port that answers NEED_SECURED sends spice-gtk (and the Go client) on to the TLS port: with both ports in the .vv, sessions open",
 		Needs:       []string{needScreenshot},
 		Requires:    []harness.Capability{harness.CapSPICEClients}, // spice-gtk speaks no WebSocket

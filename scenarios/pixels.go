@@ -12,6 +12,7 @@ func init() {
 	Register(Scenario{
 		Name:        "pixels-proxy-equal-direct",
 		Tier:        Core,
+		Exercises:   ProxySPICE | QemuDirect,
 		Description: "spicy-screenshot through the proxy (TLS) gives the same picture as straight from qemu",
 		Needs:       []string{needScreenshot},
 		Requires:    []harness.Capability{harness.CapSPICEClients}, // spice-gtk speaks no WebSocket

@@ -13,6 +13,7 @@ func init() {
 	Register(Scenario{
 		Name:        "proxy-handshake",
 		Tier:        Core,
+		Exercises:   ProxySPICE,
 		Description: "a proxy .vv's credential links main through the proxy to qemu's session; the .vv never carries qemu's ticket",
 		Requires:    []harness.Capability{harness.CapTerminatesSPICE},
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {

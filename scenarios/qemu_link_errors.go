@@ -18,6 +18,7 @@ func init() {
 	Register(Scenario{
 		Name:        "qemu-link-errors",
 		Tier:        Core,
+		Exercises:   QemuDirect,
 		Description: "qemu itself answers bad magic 2, major 3 VERSION_MISMATCH 4, wrong ticket 7, foreign connection id 8",
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {
 			vm := env.VM(0)

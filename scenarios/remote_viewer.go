@@ -14,6 +14,7 @@ func init() {
 	Register(Scenario{
 		Name:        "remote-viewer-proxy",
 		Tier:        Core,
+		Exercises:   ProxySPICE | QemuDirect,
 		Description: "remote-viewer opens a proxy .vv (TLS, CA embedded), shows the guest's exact pixels and types into it",
 		Needs:       []string{needScreenshot, needRemoteViewer, needXvfb, needXdotool, needImport},
 		Requires:    []harness.Capability{harness.CapSPICEClients}, // spice-gtk speaks no WebSocket

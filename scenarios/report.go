@@ -9,21 +9,32 @@ import (
 	"time"
 )
 
-// Summary counts results per tier and status.
+// Summary counts results per tier and status, and the passes per tier by
+// the surface they rest on.
 type Summary struct {
 	Counts map[Tier]map[Status]int
 	Total  map[Status]int
+	// Passed counts each tier's passes under their Exercises' Primary.
+	Passed map[Tier]map[Surface]int
+	// Selected counts each tier's results (any status) by Primary.
+	Selected map[Tier]map[Surface]int
 }
 
 // Summarize counts rs.
 func Summarize(rs []Result) Summary {
-	s := Summary{Counts: map[Tier]map[Status]int{}, Total: map[Status]int{}}
+	s := Summary{Counts: map[Tier]map[Status]int{}, Total: map[Status]int{}, Passed: map[Tier]map[Surface]int{}, Selected: map[Tier]map[Surface]int{}}
 	for _, r := range rs {
 		if s.Counts[r.Tier] == nil {
 			s.Counts[r.Tier] = map[Status]int{}
+			s.Passed[r.Tier] = map[Surface]int{}
+			s.Selected[r.Tier] = map[Surface]int{}
 		}
 		s.Counts[r.Tier][r.Status]++
 		s.Total[r.Status]++
+		s.Selected[r.Tier][r.Exercises.Primary()]++
+		if r.Status == Passed {
+			s.Passed[r.Tier][r.Exercises.Primary()]++
+		}
 	}
 	return s
 }
@@ -31,25 +42,69 @@ func Summarize(rs []Result) Summary {
 // OK reports whether nothing failed and everything ran.
 func (s Summary) OK() bool { return s.Total[Failed] == 0 && s.Total[NotRun] == 0 }
 
-// Write prints the conformance matrix: a line per tier and a total.
+// Unexercised says why the run cannot count as a pass of the core tier
+// although nothing failed: core scenarios through the proxy's SPICE path
+// were selected and none of them passed (all skipped or not run). ""
+// when that is not so.
+func (s Summary) Unexercised() string {
+	sel := s.Selected[Core][ProxySPICE]
+	if sel == 0 || s.Passed[Core][ProxySPICE] > 0 {
+		return ""
+	}
+	return fmt.Sprintf("the proxy's SPICE path was not exercised: none of the %d core scenarios through it passed (see the skipped and not run ones above)", sel)
+}
+
+// Verdict is the run's last line: PASS, FAIL, or INCOMPLETE with why
+// (nothing failed, but the core tier never went through the proxy's
+// SPICE path).
+func (s Summary) Verdict() string {
+	switch {
+	case !s.OK():
+		return "FAIL"
+	case s.Unexercised() != "":
+		return "INCOMPLETE: " + s.Unexercised()
+	case s.Counts[Core] != nil && s.Selected[Core][ProxySPICE] == 0:
+		return "PASS (no core scenario through the proxy's SPICE path was selected)"
+	}
+	return "PASS"
+}
+
+// Passes reports whether the run counts as a pass: OK and the core tier
+// exercised the proxy's SPICE path when it was asked to.
+func (s Summary) Passes() bool { return s.OK() && s.Unexercised() == "" }
+
+// surfacePhrase is how a tier line names its passes by surface.
+var surfacePhrase = map[Surface]string{ProxySPICE: "through the proxy's SPICE path", ProxyAPI: "API only", QemuDirect: "qemu direct"}
+
+// Write prints the conformance matrix: a line per tier (its passes
+// counted by what they rest on), a total, and the verdict.
 func (s Summary) Write(w io.Writer, target string) {
 	if target != "" {
 		fmt.Fprintf(w, "proxy under test: %s\n", target)
 	}
-	line := func(name string, c map[Status]int) {
-		fmt.Fprintf(w, "%-10s %3d passed, %3d failed, %3d skipped, %3d not run\n", name, c[Passed], c[Failed], c[Skipped], c[NotRun])
+	line := func(name string, c map[Status]int, passed map[Surface]int) {
+		fmt.Fprintf(w, "%-10s %3d passed, %3d failed, %3d skipped, %3d not run", name, c[Passed], c[Failed], c[Skipped], c[NotRun])
+		if c[Passed] > 0 && passed != nil {
+			var parts []string
+			for _, x := range Surfaces {
+				if n := passed[x]; n > 0 {
+					parts = append(parts, fmt.Sprintf("%d %s", n, surfacePhrase[x]))
+				}
+			}
+			if passed[0] > 0 {
+				parts = append(parts, fmt.Sprintf("%d undeclared", passed[0]))
+			}
+			fmt.Fprintf(w, " (%s)", strings.Join(parts, ", "))
+		}
+		fmt.Fprintln(w)
 	}
 	for _, t := range Tiers {
 		if c := s.Counts[t]; c != nil {
-			line(string(t), c)
+			line(string(t), c, s.Passed[t])
 		}
 	}
-	line("total", s.Total)
-	verdict := "PASS"
-	if !s.OK() {
-		verdict = "FAIL"
-	}
-	fmt.Fprintln(w, verdict)
+	line("total", s.Total, nil)
+	fmt.Fprintln(w, s.Verdict())
 }
 
 // WriteJSON writes r as one JSON object on one line.
@@ -59,6 +114,26 @@ func WriteJSON(w io.Writer, r Result) error {
 		return err
 	}
 	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
+// MarshalJSON writes s as the list of its names.
+func (s Surface) MarshalJSON() ([]byte, error) {
+	names := s.Names()
+	if names == nil {
+		names = []string{}
+	}
+	return json.Marshal(names)
+}
+
+// UnmarshalJSON reads what MarshalJSON wrote.
+func (s *Surface) UnmarshalJSON(b []byte) error {
+	var names []string
+	if err := json.Unmarshal(b, &names); err != nil {
+		return err
+	}
+	v, err := ParseSurface(strings.Join(names, "|"))
+	*s = v
 	return err
 }
 
@@ -107,10 +182,15 @@ type junitMessage struct {
 
 func secs(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()) }
 
+// notRunPrefix marks, in a JUnit skipped message, a scenario that did not
+// run (JUnit has no such status).
+const notRunPrefix = "not run: "
+
 // WriteJUnit writes rs as one JUnit test suite per tier: one testcase
-// per scenario with its tier as a property, the failure message, the log
-// and the reproduction command. A scenario that did not run is a skipped
-// testcase whose message says so.
+// per scenario with its tier, status and surfaces as properties, the
+// failure message (the informative line), the log and the reproduction
+// command. A scenario that did not run is a skipped testcase whose
+// message says so.
 func WriteJUnit(w io.Writer, target string, started time.Time, rs []Result) error {
 	root := junitSuites{Name: "spice-harness"}
 	var total time.Duration
@@ -123,7 +203,10 @@ func WriteJUnit(w io.Writer, target string, started time.Time, rs []Result) erro
 				continue
 			}
 			c := junitCase{Name: r.Name, Classname: "scenarios." + string(tier), Time: secs(r.Duration),
-				Properties: []junitProperty{{"tier", string(tier)}, {"status", string(r.Status)}}}
+				Properties: []junitProperty{{"tier", string(tier)}, {"status", string(r.Status)}, {"exercises", r.Exercises.String()}}}
+			if r.Target != "" && r.Target != target {
+				c.Properties = append(c.Properties, junitProperty{"target", r.Target})
+			}
 			switch r.Status {
 			case Failed:
 				body := strings.Join(r.Log, "\n")
@@ -136,7 +219,7 @@ func WriteJUnit(w io.Writer, target string, started time.Time, rs []Result) erro
 				c.Skipped = &junitMessage{Message: r.Reason}
 				suite.Skipped++
 			case NotRun:
-				c.Skipped = &junitMessage{Message: "not run: " + r.Reason}
+				c.Skipped = &junitMessage{Message: notRunPrefix + r.Reason}
 				suite.Skipped++
 			}
 			suite.Tests++

@@ -14,7 +14,7 @@ import (
 )
 
 var someResults = []Result{
-	{Name: "pixels", Tier: Core, Status: Passed, Duration: 1500 * time.Millisecond},
+	{Name: "pixels", Tier: Core, Status: Passed, Exercises: ProxySPICE | QemuDirect, Duration: 1500 * time.Millisecond},
 	{Name: "terminate", Tier: Hardening, Status: Failed, Reason: "still open", Log: []string{"line 1", "still open"}, Repro: "harness run --scenario terminate"},
 	{Name: "token-expired", Tier: Hardening, Status: Skipped, Reason: "needs the token-ttl capability"},
 	{Name: "hostile-clients", Tier: Hardening, Status: NotRun, Reason: "interrupted"},
@@ -26,7 +26,7 @@ func TestSummary(t *testing.T) {
 	var b bytes.Buffer
 	s.Write(&b, "kerbside http://x")
 	want := `proxy under test: kerbside http://x
-core         1 passed,   0 failed,   0 skipped,   0 not run
+core         1 passed,   0 failed,   0 skipped,   0 not run (1 through the proxy's SPICE path)
 hardening    0 passed,   1 failed,   1 skipped,   1 not run
 total        1 passed,   1 failed,   1 skipped,   1 not run
 FAIL
@@ -36,6 +36,34 @@ FAIL
 	}
 	assert.True(t, Summarize(someResults[:1]).OK())
 	assert.False(t, Summarize(someResults[3:]).OK(), "a run with scenarios that did not run is no pass")
+}
+
+// A core tier whose scenarios through the proxy's SPICE path all skipped
+// is no plain pass, however many other scenarios passed.
+func TestSummaryCountsSurfacesApart(t *testing.T) {
+	rs := []Result{
+		{Name: "a", Tier: Core, Status: Passed, Exercises: ProxyAPI},
+		{Name: "b", Tier: Core, Status: Passed, Exercises: QemuDirect},
+		{Name: "c", Tier: Core, Status: Passed, Exercises: ProxyAPI | QemuDirect},
+		{Name: "d", Tier: Core, Status: Skipped, Exercises: ProxySPICE, Reason: "spicy-screenshot is not installed"},
+		{Name: "e", Tier: Hardening, Status: Passed, Exercises: ProxySPICE},
+	}
+	s := Summarize(rs)
+	var b bytes.Buffer
+	s.Write(&b, "")
+	want := `core         3 passed,   0 failed,   1 skipped,   0 not run (2 API only, 1 qemu direct)
+hardening    1 passed,   0 failed,   0 skipped,   0 not run (1 through the proxy's SPICE path)
+total        4 passed,   0 failed,   1 skipped,   0 not run
+INCOMPLETE: the proxy's SPICE path was not exercised: none of the 1 core scenarios through it passed (see the skipped and not run ones above)
+`
+	if d := cmp.Diff(want, b.String()); d != "" {
+		t.Errorf("unexpected summary (-want +got):\n%s", d)
+	}
+	assert.True(t, s.OK(), "nothing failed")
+	assert.False(t, s.Passes(), "the SPICE path was not exercised")
+	rs[3].Status = Passed
+	assert.Equal(t, "PASS", Summarize(rs).Verdict())
+	assert.Equal(t, "PASS (no core scenario through the proxy's SPICE path was selected)", Summarize(rs[:3]).Verdict())
 }
 
 func TestJUnit(t *testing.T) {
@@ -81,14 +109,31 @@ func TestJSONLine(t *testing.T) {
 	assert.Equal(t, 1, strings.Count(b.String(), "\n"), "one line")
 	var m map[string]any
 	require.NoError(t, json.Unmarshal(b.Bytes(), &m))
-	for _, k := range []string{"name", "tier", "status", "reason", "repro", "seconds"} {
+	for _, k := range []string{"name", "tier", "status", "reason", "repro", "seconds", "exercises"} {
 		assert.Contains(t, m, k)
 	}
 	assert.NotContains(t, m, "Log", "logs stay out of the JSON line")
 }
 
-func TestFirstLineOfATestifyFailure(t *testing.T) {
-	msg := "\n\tError Trace:\t/work/scenarios/terminate.go:35\n\tError:      \tReceived unexpected error:\n\t            \tproxy under test exited (exit status 3)\n\tTest:       \tTestScenarios/terminate\n\tMessages:   \tterminate session 5\n"
-	assert.Equal(t, "terminate session 5: Received unexpected error: proxy under test exited (exit status 3)", firstLine(msg))
-	assert.Equal(t, "plain", firstLine("plain\nmore"))
+func TestReasonIsTheInformativeLine(t *testing.T) {
+	for _, tc := range []struct{ name, msg, want string }{
+		{"testify NoError",
+			"\n\tError Trace:\t/work/scenarios/terminate.go:35\n\tError:      \tReceived unexpected error:\n\t            \tproxy under test exited (exit status 3)\n\tTest:       \tTestScenarios/terminate\n\tMessages:   \tterminate session 5\n",
+			"terminate session 5: Received unexpected error: proxy under test exited (exit status 3)"},
+		{"testify Equal, its Diff block left to the log",
+			"\n\tError Trace:\t/w/x.go:1\n\tError:      \tNot equal: \n\t            \texpected: \"a\"\n\t            \tactual  : \"b\"\n\t            \t\n\t            \tDiff:\n\t            \t--- Expected\n\t            \t+++ Actual\n\t            \t@@ -1 +1 @@\n\t            \t-a\n\t            \t+b\n\tTest:       \tTestX\n\tMessages:   \theader X-Y\n",
+			`header X-Y: Not equal: expected: "a" actual : "b"`},
+		{"a cmp diff: its header and the changed lines",
+			"unexpected link outcome (-want +got):\n  scenarios.linkOutcome{\n  \tStep: \"link result\",\n- \tCode: 8,\n+ \tCode: 7,\n  }\nerror: spice: link display:0: link result: PERMISSION_DENIED (7)",
+			"unexpected link outcome (-want +got): - Code: 8,; + Code: 7,; error: spice: link display:0: link result: PERMISSION_DENIED (7)"},
+		{"a header line ending with a colon keeps what follows",
+			"spicy-screenshot failed:\nexit status 1\n(main channel event 23: ERROR_AUTH)", "spicy-screenshot failed: exit status 1; (main channel event 23: ERROR_AUTH)"},
+		{"plain", "plain\nmore", "plain"},
+	} {
+		if got := reasonOf(tc.msg); got != tc.want {
+			t.Errorf("%s: unexpected reason (-want +got):\n-%s\n+%s", tc.name, tc.want, got)
+		}
+	}
+	long := reasonOf(strings.Repeat("x", 2*maxReason))
+	assert.LessOrEqual(t, len(long), maxReason+len("…"))
 }

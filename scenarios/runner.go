@@ -7,6 +7,7 @@ import (
 	"io"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -29,15 +30,20 @@ const (
 
 // Result is the outcome of one scenario.
 type Result struct {
-	Name     string        `json:"name"`
-	Tier     Tier          `json:"tier"`
-	Status   Status        `json:"status"`
-	Reason   string        `json:"reason,omitempty"` // why it was skipped or not run; its first failure
-	Target   string        `json:"target,omitempty"` // the proxy under test
-	Duration time.Duration `json:"-"`
-	Seconds  float64       `json:"seconds"`
-	Repro    string        `json:"repro,omitempty"` // reruns it (failures only); no secrets
-	Log      []string      `json:"-"`
+	Name   string `json:"name"`
+	Tier   Tier   `json:"tier"`
+	Status Status `json:"status"`
+	Reason string `json:"reason,omitempty"` // why it was skipped or not run; its first failure's informative line
+	// Exercises is what the verdict rests on (the scenario's declaration).
+	Exercises Surface       `json:"exercises"`
+	Target    string        `json:"target,omitempty"` // the proxy under test
+	Duration  time.Duration `json:"-"`
+	Seconds   float64       `json:"seconds"`
+	Repro     string        `json:"repro,omitempty"` // reruns it (failures only); no secrets
+	// LaneFailed: the lane could not start (the machine, the target's
+	// start, a boot): no verdict on the scenario's checks.
+	LaneFailed bool     `json:"lane_failed,omitempty"`
+	Log        []string `json:"-"`
 }
 
 // Skip reports why s cannot run in a lane built from opts (and the
@@ -93,7 +99,7 @@ type RunOptions struct {
 // stops it.
 func Run(ctx context.Context, s Scenario, ro RunOptions, opts ...harness.Option) Result {
 	start := time.Now()
-	r := Result{Name: s.Name, Tier: s.Tier}
+	r := Result{Name: s.Name, Tier: s.Tier, Exercises: s.Exercises}
 	if ctx.Err() != nil {
 		r.Status, r.Reason = NotRun, "interrupted before it started: "+context.Cause(ctx).Error()
 		return r
@@ -123,9 +129,15 @@ func Run(ctx context.Context, s Scenario, ro RunOptions, opts ...harness.Option)
 			s.Run(sctx, t, env)
 		})
 	}
+	r.LaneFailed = t.laneFailed()
 	r.Duration = time.Since(start)
 	r.Seconds = r.Duration.Round(time.Millisecond).Seconds()
 	r.Log = t.lines()
+	if t.Failed() {
+		// The result carries the repro line; the copy the lane's failure
+		// log ends with would print it twice.
+		r.Log = slices.DeleteFunc(r.Log, func(l string) bool { return l == "--- repro: "+t.Repro() })
+	}
 	switch {
 	case errors.Is(context.Cause(ctx), context.Canceled) && t.skip == "":
 		r.Status, r.Reason = NotRun, "interrupted: "+context.Cause(ctx).Error()
@@ -150,9 +162,15 @@ type runT struct {
 	failed   bool
 	failure  string
 	skip     string
+	laneErr  error
 	log      []string
 	cleanups []func()
 }
+
+// LaneFailed records that the lane could not start (harness.LaneFailer).
+func (t *runT) LaneFailed(err error) { t.mu.Lock(); defer t.mu.Unlock(); t.laneErr = err }
+
+func (t *runT) laneFailed() bool { t.mu.Lock(); defer t.mu.Unlock(); return t.laneErr != nil }
 
 func (t *runT) Helper()                  {}
 func (t *runT) Name() string             { return t.name }
@@ -180,43 +198,10 @@ func (t *runT) Errorf(format string, args ...any) {
 	t.Logf(format, args...)
 	t.mu.Lock()
 	if !t.failed {
-		t.failure = firstLine(fmt.Sprintf(format, args...))
+		t.failure = reasonOf(fmt.Sprintf(format, args...))
 	}
 	t.failed = true
 	t.mu.Unlock()
-}
-
-// firstLine is the one-line reason of a failure message. testify's
-// messages (Error Trace, Error, Test, Messages blocks) become
-// "MESSAGES: ERROR".
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if strings.HasPrefix(s, "Error Trace:") {
-		var errText, msg string
-		lines := strings.Split(s, "\n")
-		for i, l := range lines {
-			l = strings.TrimSpace(l)
-			switch {
-			case strings.HasPrefix(l, "Error:") && errText == "":
-				errText = strings.TrimSpace(strings.TrimPrefix(l, "Error:"))
-				if (errText == "Received unexpected error:" || strings.HasSuffix(errText, ":")) && i+1 < len(lines) {
-					errText += " " + strings.TrimSpace(lines[i+1])
-				}
-			case strings.HasPrefix(l, "Messages:"):
-				msg = strings.TrimSpace(strings.TrimPrefix(l, "Messages:"))
-			}
-		}
-		switch {
-		case msg != "" && errText != "":
-			return msg + ": " + errText
-		case errText != "":
-			return errText
-		}
-	}
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }
 
 func (t *runT) Fatalf(format string, args ...any) {

@@ -15,7 +15,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	testenv.VerifyTestMain(m, testenv.Teardown(func() { harness.RemoveClientHome() }))
+	testenv.VerifyTestMain(m)
 }
 
 // TestScenarios runs every registered scenario against real qemu, each on
@@ -70,6 +70,7 @@ func runEachExcept(t *testing.T, except map[string]string, target ...harness.Opt
 func TestRegistry(t *testing.T) {
 	want := map[string]scenarios.Tier{
 		"backend-down":                 scenarios.Hardening,
+		"cross-session-tokens":         scenarios.Hardening,
 		"banner-through-proxy":         scenarios.Core,
 		"direct-handshake":             scenarios.Core,
 		"direct-multi-channel":         scenarios.Core,

@@ -15,6 +15,7 @@ func init() {
 	Register(Scenario{
 		Name:        "sources-roundtrip",
 		Tier:        Core,
+		Exercises:   QemuDirect,
 		Description: "the emitted sources.yaml parses clean to the running consoles and re-emits byte for byte",
 		Options:     []harness.Option{harness.VMs(2)},
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {

@@ -21,6 +21,7 @@ func init() {
 	Register(Scenario{
 		Name:        "terminate",
 		Tier:        Hardening,
+		Exercises:   ProxySPICE | ProxyAPI,
 		Description: "terminating a session through the API drops all its live channels, and the session cannot be rejoined",
 		Requires:    []harness.Capability{harness.CapTerminate},
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {
@@ -38,8 +39,8 @@ func init() {
 			t.Logf("terminate call %v; its 4 channels closed %v after it returned", call.Round(time.Millisecond), took.Round(time.Millisecond))
 			alive(ctx, t, vm)
 			// The session cannot be rejoined.
-			_, err = harness.DialerFor(f).DialChannel(ctx, s.ID, spice.ChannelCursor, 0)
-			wantRefused(t, err, "a channel joining the terminated session")
+			ch, err := harness.DialerFor(f).DialChannel(ctx, s.ID, spice.ChannelCursor, 0)
+			wantRefusedLink(t, ch, err, "a channel joining the terminated session")
 		},
 	})
 }

@@ -14,6 +14,7 @@ func init() {
 	Register(Scenario{
 		Name:        "ticket-rotation",
 		Tier:        Core,
+		Exercises:   ProxySPICE | ProxyAPI | QemuDirect,
 		Requires:    []harness.Capability{harness.CapTerminatesSPICE},
 		Description: "a new ticket invalidates the old one while a live proxy session keeps working; the proxy links new channels with the new ticket",
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {

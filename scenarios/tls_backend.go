@@ -16,6 +16,7 @@ func init() {
 	Register(Scenario{
 		Name:        "tls-backend",
 		Tier:        Core,
+		Exercises:   ProxySPICE | ProxyAPI | QemuDirect,
 		Description: "qemu's tls-port: the exact host-subject links, a wrong one fails the TLS step; the proxy reaches it over TLS",
 		Options:     []harness.Option{harness.TLSBackends()},
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {

@@ -12,8 +12,9 @@ import (
 
 func init() {
 	Register(Scenario{
-		Name: "tunnel-foreign-port",
-		Tier: Hardening,
+		Name:      "tunnel-foreign-port",
+		Tier:      Hardening,
+		Exercises: ProxySPICE,
 		Description: "CONNECT with the tunnel .vv's host to a port that is not the console's (a listener of the test's, " +
 			"qemu's plain port the .vv does not name) is refused, and nothing reaches either; the .vv's own port still opens",
 		Options:  tunnelLane,

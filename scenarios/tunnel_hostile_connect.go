@@ -22,8 +22,9 @@ const hostileConnectAnswerWithin = 15 * time.Second
 
 func init() {
 	Register(Scenario{
-		Name: "tunnel-hostile-connect",
-		Tier: Hardening,
+		Name:      "tunnel-hostile-connect",
+		Tier:      Hardening,
+		Exercises: ProxySPICE,
 		Description: "1 MiB heads, an endless request line, slowloris, random bytes, a TLS hello, a SPICE link, GET " +
 			"and 100 silent connections at the CONNECT proxy, all at once beside a live tunnel session: none gets 200, " +
 			"the session keeps typing, and a new tunnel opens after",

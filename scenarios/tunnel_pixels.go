@@ -10,8 +10,9 @@ import (
 
 func init() {
 	Register(Scenario{
-		Name: "tunnel-pixels-equal-direct",
-		Tier: Core,
+		Name:      "tunnel-pixels-equal-direct",
+		Tier:      Core,
+		Exercises: ProxySPICE | QemuDirect,
 		Description: "spicy-screenshot through the CONNECT proxy (SPICE_PROXY, the tunnel .vv's host and TLS port) " +
 			"captures the same picture as straight from qemu",
 		Options:  tunnelLane,

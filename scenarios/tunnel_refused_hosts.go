@@ -12,8 +12,9 @@ import (
 
 func init() {
 	Register(Scenario{
-		Name: "tunnel-refused-hosts",
-		Tier: Hardening,
+		Name:      "tunnel-refused-hosts",
+		Tier:      Hardening,
+		Exercises: ProxySPICE,
 		Description: "a tampered signed host, qemu's plain address and an expired host each get 403 from the CONNECT proxy " +
 			"(Go client and spicy-screenshot), and nothing reaches qemu",
 		Options:  tunnelLane,

@@ -11,8 +11,9 @@ import (
 
 func init() {
 	Register(Scenario{
-		Name: "tunnel-remote-viewer",
-		Tier: Core,
+		Name:      "tunnel-remote-viewer",
+		Tier:      Core,
+		Exercises: ProxySPICE | QemuDirect,
 		Description: "remote-viewer opens a tunnel .vv (proxy=, TLS end to end checked against qemu's CA and subject), " +
 			"shows the guest's exact pixels and types into it",
 		Options:  tunnelLane,

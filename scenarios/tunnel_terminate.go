@@ -11,8 +11,9 @@ import (
 
 func init() {
 	Register(Scenario{
-		Name: "tunnel-terminate",
-		Tier: Hardening,
+		Name:      "tunnel-terminate",
+		Tier:      Hardening,
+		Exercises: ProxySPICE | ProxyAPI,
 		Description: "terminating a console through the API cuts its open CONNECT tunnels and refuses the tunnel .vv " +
 			"fetched before it, while its qemu ticket is still valid; a fresh tunnel .vv opens a session",
 		Options:  tunnelLane,

@@ -16,8 +16,9 @@ const tunnelTicketTTL = 5 * time.Second
 
 func init() {
 	Register(Scenario{
-		Name: "tunnel-ticket-expiry",
-		Tier: Core,
+		Name:      "tunnel-ticket-expiry",
+		Tier:      Core,
+		Exercises: ProxySPICE | QemuDirect,
 		Description: "the qemu ticket of a tunnel .vv opens channels until its expiry and none after (Go client, spicy-screenshot); " +
 			"a session linked in time outlives it and keeps typing; a fresh .vv opens a new session",
 		Options:  append([]harness.Option{harness.TunnelTicketTTL(tunnelTicketTTL)}, tunnelLane...),

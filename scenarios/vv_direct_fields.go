@@ -15,6 +15,7 @@ func init() {
 	Register(Scenario{
 		Name:        "vv-direct-fields",
 		Tier:        Core,
+		Exercises:   ProxyAPI,
 		Description: "the direct console.vv carries qemu's own endpoint (its hypervisor's name or address), port and live ticket",
 		Requires:    []harness.Capability{harness.CapDirectVV},
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {

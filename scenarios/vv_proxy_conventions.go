@@ -12,8 +12,9 @@ import (
 
 func init() {
 	Register(Scenario{
-		Name: "vv-proxy-conventions",
-		Tier: Core,
+		Name:      "vv-proxy-conventions",
+		Tier:      Core,
+		Exercises: ProxyAPI,
 		Description: "this repository's API: its proxy .vv headers, a 48-character token, delete-this-file, the title naming the session, " +
 			"and the proxy's own listeners as ports",
 		Requires: []harness.Capability{harness.CapInProcess, harness.CapSPICEListener},

@@ -17,8 +17,9 @@ import (
 
 func init() {
 	Register(Scenario{
-		Name: "vv-proxy-fields",
-		Tier: Core,
+		Name:      "vv-proxy-fields",
+		Tier:      Core,
+		Exercises: ProxyAPI,
 		Description: "the proxy console.vv has what virt-viewer and spice-gtk need: type spice, a host and ports where the proxy answers, " +
 			"a fresh credential that is not qemu's ticket, and with TLS a CA the proxy's certificate chains to and a host-subject (or SAN) it matches",
 		Requires: []harness.Capability{harness.CapTerminatesSPICE},

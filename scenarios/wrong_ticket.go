@@ -14,6 +14,7 @@ func init() {
 	Register(Scenario{
 		Name:        "wrong-ticket",
 		Tier:        Core,
+		Exercises:   QemuDirect,
 		Description: "qemu refuses a wrong ticket with PERMISSION_DENIED (Go client and spicy-screenshot)",
 		Needs:       []string{needScreenshot},
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {

@@ -16,8 +16,9 @@ import (
 
 func init() {
 	Register(Scenario{
-		Name: "ws-hostile",
-		Tier: Browser,
+		Name:      "ws-hostile",
+		Tier:      Browser,
+		Exercises: ProxySPICE,
 		Description: "a frame announcing 1 GiB, SPICE in text frames, garbage after the upgrade, a client that never sends its link " +
 			"and one that never ends its upgrade, all at once beside a live WebSocket session: the session keeps typing, " +
 			"nothing reaches qemu through a terminating gateway, and a session whose every frame is split at every byte works after",

@@ -20,8 +20,9 @@ const (
 
 func init() {
 	Register(Scenario{
-		Name: "ws-idle-inputs",
-		Tier: Browser,
+		Name:      "ws-idle-inputs",
+		Tier:      Browser,
+		Exercises: ProxySPICE,
 		Description: "inputs and cursor sockets quiet for longer than the gateway's idle limit while the display paints " +
 			"still deliver the next key (a console that looks alive must take keys)",
 		Requires: wsLane,

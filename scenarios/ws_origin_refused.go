@@ -13,8 +13,9 @@ const foreignOrigin = "http://evil.example"
 
 func init() {
 	Register(Scenario{
-		Name: "ws-origin-refused",
-		Tier: Browser,
+		Name:      "ws-origin-refused",
+		Tier:      Browser,
+		Exercises: ProxySPICE,
 		Description: "a WebSocket from a page of another site (a foreign Origin) is refused before anything reaches qemu; " +
 			"the gateway's own origin opens a session",
 		Requires: append([]harness.Capability{harness.CapWebSocketOrigin}, wsLane...),

@@ -10,8 +10,9 @@ import (
 
 func init() {
 	Register(Scenario{
-		Name: "ws-session",
-		Tier: Browser,
+		Name:      "ws-session",
+		Tier:      Browser,
+		Exercises: ProxySPICE,
 		Description: "a whole Go-client session through the WebSocket gateway, a socket per channel as spice-html5 opens them: " +
 			"main, display to its first draw, inputs (keys reach the guest's serial) and cursor",
 		Requires: wsLane,

@@ -14,6 +14,7 @@ func init() {
 	Register(Scenario{
 		Name:        "ws-token-replay",
 		Tier:        Browser,
+		Exercises:   ProxySPICE,
 		Description: "a used WebSocket URL and password open no second session (refused before or in the link); nothing reaches qemu",
 		// A gateway that only relays bytes hands out qemu's own ticket,
 		// which qemu lets open links until it expires (tunnel-ticket-expiry

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"flag"
-	"github.com/spiceharness/spiceharness/harness"
 	"strings"
 	"testing"
 
@@ -14,7 +13,7 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files under fixtures/ from the current output")
 
 func TestMain(m *testing.M) {
-	testenv.VerifyTestMain(m, testenv.Teardown(removeBinary), testenv.Teardown(func() { harness.RemoveClientHome() }))
+	testenv.VerifyTestMain(m, testenv.Teardown(removeBinary))
 }
 
 // runCLI runs the CLI in-process and returns stdout, stderr and the exit

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -22,9 +23,12 @@ func init() { register(newRunCmd) }
 
 // targetFlags pick the proxy under test.
 type targetFlags struct {
+	cmd                                      *cobra.Command
 	externalAPI, externalOut, externalReload string
 	externalTTL                              time.Duration
-	exec, execReload                         string
+	exec, execReload, execTokenFile          string
+	execEnv, execReady                       []string
+	execReadyWithin, execReloadWithin        time.Duration
 	connectProxy                             string
 	squid                                    bool
 	websocket, wsTokenFile, wsOrigin         string
@@ -32,19 +36,116 @@ type targetFlags struct {
 }
 
 func (f *targetFlags) add(cmd *cobra.Command) {
+	f.cmd = cmd
 	fl := cmd.Flags()
 	fl.StringVar(&f.externalAPI, "external-api", "", "drive the Kerbside-style deployment behind this .vv API (or HARNESS_EXTERNAL_API); its token: HARNESS_EXTERNAL_TOKEN, or HARNESS_EXTERNAL_USER and HARNESS_EXTERNAL_PASSWORD for POST /auth")
 	fl.StringVar(&f.externalOut, "external-sources", "", "with --external-api: the sources.yaml that deployment loads (or HARNESS_EXTERNAL_SOURCES)")
 	fl.StringVar(&f.externalReload, "external-reload", "", "with --external-api: a shell command that makes it re-read the file (or HARNESS_EXTERNAL_RELOAD)")
 	fl.DurationVar(&f.externalTTL, "external-token-ttl", 0, "with --external-api: its token lifetime, when known (or HARNESS_EXTERNAL_TOKEN_TTL)")
-	fl.StringVar(&f.exec, "exec", "", "start this proxy per lane (placeholders {sources} {dir} {plain_port} {tls_port} {api_port} {api} {token_ttl}; or HARNESS_EXEC); its API token: HARNESS_EXEC_TOKEN")
-	fl.StringVar(&f.execReload, "exec-reload", "", "with --exec: how it learns a rewritten sources.yaml: file (default), sighup or restart")
+	fl.StringVar(&f.exec, "exec", "", "start this proxy per lane, in this directory (placeholders {sources} {dir} {plain_port} {tls_port} {api_port} {api} {token_ttl}; or HARNESS_EXEC)")
+	fl.StringArrayVar(&f.execEnv, "exec-env", nil, "with --exec: KEY=VALUE added to its environment (repeatable; or HARNESS_EXEC_ENV)")
+	fl.StringVar(&f.execTokenFile, "exec-token-file", "", "with --exec: a file holding its API's bearer token (or HARNESS_EXEC_TOKEN; never on a command line)")
+	fl.StringVar(&f.execReload, "exec-reload", "", "with --exec: how it learns a rewritten sources.yaml: file (default), sighup or restart (or HARNESS_EXEC_RELOAD)")
+	fl.StringArrayVar(&f.execReady, "exec-ready", nil, "with --exec: how to know it serves the lane: direct-vv (default), spice-link, http:/PATH, log:REGEXP, port:NAME (repeatable: all of them; or HARNESS_EXEC_READY)")
+	fl.DurationVar(&f.execReadyWithin, "exec-ready-within", 0, "with --exec: bound on its start (default 30s; or HARNESS_EXEC_READY_WITHIN)")
+	fl.DurationVar(&f.execReloadWithin, "exec-reload-within", 0, "with --exec: bound on each reload (default 10s; or HARNESS_EXEC_RELOAD_WITHIN)")
 	fl.StringVar(&f.connectProxy, "connect-proxy", "", "drive the HTTP CONNECT proxy at this URL, http://HOST:PORT (or HARNESS_CONNECT_PROXY); it must let CONNECT through to the consoles")
 	fl.BoolVar(&f.squid, "squid", false, "drive Debian's squid as a CONNECT proxy, started per lane with CONNECT allowed only to the console ports (or HARNESS_SQUID=1)")
 	fl.StringVar(&f.websocket, "websocket", "", "drive the WebSocket gateway at this URL template, ws://HOST:PORT/PATH?token={token} (placeholders {token} {host} {port} {source} {uuid} {name}; or HARNESS_WEBSOCKET)")
 	fl.StringVar(&f.wsTokenFile, "websocket-token-file", "", "with --websocket: the token file the gateway reads, written by the harness as `TOKEN: HOST:PORT` lines (or HARNESS_WEBSOCKET_TOKEN_FILE)")
 	fl.StringVar(&f.wsOrigin, "websocket-origin", "", "with --websocket: the Origin the gateway accepts, sent by the Go client; others must be refused (or HARNESS_WEBSOCKET_ORIGIN)")
 	fl.BoolVar(&f.websockify, "websockify", false, "drive Debian's websockify as a WebSocket gateway, started per lane with its token plugin and origin check (or HARNESS_WEBSOCKIFY=1)")
+}
+
+// execFlags are the flags of the exec target besides --exec.
+var execFlags = []string{"exec-env", "exec-token-file", "exec-reload", "exec-ready", "exec-ready-within", "exec-reload-within"}
+
+// execFlagSet names the first --exec-* flag given, "" for none.
+func (f *targetFlags) execFlagSet() string {
+	if f.cmd == nil {
+		return ""
+	}
+	for _, n := range execFlags {
+		if f.cmd.Flags().Changed(n) {
+			return "--" + n
+		}
+	}
+	return ""
+}
+
+// execOption is the exec target: the HARNESS_EXEC_* variables, each
+// overridden by its flag.
+func (f *targetFlags) execOption() (harness.Option, []string, error) {
+	cfg, err := harness.ExecConfigFromEnv()
+	if err != nil {
+		return nil, nil, usageError(err)
+	}
+	if f.exec != "" {
+		cfg.Command = f.exec
+	}
+	if cfg.Command == "" {
+		return nil, nil, usageError(fmt.Errorf("%s needs --exec COMMAND (or %s)", f.execFlagSet(), harness.EnvExec))
+	}
+	args := []string{"--exec", cfg.Command}
+	if len(f.execEnv) > 0 {
+		for _, kv := range f.execEnv {
+			if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+				return nil, nil, usageError(fmt.Errorf("--exec-env %q: want KEY=VALUE", kv))
+			}
+			args = append(args, "--exec-env", kv)
+		}
+		cfg.Env = f.execEnv
+	}
+	if f.execTokenFile != "" {
+		b, err := os.ReadFile(f.execTokenFile)
+		if err != nil {
+			return nil, nil, usageError(fmt.Errorf("--exec-token-file: %w", err))
+		}
+		cfg.Token = strings.TrimSpace(string(b))
+		args = append(args, "--exec-token-file", f.execTokenFile)
+	}
+	if f.execReload != "" {
+		r, err := harness.ParseReload(f.execReload)
+		if err != nil {
+			return nil, nil, usageError(fmt.Errorf("--exec-reload: %w", err))
+		}
+		cfg.Reload = r
+		args = append(args, "--exec-reload", f.execReload)
+	}
+	if len(f.execReady) > 0 {
+		var ws []harness.Wait
+		for _, v := range f.execReady {
+			w, err := harness.ParseWait(v)
+			if err != nil {
+				return nil, nil, usageError(fmt.Errorf("--exec-ready: %w", err))
+			}
+			ws = append(ws, w)
+			args = append(args, "--exec-ready", v)
+		}
+		cfg.Ready = ws[0]
+		if len(ws) > 1 {
+			cfg.Ready = harness.WaitAll(ws...)
+		}
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+		dst  *time.Duration
+	}{{"exec-ready-within", f.execReadyWithin, &cfg.ReadyWithin}, {"exec-reload-within", f.execReloadWithin, &cfg.ReloadWithin}} {
+		if f.cmd != nil && f.cmd.Flags().Changed(d.flag) {
+			if d.v <= 0 {
+				return nil, nil, usageError(fmt.Errorf("--%s %v: want a positive duration", d.flag, d.v))
+			}
+			*d.dst = d.v
+			args = append(args, "--"+d.flag, d.v.String())
+		}
+	}
+	// Catch a bad combination (a readiness that cannot judge a reload in
+	// place) before any lane boots.
+	if _, err := harness.ExecTarget(cfg)(harness.Settings{}); err != nil {
+		return nil, nil, usageError(err)
+	}
+	return harness.WithTarget(harness.ExecTarget(cfg)), args, nil
 }
 
 // option returns the target option the flags ask for, nil for the
@@ -55,7 +156,7 @@ func (f *targetFlags) option() (harness.Option, []string, error) {
 	for _, p := range []struct {
 		flag string
 		set  bool
-	}{{"--external-api", f.externalAPI != ""}, {"--exec", f.exec != ""}, {"--connect-proxy", f.connectProxy != ""}, {"--squid", f.squid},
+	}{{"--external-api", f.externalAPI != ""}, {"--exec", f.exec != "" || f.execFlagSet() != ""}, {"--connect-proxy", f.connectProxy != ""}, {"--squid", f.squid},
 		{"--websocket", f.websocket != ""}, {"--websockify", f.websockify}} {
 		if p.set {
 			picked = append(picked, p.flag)
@@ -84,15 +185,8 @@ func (f *targetFlags) option() (harness.Option, []string, error) {
 			args = append(args, "--external-token-ttl", f.externalTTL.String())
 		}
 		return harness.WithTarget(harness.Kerbside(kc)), args, nil
-	case f.exec != "":
-		if f.execReload != "" && !slices.Contains(harness.ExecReloads, f.execReload) {
-			return nil, nil, usageError(fmt.Errorf("--exec-reload %q: want one of %s", f.execReload, strings.Join(harness.ExecReloads, ", ")))
-		}
-		args := []string{"--exec", f.exec}
-		if f.execReload != "" {
-			args = append(args, "--exec-reload", f.execReload)
-		}
-		return harness.WithTarget(harness.Exec(harness.ExecConfig{Command: f.exec, Reload: f.execReload, Token: os.Getenv("HARNESS_EXEC_TOKEN")})), args, nil
+	case f.exec != "" || f.execFlagSet() != "":
+		return f.execOption()
 	case f.connectProxy != "":
 		if _, _, err := spice.ParseProxyURL(f.connectProxy); err != nil {
 			return nil, nil, usageError(fmt.Errorf("--connect-proxy %q: want http://HOST:PORT", redactProxyURL(f.connectProxy)))
@@ -127,22 +221,26 @@ func (f *targetFlags) option() (harness.Option, []string, error) {
 
 func newRunCmd() *cobra.Command {
 	var (
-		lane     laneFlags
-		target   targetFlags
-		names    []string
-		tiers    []string
-		list     bool
-		verbose  bool
-		junit    string
-		asJSON   bool
-		parallel int
+		lane      laneFlags
+		target    targetFlags
+		names     []string
+		tiers     []string
+		list      bool
+		verbose   bool
+		junit     string
+		asJSON    bool
+		parallel  int
+		shard     string
+		durations string
 	)
 	cmd := &cobra.Command{
 		Use:   "run [--scenario NAME]...",
 		Short: "Run scenarios (all by default) against a proxy under test, each on a lane of its own",
 		Long: `run runs the same scenario code as go test ./scenarios, outside go test,
 and reports a conformance matrix: each scenario is core (SPICE correctness
-every proxy must have) or hardening (what a trustworthy proxy also does).
+every proxy must have) or hardening (what a trustworthy proxy also does),
+and declares what its verdict rests on (the proxy's SPICE path, its API
+only, or qemu directly); each tier's passes are counted apart by that.
 
 The proxy under test is this repository's in-process proxy unless:
   --external-api URL --external-sources FILE
@@ -150,9 +248,12 @@ The proxy under test is this repository's in-process proxy unless:
       source into FILE, has it reload (--external-reload CMD, or its own
       re-read) and waits until its API serves them;
   --exec 'COMMAND {sources} …'
-      a proxy the harness starts per lane and supervises: if it dies, the
-      running scenario fails at once with its exit status and log tail,
-      and the next lane starts a new one;
+      a proxy the harness starts per lane, in this directory, and
+      supervises: if it dies, the running scenario fails at once with its
+      exit status and log tail, and the next lane starts a new one;
+      --exec-reload, --exec-ready, --exec-env, --exec-token-file,
+      --exec-ready-within and --exec-reload-within tune it (each also a
+      HARNESS_EXEC_* variable);
   --connect-proxy http://HOST:PORT, or --squid
       an HTTP CONNECT proxy (oVirt's squid, Proxmox's spiceproxy): the
       harness writes each .vv itself (proxy=, the console's address and
@@ -169,32 +270,60 @@ The proxy under test is this repository's in-process proxy unless:
       there (and against the in-process proxy's own WebSocket listener);
       scenarios that need spicy-screenshot or remote-viewer are skipped.
 A scenario that needs a capability the target lacks (terminate, metrics, …)
-is skipped and says which. Secrets come from the environment only
-(HARNESS_EXTERNAL_TOKEN, HARNESS_EXTERNAL_USER/PASSWORD, HARNESS_EXEC_TOKEN).
+is skipped and says which. Secrets come from the environment or a file only
+(HARNESS_EXTERNAL_TOKEN, HARNESS_EXTERNAL_USER/PASSWORD, HARNESS_EXEC_TOKEN
+or --exec-token-file).
 
-Reports: the go test style lines on stdout (--- PASS/FAIL/SKIP: name [tier]),
---junit FILE (JUnit XML: one testcase per scenario, tier as a property,
-failure message and the command that reruns it) and --json (one JSON
-object per scenario on stdout; the text lines then go to stderr).
+Output: one block per scenario, printed whole when it ends (in the order
+scenarios end, also with --parallel): with -v or on failure its log, then
+"--- PASS/FAIL/SKIP: name [tier] (time)", for a failure the reason and the
+command that reruns it. When a lane cannot start, the block also says what
+harness doctor finds wrong with the machine. Reports: --junit FILE (JUnit
+XML: one testcase per scenario, tier, status and surfaces as properties,
+the failure's informative line, its log and repro) and --json (one JSON
+object per scenario on stdout; the text then goes to stderr).
+
+Sharding: --shard K/N runs the K-th of N deterministic shards (by
+scenario; each scenario is its own lane), balanced by the durations in
+--shard-durations REPORT (an earlier --junit or --json report) when given;
+harness report merge joins the shards' reports.
 
 Exit codes: 0 every scenario passed or was skipped, 1 a scenario failed or
-did not run (interrupted), 2 usage error.`,
+did not run (interrupted), or the core tier did not exercise the proxy's
+SPICE path (INCOMPLETE), 2 usage error.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := cmd.OutOrStdout()
+			selected, err := selectScenarios(names, tiers)
+			if err != nil {
+				return err
+			}
+			var sp scenarios.ShardSpec
+			if shard != "" {
+				if sp, err = scenarios.ParseShard(shard); err != nil {
+					return usageError(fmt.Errorf("--shard: %w", err))
+				}
+				var d map[string]time.Duration
+				if durations != "" {
+					rep, err := readReportFile(durations)
+					if err != nil {
+						return usageError(fmt.Errorf("--shard-durations: %w", err))
+					}
+					d = scenarios.Durations(rep.Results)
+				}
+				selected = scenarios.Shard(selected, sp, d)
+			} else if durations != "" {
+				return usageError(errString("--shard-durations needs --shard K/N"))
+			}
 			if list {
-				for _, s := range scenarios.All() {
+				for _, s := range selected {
 					req := ""
 					if len(s.Requires) > 0 {
 						req = " (needs " + harness.CapList(s.Requires) + ")"
 					}
-					fmt.Fprintf(out, "%-30s %-9s %s%s\n", s.Name, s.Tier, s.Description, req)
+					fmt.Fprintf(out, "%-30s %-9s %-22s %s%s\n", s.Name, s.Tier, s.Exercises, s.Description, req)
 				}
 				return nil
-			}
-			selected, err := selectScenarios(names, tiers)
-			if err != nil {
-				return err
 			}
 			opts, err := lane.options()
 			if err != nil {
@@ -221,6 +350,9 @@ did not run (interrupted), 2 usage error.`,
 				}
 				defer jw.Close()
 			}
+			if shard != "" {
+				fmt.Fprintf(text, "shard %s: %d scenarios\n", sp, len(selected))
+			}
 			started := time.Now()
 			results := runAll(cmd, selected, opts, runReport{text: text, json: asJSON, out: out, verbose: verbose, parallel: parallel,
 				repro: func(name string) string { return reproCommand(name, lane.cmd, targs) }})
@@ -241,7 +373,7 @@ did not run (interrupted), 2 usage error.`,
 					return &exitError{Code: exitFailure, Err: fmt.Errorf("--junit: %w", err)}
 				}
 			}
-			if !sum.OK() {
+			if !sum.Passes() {
 				return &exitError{Code: exitFailure}
 			}
 			return nil
@@ -252,12 +384,27 @@ did not run (interrupted), 2 usage error.`,
 	fl := cmd.Flags()
 	fl.StringSliceVar(&names, "scenario", nil, "scenario to run (repeatable; default all)")
 	fl.StringSliceVar(&tiers, "tier", nil, "run only this tier: core, hardening or browser (repeatable)")
-	fl.BoolVar(&list, "list", false, "list the scenarios with their tier and needs, and exit")
-	fl.BoolVarP(&verbose, "verbose", "v", false, "print every scenario's log as it runs")
+	fl.BoolVar(&list, "list", false, "list the scenarios (of the shard, with --shard) with their tier, surfaces and needs, and exit")
+	fl.BoolVarP(&verbose, "verbose", "v", false, "print every scenario's log in its block, not only a failure's")
 	fl.StringVar(&junit, "junit", "", "also write a JUnit XML report to FILE")
 	fl.BoolVar(&asJSON, "json", false, "print one JSON object per scenario on stdout (text lines go to stderr)")
 	fl.IntVar(&parallel, "parallel", 1, "run this many scenarios at once (each has its own lane)")
+	fl.StringVar(&shard, "shard", "", "run only shard K of N (K/N, e.g. 2/4): the same split on every runner")
+	fl.StringVar(&durations, "shard-durations", "", "with --shard: balance the shards by the durations in this earlier report (--junit XML or --json lines)")
 	return cmd
+}
+
+func readReportFile(path string) (*scenarios.Report, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	rep, err := scenarios.ReadReport(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return rep, nil
 }
 
 func selectScenarios(names, tiers []string) ([]scenarios.Scenario, error) {
@@ -295,12 +442,19 @@ type runReport struct {
 	verbose   bool
 	parallel  int
 	repro     func(name string) string
+	// doctor is what harness doctor finds wrong with the machine, asked
+	// once, the first time a lane cannot start.
+	doctor func() []harness.CheckResult
 }
 
 // runAll runs the scenarios, at most rr.parallel at a time, printing
-// each result as it ends; after Ctrl-C the rest are reported as not run.
+// each one's block as it ends; after Ctrl-C the rest are reported as not
+// run.
 func runAll(cmd *cobra.Command, selected []scenarios.Scenario, opts []harness.Option, rr runReport) []scenarios.Result {
 	ctx := cmd.Context()
+	if rr.doctor == nil {
+		rr.doctor = sync.OnceValue(func() []harness.CheckResult { return harness.Doctor(ctx) })
+	}
 	results := make([]scenarios.Result, len(selected))
 	type done struct {
 		i int
@@ -313,14 +467,7 @@ func runAll(cmd *cobra.Command, selected []scenarios.Scenario, opts []harness.Op
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem }()
-				if rr.parallel == 1 {
-					fmt.Fprintf(rr.text, "=== RUN   %s\n", s.Name)
-				}
-				var log io.Writer
-				if rr.verbose && rr.parallel == 1 {
-					log = rr.text
-				}
-				ch <- done{i, scenarios.Run(ctx, s, scenarios.RunOptions{Log: log, Repro: rr.repro(s.Name)}, opts...)}
+				ch <- done{i, scenarios.Run(ctx, s, scenarios.RunOptions{Repro: rr.repro(s.Name)}, opts...)}
 			}()
 		}
 	}()
@@ -332,23 +479,38 @@ func runAll(cmd *cobra.Command, selected []scenarios.Scenario, opts []harness.Op
 	return results
 }
 
+// printResult writes r's block in one write, so blocks of scenarios that
+// run at once never interleave: with -v or on failure "=== RUN" and the
+// log, then the verdict line, a failure's reason, the machine's problems
+// when the lane could not start, and the repro line.
 func printResult(rr runReport, r scenarios.Result) {
-	w := rr.text
+	var b strings.Builder
+	showLog := (rr.verbose || r.Status == scenarios.Failed) && len(r.Log) > 0
+	if showLog {
+		fmt.Fprintf(&b, "=== RUN   %s\n", r.Name)
+		fmt.Fprintf(&b, "    %s\n", strings.ReplaceAll(strings.Join(r.Log, "\n"), "\n", "\n    "))
+	}
 	head := fmt.Sprintf("%s [%s] (%.2fs)", r.Name, r.Tier, r.Duration.Seconds())
 	switch r.Status {
 	case scenarios.Passed:
-		fmt.Fprintf(w, "--- PASS: %s\n", head)
+		fmt.Fprintf(&b, "--- PASS: %s\n", head)
 	case scenarios.Skipped:
-		fmt.Fprintf(w, "--- SKIP: %s: %s\n", head, r.Reason)
+		fmt.Fprintf(&b, "--- SKIP: %s: %s\n", head, r.Reason)
 	case scenarios.NotRun:
-		fmt.Fprintf(w, "--- NOT RUN: %s: %s\n", head, r.Reason)
+		fmt.Fprintf(&b, "--- NOT RUN: %s: %s\n", head, r.Reason)
 	default:
-		fmt.Fprintf(w, "--- FAIL: %s\n", head)
-		if !rr.verbose || rr.parallel > 1 {
-			fmt.Fprintf(w, "    %s\n", strings.ReplaceAll(strings.Join(r.Log, "\n"), "\n", "\n    "))
+		fmt.Fprintf(&b, "--- FAIL: %s\n", head)
+		fmt.Fprintf(&b, "    reason: %s\n", r.Reason)
+		if r.LaneFailed && rr.doctor != nil {
+			for _, c := range rr.doctor() {
+				if !c.OK() {
+					fmt.Fprintf(&b, "    machine: %s: %v (needed by %s); fix: %s\n", c.Name, c.Err, c.For, c.Fix)
+				}
+			}
 		}
-		fmt.Fprintf(w, "    repro: %s\n", r.Repro)
+		fmt.Fprintf(&b, "    repro: %s\n", r.Repro)
 	}
+	io.WriteString(rr.text, b.String())
 	if rr.json {
 		scenarios.WriteJSON(rr.out, r)
 	}

@@ -2,10 +2,15 @@ package main
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/cobra"
+
+	"github.com/spiceharness/spiceharness/harness"
 )
 
 // TestRunTargetFlags: the CONNECT proxy flags pick their target, clash
@@ -37,5 +42,59 @@ func TestRunTargetFlags(t *testing.T) {
 		if d := cmp.Diff(tc.args, args); d != "" {
 			t.Errorf("%+v: unexpected repro arguments (-want +got):\n%s", tc.f, d)
 		}
+	}
+}
+
+// Every field of the exec target has its flag; a flag beats its
+// variable; the repro arguments name them (a token by its file only).
+func TestRunExecFlags(t *testing.T) {
+	tok := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tok, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(harness.EnvExecReload, "restart")
+	for _, tc := range []struct {
+		args []string
+		want []string
+		err  string
+	}{
+		{args: []string{"--exec", "./p --sources {sources}", "--exec-env", "A=1", "--exec-token-file", tok, "--exec-reload", "sighup",
+			"--exec-ready", "log:loaded", "--exec-ready", "http:/console", "--exec-ready-within", "45s", "--exec-reload-within", "3s"},
+			want: []string{"--exec", "./p --sources {sources}", "--exec-env", "A=1", "--exec-token-file", tok, "--exec-reload", "sighup",
+				"--exec-ready", "log:loaded", "--exec-ready", "http:/console", "--exec-ready-within", "45s", "--exec-reload-within", "3s"}},
+		{args: []string{"--exec", "./p", "--exec-ready", "spice-link"}, want: []string{"--exec", "./p", "--exec-ready", "spice-link"}}, // HARNESS_EXEC_RELOAD=restart
+		{args: []string{"--exec-reload", "file"}, err: "--exec-reload needs --exec COMMAND (or HARNESS_EXEC)"},
+		{args: []string{"--exec", "./p", "--exec-reload", "file", "--exec-ready", "spice-link"}, err: "use it with ReloadRestart"},
+		{args: []string{"--exec", "./p", "--exec-reload", "poll"}, err: "--exec-reload: reload \"poll\": want one of file, sighup, restart"},
+		{args: []string{"--exec", "./p", "--exec-env", "novalue"}, err: `--exec-env "novalue": want KEY=VALUE`},
+		{args: []string{"--exec", "./p", "--exec-ready", "tcp:1"}, err: "--exec-ready: readiness \"tcp:1\""},
+		{args: []string{"--exec", "./p", "--exec-token-file", "/nonexistent/token"}, err: "--exec-token-file"},
+		{args: []string{"--exec", "./p", "--exec-ready-within", "0s"}, err: "--exec-ready-within 0s: want a positive duration"},
+		{args: []string{"--squid", "--exec-reload", "sighup"}, err: "--exec and --squid each pick the proxy under test"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var f targetFlags
+			f.add(&cobra.Command{})
+			if err := f.cmd.ParseFlags(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			opt, args, err := f.option()
+			if tc.err != "" {
+				var ee *exitError
+				if !errors.As(err, &ee) || ee.Code != exitUsage || !strings.Contains(err.Error(), tc.err) {
+					t.Errorf("%v, want a usage error with %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || opt == nil {
+				t.Fatalf("%v", err)
+			}
+			if d := cmp.Diff(tc.want, args); d != "" {
+				t.Errorf("unexpected repro arguments (-want +got):\n%s", d)
+			}
+			if strings.Contains(strings.Join(args, " "), "s3cret") {
+				t.Errorf("the token is in the repro arguments: %q", args)
+			}
+		})
 	}
 }

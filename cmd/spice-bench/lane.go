@@ -185,9 +185,6 @@ type xserver = harness.Xvfb
 
 func startX(ctx context.Context) (*xserver, error) { return harness.StartXvfb(ctx) }
 
-// removeClientHome removes the real clients' shared home at exit.
-func removeClientHome() { harness.RemoveClientHome() }
-
 // fetchProxyDialer fetches a proxy `.vv` (a fresh one-session token) from
 // the API at apiURL and returns a Go client for its plain or TLS port.
 func fetchProxyDialer(ctx context.Context, client *http.Client, apiURL, source, uuid string, secure bool) (*spice.Dialer, error) {

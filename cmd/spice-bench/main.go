@@ -123,7 +123,6 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	defer removeClientHome()
 	r := &report{w: os.Stdout}
 	failed := false
 	for _, s := range allSections {
@@ -161,7 +160,6 @@ func main() {
 	}
 	if failed {
 		pprof.StopCPUProfile()
-		removeClientHome()
 		os.Exit(1)
 	}
 }

@@ -25,6 +25,12 @@ const (
 	// NoConnIDBinding: a channel may name any session id; the link goes
 	// upstream anyway (store).
 	NoConnIDBinding Mutation = "no-connection-id-binding"
+	// BindClaimedSession: a token that has opened no session of its own
+	// (fresh, or expired) presented with a live session's SPICE id binds
+	// its channel to that session, without checking the token belongs to
+	// it (store). A multiplexing proxy that routes channels by connection
+	// id alone has this hole.
+	BindClaimedSession Mutation = "bind-claimed-session"
 	// FixedCaps: every channel's link reply carries the same fixed caps,
 	// not the ones qemu offers for that channel type (proxy).
 	FixedCaps Mutation = "fixed-caps"
@@ -64,7 +70,7 @@ const (
 )
 
 // All lists every mutation.
-var All = []Mutation{ReusableTokens, NoConnIDBinding, FixedCaps, NoDisplayGuard, EarlyLinkOK, TerminateKeepsChannels,
+var All = []Mutation{ReusableTokens, NoConnIDBinding, BindClaimedSession, FixedCaps, NoDisplayGuard, EarlyLinkOK, TerminateKeepsChannels,
 	TerminateKeepsTunnels, TerminateKeepsHosts, ShutdownKeepsChannels, NoHandshakeDeadline,
 	WSIdlePerSocket, WSNoOriginCheck, WSTextFramesAsData, WSNoUpgradeDeadline}
 

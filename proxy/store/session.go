@@ -2,11 +2,11 @@ package store
 
 import (
 	"fmt"
-	"github.com/spiceharness/spiceharness/internal/mutant"
 	"sort"
 	"sync"
 	"time"
 
+	"github.com/spiceharness/spiceharness/internal/mutant"
 	"github.com/spiceharness/spiceharness/static"
 )
 
@@ -122,6 +122,11 @@ func (s *Store) Authorize(token string, main bool, connID uint32) (*Lease, error
 		s.audit.add(Event{Time: now, Kind: EventTokenUsed, Source: ss.key.Source, UUID: ss.key.UUID, Session: ss.id})
 		return &Lease{s: s, ss: ss, Target: t, Main: true, SessionID: ss.id}, nil
 	}
+	if ss.state == stateMinted && connID != 0 && mutant.On(s, mutant.BindClaimedSession) {
+		if l := s.claimedLocked(connID); l != nil {
+			return l, nil
+		}
+	}
 	switch ss.state {
 	case stateMinted:
 		if now.After(ss.expires) {
@@ -137,6 +142,19 @@ func (s *Store) Authorize(token string, main bool, connID uint32) (*Lease, error
 		return refuse(fmt.Errorf("%w (got %#x)", ErrWrongSession, connID))
 	}
 	return &Lease{s: s, ss: ss, Target: t, SessionID: ss.id}, nil
+}
+
+// claimedLocked is a lease on the active session whose SPICE id is
+// connID, whatever the token: the bind-claimed-session mutant's hole.
+func (s *Store) claimedLocked(connID uint32) *Lease {
+	for _, ss := range s.sessions {
+		if ss.state == stateActive && ss.spiceID == connID {
+			if t, err := s.targetLocked(ss.key); err == nil {
+				return &Lease{s: s, ss: ss, Target: t, SessionID: ss.id}
+			}
+		}
+	}
+	return nil
 }
 
 // Established records the SPICE session id read from MAIN_INIT; the

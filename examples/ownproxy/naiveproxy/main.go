@@ -5,13 +5,23 @@
 //
 // It speaks Kerbside's `.vv` API dialect over HTTP (GET routes, JSON for
 // Accept: application/json, a "via proxy session ID <id>" title) and
-// reloads its sources.yaml on SIGHUP. Its SPICE side is plain TCP only,
-// and it has the classic weaknesses on purpose: tokens are reusable until
-// they expire, a channel's connection id is never checked against its
-// token's session, every channel gets the same fixed (empty) channel caps,
-// and a client dropping its display channel early is passed straight on
-// to qemu. It does answer the client only after qemu did, and terminate
-// closes the session's channels.
+// re-reads its sources.yaml when the file changed (checked on each API
+// request and link) or on SIGHUP. Its SPICE side is plain TCP only, and it
+// has the classic weaknesses on purpose: tokens are reusable until they
+// expire; a channel naming a live session's id is sent to that session's
+// qemu whatever its token (routing by session id, as multiplexing proxies
+// do: a fresh token of another VM joins a foreign session); every channel
+// gets the same fixed (empty) channel caps; a client dropping its display
+// channel early is passed straight on to qemu; its direct .vv leaves out
+// qemu's TLS port; and it waits 30 s for a hung qemu, longer than a client
+// waits for its link. It does answer the client only after qemu did, and
+// terminate closes the session's channels.
+//
+// Two flags make it refuse differently from this repository's proxy, and
+// safely: --check-connection-id refuses a channel whose connection id is
+// not its own token's live session with PERMISSION_DENIED (not
+// BAD_CONNECTION_ID), and --close-on-bad-magic closes a connection with
+// a bad magic without any reply (not an INVALID_MAGIC reply).
 //
 //	naiveproxy --sources sources.yaml --listen 127.0.0.1:5930 --api 127.0.0.1:8080
 package main
@@ -45,16 +55,21 @@ type token struct {
 	key     static.Key
 	session string
 	expires time.Time
+	spiceID uint32 // qemu's session id, once the token's main channel linked
 }
 
 type proxy struct {
 	sourcesPath string
 	spiceAddr   *net.TCPAddr
 	keys        *spice.KeyPool
+	checkConnID bool
+	closeOnBad  bool
 
 	mu       sync.Mutex
+	loaded   time.Time // the sources file's modification time when read
 	consoles map[static.Key]static.Console
 	tokens   map[string]*token
+	bySpice  map[uint32]*token     // live sessions by qemu's session id
 	conns    map[string][]net.Conn // session → its client and backend connections
 }
 
@@ -63,8 +78,11 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "the SPICE listener")
 	apiAddr := flag.String("api", "127.0.0.1:0", "the .vv API listener")
 	crashOnTerminate := flag.Bool("crash-on-terminate", false, "exit 3 on a session terminate request (to show how the harness reports a proxy that dies)")
+	checkConnID := flag.Bool("check-connection-id", false, "refuse a channel whose connection id is not its token's live session, with PERMISSION_DENIED")
+	closeOnBad := flag.Bool("close-on-bad-magic", false, "close a connection with a bad magic without a reply")
 	flag.Parse()
-	p := &proxy{sourcesPath: *sources, keys: spice.NewKeyPool(8), tokens: map[string]*token{}, conns: map[string][]net.Conn{}}
+	p := &proxy{sourcesPath: *sources, keys: spice.NewKeyPool(8), checkConnID: *checkConnID, closeOnBad: *closeOnBad,
+		tokens: map[string]*token{}, bySpice: map[uint32]*token{}, conns: map[string][]net.Conn{}}
 	if err := p.load(); err != nil {
 		log.Fatal(err)
 	}
@@ -88,7 +106,7 @@ func main() {
 		log.Fatal(err)
 	}
 	log.Printf("SPICE on %s, API on http://%s", ln.Addr(), api.Addr())
-	routes := p.routes()
+	routes := p.reloading(p.routes())
 	if *crashOnTerminate {
 		routes = crashOn("/terminate", routes)
 	}
@@ -96,15 +114,36 @@ func main() {
 }
 
 func (p *proxy) load() error {
+	st, err := os.Stat(p.sourcesPath)
+	if err != nil {
+		return err
+	}
 	f, err := static.ParseFile(p.sourcesPath)
 	if err != nil {
 		return err
 	}
 	p.mu.Lock()
-	p.consoles = f.Consoles()
+	p.consoles, p.loaded = f.Consoles(), st.ModTime()
 	p.mu.Unlock()
 	log.Printf("loaded %d consoles", len(f.Consoles()))
 	return nil
+}
+
+// reloadIfChanged re-reads the sources file when it changed since it was
+// read (the harness replaces it atomically, so a new modification time).
+func (p *proxy) reloadIfChanged() {
+	st, err := os.Stat(p.sourcesPath)
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	same := st.ModTime().Equal(p.loaded)
+	p.mu.Unlock()
+	if !same {
+		if err := p.load(); err != nil {
+			log.Printf("reload: %v", err)
+		}
+	}
 }
 
 func randomHex(n int) string {
@@ -196,6 +235,14 @@ func (p *proxy) routes() http.Handler {
 	return mux
 }
 
+// reloading re-reads a changed sources file before each request.
+func (p *proxy) reloading(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.reloadIfChanged()
+		next.ServeHTTP(w, r)
+	})
+}
+
 func (p *proxy) console(r *http.Request) (static.Console, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -232,10 +279,11 @@ func (p *proxy) serveSPICE(ln net.Listener) {
 }
 
 func (p *proxy) handle(c net.Conn) {
+	p.reloadIfChanged()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	m, err := spice.ReadLinkMess(c, spice.DefaultMaxLinkSize)
 	if err != nil {
-		if code, ok := spice.CodeOf(err); ok {
+		if code, ok := spice.CodeOf(err); ok && !(p.closeOnBad && code == spice.ErrInvalidMagic) {
 			c.Write(spice.MarshalLinkError(code))
 		}
 		c.Close()
@@ -270,10 +318,25 @@ func (p *proxy) handle(c net.Conn) {
 		result(spice.ErrPermissionDenied)
 		return
 	}
-	// Naive: any unexpired token, any number of times, any connection id.
+	// Naive: any unexpired token, any number of times.
 	p.mu.Lock()
 	tok, ok := p.tokens[secret]
 	console, known := p.consoles[tok.keyOr()]
+	session := tok
+	if ok && m.ConnectionID != 0 {
+		if p.checkConnID {
+			// Only the token's own live session.
+			if tok.spiceID == 0 || tok.spiceID != m.ConnectionID {
+				ok = false
+			}
+		} else if live := p.bySpice[m.ConnectionID]; live != nil {
+			// Naive: the session of that id, whatever the token.
+			session = live
+			console, known = p.consoles[live.key]
+		}
+	} else if ok && p.checkConnID && m.ChannelType != spice.ChannelMain {
+		ok = false // a channel of no session
+	}
 	p.mu.Unlock()
 	if !ok || !known || time.Now().After(tok.expires) {
 		result(spice.ErrPermissionDenied)
@@ -285,7 +348,10 @@ func (p *proxy) handle(c net.Conn) {
 		result(spice.ErrLinkGeneric)
 		return
 	}
-	if _, err := spice.Link(b, m, console.Ticket, spice.LinkOptions{Deadline: time.Now().Add(10 * time.Second)}); err != nil {
+	// Naive: a hung qemu is waited for longer than a client waits for
+	// its link.
+	backend, err := spice.Link(b, m, console.Ticket, spice.LinkOptions{Deadline: time.Now().Add(30 * time.Second)})
+	if err != nil {
 		b.Close()
 		code, ok := spice.CodeOf(err)
 		if !ok {
@@ -295,10 +361,32 @@ func (p *proxy) handle(c net.Conn) {
 		return
 	}
 	c.Write(binary.LittleEndian.AppendUint32(nil, uint32(spice.LinkOK)))
+	if m.ChannelType == spice.ChannelMain && m.ConnectionID == 0 {
+		// qemu's first message on main is MAIN_INIT: note its session id.
+		mini := spice.UseMiniHeader(m.CommonCaps, backend.CommonCaps)
+		msg, err := spice.NewReader(b, mini, 0).ReadMessage()
+		if err != nil || msg.Type != spice.MsgMainInit {
+			c.Close()
+			b.Close()
+			return
+		}
+		if init, err := spice.ParseMainInit(msg.Body); err == nil {
+			p.mu.Lock()
+			session.spiceID = init.SessionID
+			p.bySpice[init.SessionID] = session
+			p.mu.Unlock()
+			defer func() {
+				p.mu.Lock()
+				delete(p.bySpice, init.SessionID)
+				p.mu.Unlock()
+			}()
+		}
+		c.Write(append(spice.AppendHeader(nil, msg.Header, mini), msg.Body...))
+	}
 	c.SetDeadline(time.Time{})
 	b.SetDeadline(time.Time{})
 	p.mu.Lock()
-	p.conns[tok.session] = append(p.conns[tok.session], c, b)
+	p.conns[session.session] = append(p.conns[session.session], c, b)
 	p.mu.Unlock()
 	// Naive: splice bytes both ways; whoever closes first closes both.
 	done := make(chan struct{}, 2)
