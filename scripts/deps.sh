@@ -14,6 +14,8 @@ pkgs=(
   gcc                  # builds the GLib oracle that cross-checks .vv escaping
   squid                # a real HTTP CONNECT proxy (oVirt's kind) for the tunnel tests
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients   # libvirt backend
+  chromium spice-html5 # the browser oracle: spice-html5 in headless Chromium (harness.StartBrowser)
+  websockify           # a real WebSocket-to-TCP gateway in front of qemu (the browser family)
 )
 
 missing=()
