@@ -635,4 +635,37 @@ func (p *Page) Close() {
 	}
 	p.cancel()
 	p.wg.Wait()
+	p.b.mu.Lock()
+	for i, q := range p.b.pages {
+		if q == p {
+			p.b.pages = append(p.b.pages[:i], p.b.pages[i+1:]...)
+			break
+		}
+	}
+	p.b.mu.Unlock()
+}
+
+// OpenPage opens spice-html5 on ep in the lane's browser (headless
+// Chromium, started by the first OpenPage: one per lane, a tab per page).
+// The lane owns the page: when the test fails, the report gets a
+// screenshot of it (SaveArtifact) and its console before Close closes it.
+func (e *Env) OpenPage(ctx context.Context, ep WebSocketEndpoint) (*Page, error) {
+	e.mu.Lock()
+	b := e.browser
+	e.mu.Unlock()
+	if b == nil {
+		nb, err := StartBrowser(ctx, BrowserOptions{Logger: e.log})
+		if err != nil {
+			return nil, err
+		}
+		e.mu.Lock()
+		if e.browser == nil {
+			e.browser = nb
+		} else {
+			defer nb.Close()
+		}
+		b = e.browser
+		e.mu.Unlock()
+	}
+	return b.Open(ctx, ep)
 }

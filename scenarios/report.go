@@ -109,7 +109,8 @@ func secs(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()) }
 
 // WriteJUnit writes rs as one JUnit test suite per tier: one testcase
 // per scenario with its tier as a property, the failure message, the log
-// and the reproduction command. A scenario that did not run is a skipped
+// and the reproduction command, and its artifacts as
+// `[[ATTACHMENT|PATH]]` lines in system-out. A scenario that did not run is a skipped
 // testcase whose message says so.
 func WriteJUnit(w io.Writer, target string, started time.Time, rs []Result) error {
 	root := junitSuites{Name: "spice-harness"}
@@ -124,6 +125,11 @@ func WriteJUnit(w io.Writer, target string, started time.Time, rs []Result) erro
 			}
 			c := junitCase{Name: r.Name, Classname: "scenarios." + string(tier), Time: secs(r.Duration),
 				Properties: []junitProperty{{"tier", string(tier)}, {"status", string(r.Status)}}}
+			for _, a := range r.Artifacts {
+				// The line Jenkins' JUnit attachments plugin and GitLab
+				// read from system-out.
+				c.SystemOut += "[[ATTACHMENT|" + a + "]]\n"
+			}
 			switch r.Status {
 			case Failed:
 				body := strings.Join(r.Log, "\n")

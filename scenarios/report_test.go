@@ -15,7 +15,8 @@ import (
 
 var someResults = []Result{
 	{Name: "pixels", Tier: Core, Status: Passed, Duration: 1500 * time.Millisecond},
-	{Name: "terminate", Tier: Hardening, Status: Failed, Reason: "still open", Log: []string{"line 1", "still open"}, Repro: "harness run --scenario terminate"},
+	{Name: "terminate", Tier: Hardening, Status: Failed, Reason: "still open", Log: []string{"line 1", "still open"}, Repro: "harness run --scenario terminate",
+		Artifacts: []string{"/tmp/a/terminate/page-1.png"}},
 	{Name: "token-expired", Tier: Hardening, Status: Skipped, Reason: "needs the token-ttl capability"},
 	{Name: "hostile-clients", Tier: Hardening, Status: NotRun, Reason: "interrupted"},
 }
@@ -58,6 +59,7 @@ func TestJUnit(t *testing.T) {
 				Skipped *struct {
 					Message string `xml:"message,attr"`
 				} `xml:"skipped"`
+				SystemOut string `xml:"system-out"`
 			} `xml:"testcase"`
 		} `xml:"testsuite"`
 	}
@@ -73,6 +75,9 @@ func TestJUnit(t *testing.T) {
 	assert.Equal(t, "still open", term.Failure.Message)
 	assert.True(t, strings.HasSuffix(term.Failure.Body, "repro: harness run --scenario terminate"), term.Failure.Body)
 	assert.Equal(t, "not run: interrupted", got.Suites[1].Cases[2].Skipped.Message)
+	// The attachment line Jenkins and GitLab read.
+	assert.Equal(t, "[[ATTACHMENT|/tmp/a/terminate/page-1.png]]\n", term.SystemOut)
+	assert.Empty(t, got.Suites[0].Cases[0].SystemOut)
 }
 
 func TestJSONLine(t *testing.T) {
@@ -81,7 +86,7 @@ func TestJSONLine(t *testing.T) {
 	assert.Equal(t, 1, strings.Count(b.String(), "\n"), "one line")
 	var m map[string]any
 	require.NoError(t, json.Unmarshal(b.Bytes(), &m))
-	for _, k := range []string{"name", "tier", "status", "reason", "repro", "seconds"} {
+	for _, k := range []string{"name", "tier", "status", "reason", "repro", "seconds", "artifacts"} {
 		assert.Contains(t, m, k)
 	}
 	assert.NotContains(t, m, "Log", "logs stay out of the JSON line")

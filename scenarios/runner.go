@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -37,7 +39,10 @@ type Result struct {
 	Duration time.Duration `json:"-"`
 	Seconds  float64       `json:"seconds"`
 	Repro    string        `json:"repro,omitempty"` // reruns it (failures only); no secrets
-	Log      []string      `json:"-"`
+	// Artifacts are files the scenario kept for the report (a failed
+	// browser scenario's page screenshots), absolute paths.
+	Artifacts []string `json:"artifacts,omitempty"`
+	Log       []string `json:"-"`
 }
 
 // Skip reports why s cannot run in a lane built from opts (and the
@@ -84,6 +89,10 @@ type RunOptions struct {
 	Repro string
 	// Timeout bounds the scenario, boot included (0: DefaultTimeout).
 	Timeout time.Duration
+	// Artifacts is the directory a scenario's files for the report go
+	// in (each scenario a subdirectory named after it, made when the
+	// first file is written); "" keeps none.
+	Artifacts string
 }
 
 // Run runs s outside `go test` (for `harness run` and for tests that
@@ -105,6 +114,9 @@ func Run(ctx context.Context, s Scenario, ro RunOptions, opts ...harness.Option)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	t := &runT{name: "TestScenarios/" + s.Name, w: ro.Log, ctx: ctx, repro: ro.Repro}
+	if ro.Artifacts != "" {
+		t.artifactDir = filepath.Join(ro.Artifacts, s.Name)
+	}
 	opts = append(append([]harness.Option(nil), opts...), s.Options...)
 	if _, target, err := harness.Missing(nil, opts...); err == nil {
 		r.Target = target
@@ -126,6 +138,7 @@ func Run(ctx context.Context, s Scenario, ro RunOptions, opts ...harness.Option)
 	r.Duration = time.Since(start)
 	r.Seconds = r.Duration.Round(time.Millisecond).Seconds()
 	r.Log = t.lines()
+	r.Artifacts = t.attached()
 	switch {
 	case errors.Is(context.Cause(ctx), context.Canceled) && t.skip == "":
 		r.Status, r.Reason = NotRun, "interrupted: "+context.Cause(ctx).Error()
@@ -152,6 +165,35 @@ type runT struct {
 	skip     string
 	log      []string
 	cleanups []func()
+
+	artifactDir string // "": none kept
+	artifacts   []string
+}
+
+// ArtifactDir is the scenario's directory for report files, made on
+// first use ("" when the run keeps none).
+func (t *runT) ArtifactDir() string {
+	if t.artifactDir == "" {
+		return ""
+	}
+	if err := os.MkdirAll(t.artifactDir, 0o755); err != nil {
+		t.Logf("artifacts: %v", err)
+		return ""
+	}
+	return t.artifactDir
+}
+
+// Attach lists a file in the scenario's result.
+func (t *runT) Attach(path string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.artifacts = append(t.artifacts, path)
+}
+
+func (t *runT) attached() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]string(nil), t.artifacts...)
 }
 
 func (t *runT) Helper()                  {}

@@ -99,15 +99,16 @@ func (f *targetFlags) option() (harness.Option, []string, error) {
 
 func newRunCmd() *cobra.Command {
 	var (
-		lane     laneFlags
-		target   targetFlags
-		names    []string
-		tiers    []string
-		list     bool
-		verbose  bool
-		junit    string
-		asJSON   bool
-		parallel int
+		lane      laneFlags
+		target    targetFlags
+		names     []string
+		tiers     []string
+		list      bool
+		verbose   bool
+		junit     string
+		asJSON    bool
+		parallel  int
+		artifacts string
 	)
 	cmd := &cobra.Command{
 		Use:   "run [--scenario NAME]...",
@@ -138,7 +139,10 @@ is skipped and says which. Secrets come from the environment only
 Reports: the go test style lines on stdout (--- PASS/FAIL/SKIP: name [tier]),
 --junit FILE (JUnit XML: one testcase per scenario, tier as a property,
 failure message and the command that reruns it) and --json (one JSON
-object per scenario on stdout; the text lines then go to stderr).
+object per scenario on stdout; the text lines then go to stderr). Files a
+scenario keeps (a failed browser scenario's page screenshot) go in
+--artifacts DIR/SCENARIO/, are listed as "artifact:" lines, in the JSON
+result's "artifacts" and as [[ATTACHMENT|PATH]] in the JUnit system-out.
 
 Exit codes: 0 every scenario passed or was skipped, 1 a scenario failed or
 did not run (interrupted), 2 usage error.`,
@@ -184,8 +188,12 @@ did not run (interrupted), 2 usage error.`,
 				}
 				defer jw.Close()
 			}
+			artDir, dropArtDir, err := artifactsDir(artifacts)
+			if err != nil {
+				return &exitError{Code: exitUsage, Err: err}
+			}
 			started := time.Now()
-			results := runAll(cmd, selected, opts, runReport{text: text, json: asJSON, out: out, verbose: verbose, parallel: parallel,
+			results := runAll(cmd, selected, opts, runReport{text: text, json: asJSON, out: out, verbose: verbose, parallel: parallel, artifacts: artDir,
 				repro: func(name string) string { return reproCommand(name, lane.cmd, targs) }})
 			sum := scenarios.Summarize(results)
 			targetName := ""
@@ -196,6 +204,9 @@ did not run (interrupted), 2 usage error.`,
 				}
 			}
 			sum.Write(text, targetName)
+			if !dropArtDir() {
+				fmt.Fprintf(text, "artifacts: %s\n", artDir)
+			}
 			if jw != nil {
 				if err := scenarios.WriteJUnit(jw, targetName, started, results); err != nil {
 					return &exitError{Code: exitFailure, Err: fmt.Errorf("--junit: %w", err)}
@@ -220,6 +231,7 @@ did not run (interrupted), 2 usage error.`,
 	fl.StringVar(&junit, "junit", "", "also write a JUnit XML report to FILE")
 	fl.BoolVar(&asJSON, "json", false, "print one JSON object per scenario on stdout (text lines go to stderr)")
 	fl.IntVar(&parallel, "parallel", 1, "run this many scenarios at once (each has its own lane)")
+	fl.StringVar(&artifacts, "artifacts", "", "keep the scenarios' report files (a failed browser scenario's page screenshots) in DIR/SCENARIO/ (default: a new temporary directory, named in the report when a scenario used it)")
 	return cmd
 }
 
@@ -258,6 +270,35 @@ type runReport struct {
 	verbose   bool
 	parallel  int
 	repro     func(name string) string
+	artifacts string
+}
+
+// artifactsDir is where the scenarios' report files go: dir, or a new
+// temporary directory. drop removes that temporary directory when no
+// scenario wrote to it and reports whether it is gone; a directory the
+// user named is always kept.
+func artifactsDir(dir string) (string, func() bool, error) {
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return "", nil, fmt.Errorf("--artifacts: %w", err)
+		}
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return "", nil, fmt.Errorf("--artifacts: %w", err)
+		}
+		return abs, func() bool { return false }, nil
+	}
+	tmp, err := os.MkdirTemp("", "spice-harness-artifacts-")
+	if err != nil {
+		return "", nil, fmt.Errorf("artifacts: %w", err)
+	}
+	return tmp, func() bool {
+		ents, err := os.ReadDir(tmp)
+		if err != nil || len(ents) > 0 {
+			return false
+		}
+		return os.Remove(tmp) == nil
+	}, nil
 }
 
 // runAll runs the scenarios, at most rr.parallel at a time, printing
@@ -283,7 +324,7 @@ func runAll(cmd *cobra.Command, selected []scenarios.Scenario, opts []harness.Op
 				if rr.verbose && rr.parallel == 1 {
 					log = rr.text
 				}
-				ch <- done{i, scenarios.Run(ctx, s, scenarios.RunOptions{Log: log, Repro: rr.repro(s.Name)}, opts...)}
+				ch <- done{i, scenarios.Run(ctx, s, scenarios.RunOptions{Log: log, Repro: rr.repro(s.Name), Artifacts: rr.artifacts}, opts...)}
 			}()
 		}
 	}()
@@ -311,6 +352,9 @@ func printResult(rr runReport, r scenarios.Result) {
 			fmt.Fprintf(w, "    %s\n", strings.ReplaceAll(strings.Join(r.Log, "\n"), "\n", "\n    "))
 		}
 		fmt.Fprintf(w, "    repro: %s\n", r.Repro)
+	}
+	for _, a := range r.Artifacts {
+		fmt.Fprintf(w, "    artifact: %s\n", a)
 	}
 	if rr.json {
 		scenarios.WriteJSON(rr.out, r)
