@@ -58,7 +58,7 @@ type BrowserOptions struct {
 	// from PATH).
 	Binary string
 	// HTML5Dir is spice-html5's directory ("": HARNESS_SPICE_HTML5, else
-	// /usr/share/spice-html5, where Debian's spice-html5 puts it).
+	// SpiceHTML5Dir, where Debian's spice-html5 puts it).
 	HTML5Dir string
 	// Logger gets the browser's own errors (nil: discarded). Page
 	// contents, URLs and credentials are never logged.
@@ -70,10 +70,6 @@ const (
 	EnvChromium   = "HARNESS_CHROMIUM"    // the Chromium binary
 	EnvSpiceHTML5 = "HARNESS_SPICE_HTML5" // spice-html5's directory
 )
-
-// DefaultSpiceHTML5 is where Debian's spice-html5 package installs the
-// client.
-const DefaultSpiceHTML5 = "/usr/share/spice-html5"
 
 // ErrNoBrowser is matched by the errors of a machine without Chromium or
 // spice-html5; the message names the Debian package to install.
@@ -102,7 +98,7 @@ func FindSpiceHTML5(dir string) (string, error) {
 		dir = os.Getenv(EnvSpiceHTML5)
 	}
 	if dir == "" {
-		dir = DefaultSpiceHTML5
+		dir = SpiceHTML5Dir
 	}
 	if _, err := os.Stat(filepath.Join(dir, "main.js")); err != nil {
 		return "", fmt.Errorf("%w: no spice-html5 in %s (install Debian's spice-html5 package, or run make deps; %s names another directory): %v", ErrNoBrowser, dir, EnvSpiceHTML5, err)

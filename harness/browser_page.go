@@ -45,6 +45,20 @@ const pagePrefix = "/__spice-harness/"
 type WebSocketEndpoint struct {
 	URL      string // ws:// or wss://, with the gateway's path and query
 	Password string
+	// Origin is where the page is served from, the Origin its WebSockets
+	// send: the origin of the gateway's own spice-html5 page
+	// ("http://HOST:PORT"; "": the URL's own host and port).
+	Origin string
+}
+
+// WebSocketEndpointOf is the endpoint of a fetched WebSocket `.vv`
+// (Env.FetchVV with WS): its URL, password and the gateway's origin.
+func WebSocketEndpointOf(f *VVResponse) WebSocketEndpoint {
+	ep := WebSocketEndpoint{URL: f.WebSocketURL, Origin: f.WebSocketOrigin}
+	if f.File != nil {
+		ep.Password = f.Password
+	}
+	return ep
 }
 
 // Redacted is the endpoint's URL with its query and password cut, for
@@ -61,8 +75,16 @@ func (ep WebSocketEndpoint) Redacted() string {
 	return s
 }
 
-// origin is the http(s) origin matching the WebSocket URL.
+// origin is the page's origin: Origin, or the http(s) origin matching
+// the WebSocket URL.
 func (ep WebSocketEndpoint) origin() (string, error) {
+	if ep.Origin != "" {
+		o, err := url.Parse(ep.Origin)
+		if err != nil || (o.Scheme != "http" && o.Scheme != "https") || o.Host == "" || (o.Path != "" && o.Path != "/") {
+			return "", fmt.Errorf("harness: page origin %q: want http://HOST:PORT or https://HOST:PORT", ep.Origin)
+		}
+		return o.Scheme + "://" + o.Host, nil
+	}
 	u, err := url.Parse(ep.URL)
 	if err != nil || u.Host == "" {
 		return "", fmt.Errorf("harness: WebSocket URL %q: want ws://HOST:PORT/PATH or wss://…", ep.Redacted())
@@ -621,6 +643,29 @@ func (p *Page) Screenshot(ctx context.Context) ([]byte, error) {
 		}
 		return r.Data, nil
 	})
+}
+
+// Visible captures the part of the tab where the guest's screen is, as
+// Chromium composites it for a person (Page.captureScreenshot clipped to
+// the canvas), rather than the canvas's own pixels (Canvas).
+func (p *Page) Visible(ctx context.Context) (*Image, error) {
+	type rect struct{ X, Y, Width, Height float64 }
+	r, err := pageEval[*rect](p, ctx, `window.harness.rect()`)
+	if err != nil {
+		return nil, p.deadErr(err)
+	}
+	if r == nil || r.Width <= 0 || r.Height <= 0 {
+		return nil, fmt.Errorf("%w: no primary surface on the page", ErrPageNotPainted)
+	}
+	png, err := p.Screenshot(ctx)
+	if err != nil {
+		return nil, p.deadErr(err)
+	}
+	page, err := DecodePNG(png)
+	if err != nil {
+		return nil, err
+	}
+	return page.Crop(int(r.X), int(r.Y), int(r.Width), int(r.Height))
 }
 
 // Close disconnects spice-html5 and closes the tab. Idempotent.

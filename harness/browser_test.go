@@ -93,8 +93,9 @@ func bootGuest(t *testing.T, ctx context.Context) qemu.VM {
 }
 
 // The browser oracle against websockify in front of qemu: the page's
-// canvas equals spicy-screenshot's picture of the same screen, keys typed
-// into the page reach the guest, and a wrong password is a typed error.
+// canvas, and the page as Chromium composites it, equal spicy-screenshot's
+// picture of the same screen; keys typed into the page reach the guest;
+// a wrong password is a typed error; Close leaves no Chromium running.
 func TestIntegrationBrowserWebsockify(t *testing.T) {
 	needBrowser(t)
 	testenv.NeedCommand(t, "spicy-screenshot", "spice-client-gtk")
@@ -147,6 +148,13 @@ func TestIntegrationBrowserWebsockify(t *testing.T) {
 			t.Logf("canvas %dx%d, reference %dx%d", img.W, img.H, ref.W, ref.H)
 		}
 		t.Fatalf("canvas never equal to spicy-screenshot's picture (%d pixels differ): %v", n, err)
+	}
+	vis, err := p.Visible(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := vis.DiffPixels(ref); n != 0 {
+		t.Errorf("the page as Chromium shows it: %d pixels unlike spicy-screenshot's (%dx%d)", n, vis.W, vis.H)
 	}
 	if err := p.Type(ctx, "html5 42"); err != nil {
 		t.Fatal(err)

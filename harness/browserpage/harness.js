@@ -143,6 +143,14 @@ window.harness = {
     for (let i = 0; i < rgb.length; i += 0x8000) s += String.fromCharCode.apply(null, rgb.subarray(i, i + 0x8000));
     return { width: p.width, height: p.height, rgb: btoa(s) };
   },
+  // rect is where the primary surface sits on the page, in CSS pixels.
+  rect() {
+    const p = primary();
+    if (!p) return null;
+    // The content box: spice.css may give the canvas a border.
+    const r = p.getBoundingClientRect();
+    return { x: r.left + p.clientLeft + window.scrollX, y: r.top + p.clientTop + window.scrollY, width: p.clientWidth, height: p.clientHeight };
+  },
   // focus gives the primary surface the keyboard, as a click would.
   focus() {
     const p = primary();
