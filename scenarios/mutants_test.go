@@ -34,6 +34,8 @@ var guards = map[mutant.Mutation][]string{
 	mutant.WSNoOriginCheck:        {"ws-origin-refused"},
 	mutant.WSTextFramesAsData:     {"ws-hostile"},
 	mutant.WSNoUpgradeDeadline:    {"ws-hostile"},
+	mutant.WSNoSubprotocol:        {"browser-banner", "browser-typing"},
+	mutant.WSInputsFullHeaders:    {"browser-typing"},
 }
 
 // tunnelMutants change only the CONNECT listener: they run against the
@@ -46,7 +48,8 @@ var tunnelMutants = []mutant.Mutation{mutant.TerminateKeepsTunnels, mutant.Termi
 // wsMutants change only the WebSocket listener (its upgrade, framing,
 // origins and idle limit): they run against the browser tier's scenarios
 // (those that require websocket), which alone open WebSockets.
-var wsMutants = []mutant.Mutation{mutant.WSIdlePerSocket, mutant.WSNoOriginCheck, mutant.WSTextFramesAsData, mutant.WSNoUpgradeDeadline}
+var wsMutants = []mutant.Mutation{mutant.WSIdlePerSocket, mutant.WSNoOriginCheck, mutant.WSTextFramesAsData, mutant.WSNoUpgradeDeadline,
+	mutant.WSNoSubprotocol, mutant.WSInputsFullHeaders}
 
 // family sorts scenarios and mutants by the listener they exercise:
 // "tunnel" (CONNECT), "websocket", or "spice" (the SPICE listeners).

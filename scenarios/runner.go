@@ -70,6 +70,13 @@ func capPhrase(cs []harness.Capability) string {
 func Missing(s Scenario) string {
 	for _, n := range s.Needs {
 		prog, pkg, _ := strings.Cut(n, ":")
+		if strings.HasPrefix(prog, "/") {
+			// A file a package installs (spice-html5's modules).
+			if _, err := os.Stat(prog); err != nil {
+				return fmt.Sprintf("%s is missing (Debian package %s; run make deps)", prog, pkg)
+			}
+			continue
+		}
 		if _, err := exec.LookPath(prog); err != nil {
 			if pkg == "" {
 				pkg = prog

@@ -71,6 +71,8 @@ func TestRegistry(t *testing.T) {
 	want := map[string]scenarios.Tier{
 		"backend-down":                 scenarios.Hardening,
 		"banner-through-proxy":         scenarios.Core,
+		"browser-banner":               scenarios.Browser,
+		"browser-typing":               scenarios.Browser,
 		"direct-handshake":             scenarios.Core,
 		"direct-multi-channel":         scenarios.Core,
 		"display-drop-before-init":     scenarios.Hardening,
