@@ -216,11 +216,17 @@ func (a *APIClient) VV(ctx context.Context, kind Kind, k static.Key) (*VVRespons
 	return &VVResponse{File: f, Raw: body, Header: resp.Header}, nil
 }
 
+// WebSocketEndpointURL is the API URL answering console k's WebSocket
+// URL and password (this repository's API).
+func WebSocketEndpointURL(apiURL string, k static.Key) string {
+	return apiURL + "/console/ws/" + ConsolePath(k)
+}
+
 // WebSocket fetches GET /console/ws/{source}/{uuid} of this repository's
 // API: a WebSocket URL and password (one session) on the proxy's
 // WebSocket listener, as a VVResponse with WebSocketURL set.
 func (a *APIClient) WebSocket(ctx context.Context, k static.Key) (*VVResponse, error) {
-	resp, body, err := a.get(ctx, "/console/ws/"+ConsolePath(k))
+	resp, body, err := a.get(ctx, WebSocketEndpointURL("", k))
 	if err != nil {
 		return nil, err
 	}

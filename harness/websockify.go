@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -191,15 +192,19 @@ func (w *Websockify) start(ctx context.Context, bin string, o WebsockifyOptions)
 	}
 }
 
-// Log is websockify's output so far (connections, targets, refusals;
-// it never prints tokens' targets' tickets: it sees no SPICE).
+// tokenRE finds the tokens websockify prints (request paths, "Token 'x'
+// not found").
+var tokenRE = regexp.MustCompile(`(token=|Token ')[^&'"\s]+`)
+
+// Log is websockify's output so far (connections, targets, refusals),
+// its tokens redacted; it sees no SPICE ticket.
 func (w *Websockify) Log() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.log == nil {
 		return ""
 	}
-	return w.log.String()
+	return tokenRE.ReplaceAllString(w.log.String(), "${1}…")
 }
 
 // Exited is closed once websockify has exited.

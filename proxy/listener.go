@@ -172,8 +172,8 @@ func (p *Proxy) untrackConn(c net.Conn) {
 }
 
 func (p *Proxy) untrackConnLocked(c net.Conn) {
-	if w, ok := c.(*wsConn); ok {
-		c = w.tcp // the WebSocket's TCP connection is what was tracked
+	if w, ok := c.(*wsConn); ok && w.tcp != nil {
+		c = w.tcp.Conn // the WebSocket's TCP connection is what was tracked
 	}
 	src, ok := p.conns[c]
 	if !ok {

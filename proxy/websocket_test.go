@@ -64,6 +64,11 @@ func TestWebSocketSession(t *testing.T) {
 	if got := metric(t, e, "spice_proxy_websocket_upgrades_total", "result", "ok"); got != 3 {
 		t.Fatalf("unexpected upgrades ok: %v, want 3", got)
 	}
+	// Relaying channels are no longer handshakes: Shutdown drains them
+	// instead of cutting them with the handshakes.
+	if st := e.proxy.Stats(); st.Handshaking != 0 || st.Channels != 3 {
+		t.Fatalf("unexpected stats %+v: want 0 handshaking, 3 channels", st)
+	}
 }
 
 // A used token opens no second session: the upgrade passes (its session
@@ -238,4 +243,3 @@ func TestWebSocketIdleIsPerSession(t *testing.T) {
 		t.Fatal("inputs still open after the whole session was idle")
 	}
 }
-
