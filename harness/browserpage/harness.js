@@ -30,6 +30,9 @@ class RecordingWebSocket extends NativeWebSocket {
     H.sockets.push(rec);
     this.addEventListener('open', () => { rec.state = 'open'; rec.protocol = this.protocol; rec.opened = performance.now() - H.t0; });
     this.addEventListener('error', () => { rec.error = true; wake(); });
+    // A message can move spice-html5's channel state (linked, ready):
+    // waiters look again once every listener has seen it.
+    this.addEventListener('message', () => { if (H.waiters.length) setTimeout(wake, 0); });
     this.addEventListener('close', (e) => {
       rec.state = 'closed'; rec.code = e.code; rec.reason = e.reason; rec.clean = e.wasClean;
       rec.closed = performance.now() - H.t0;
@@ -92,6 +95,13 @@ function channelOf(rec) {
   return p && typeof p.channel_type === 'function' ? p.channel_type() : '';
 }
 
+// linkOf is spice-html5's own state of the socket's channel: "start",
+// "link", "ticket", "ready", "error", …
+function linkOf(rec) {
+  const p = rec.ws.parent;
+  return p && typeof p.state === 'string' ? p.state : '';
+}
+
 function state() {
   const p = primary();
   return {
@@ -99,7 +109,7 @@ function state() {
     connected: H.connected,
     errors: H.errors.slice(),
     sockets: H.sockets.map((r) => ({
-      channel: channelOf(r), state: r.state, protocol: r.protocol, code: r.code, reason: r.reason,
+      channel: channelOf(r), link: linkOf(r), state: r.state, protocol: r.protocol, code: r.code, reason: r.reason,
       clean: r.clean, error: r.error, opened: r.opened, closed: r.closed,
     })),
     draws: H.draws,
@@ -162,5 +172,5 @@ window.harness = {
 };
 
 function sockSig(st) {
-  return st.sockets.map((s) => s.state + (s.error ? '!' : '')).join(',') + '|' + (st.connected ? 'c' : '') + (st.painted === null ? '' : 'p');
+  return st.sockets.map((s) => s.state + ':' + s.link + (s.error ? '!' : '')).join(',') + '|' + (st.connected ? 'c' : '') + (st.painted === null ? '' : 'p');
 }
