@@ -466,32 +466,45 @@ type PageError struct {
 
 func (e *PageError) Error() string {
 	var b strings.Builder
-	b.WriteString("spice-html5")
-	if len(e.Errors) > 0 {
-		b.WriteString(": " + strings.Join(e.Errors, "; "))
-	} else {
-		b.WriteString(": no error of its own")
+	b.WriteString("spice-html5: ")
+	switch {
+	case len(e.Errors) > 0:
+		b.WriteString(strings.Join(e.Errors, "; "))
+	case len(e.Sockets) > 0:
+		// No error of its own (spice-html5 reports only the main
+		// channel's): the first socket that ended says what happened.
+		b.WriteString("the " + e.Sockets[0].String())
+	default:
+		b.WriteString("no error of its own")
 	}
 	for _, s := range e.Sockets {
-		fmt.Fprintf(&b, "\n  %s WebSocket %s", orUnknown(s.Channel), s.State)
-		if s.State == "closed" {
-			fmt.Fprintf(&b, " with code %d", s.Code)
-			if s.Reason != "" {
-				fmt.Fprintf(&b, " (%q)", s.Reason)
-			}
-			if !s.Clean {
-				b.WriteString(", no close handshake")
-			}
-		}
-		if s.Error {
-			b.WriteString(", error event")
-		}
-		if s.Protocol == "" && s.Opened == 0 {
-			b.WriteString(", never opened")
-		}
+		b.WriteString("\n  " + s.String())
 	}
 	if len(e.Console) > 0 {
 		b.WriteString("\n  console:\n    " + strings.Join(e.Console, "\n    "))
+	}
+	return b.String()
+}
+
+// String says how the socket ended: "inputs WebSocket closed with code
+// 1008 ("SPICE link refused: PERMISSION_DENIED")".
+func (s SocketState) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s WebSocket %s", orUnknown(s.Channel), s.State)
+	if s.State == "closed" {
+		fmt.Fprintf(&b, " with code %d", s.Code)
+		if s.Reason != "" {
+			fmt.Fprintf(&b, " (%q)", s.Reason)
+		}
+		if !s.Clean {
+			b.WriteString(", no close handshake")
+		}
+	}
+	if s.Error {
+		b.WriteString(", error event")
+	}
+	if s.Protocol == "" && s.Opened == 0 {
+		b.WriteString(", never opened")
 	}
 	return b.String()
 }
@@ -551,6 +564,23 @@ func (p *Page) waitChange(ctx context.Context, st PageState) (PageState, error) 
 		next.Errors[i] = p.redact(next.Errors[i])
 	}
 	return next, nil
+}
+
+// WaitError returns the page's *PageError as soon as spice-html5
+// reports an error or one of its WebSockets closes or fails; nil when
+// ctx ends first (nothing went wrong meanwhile).
+func (p *Page) WaitError(ctx context.Context) error {
+	st, err := p.State(ctx)
+	for err == nil {
+		if e := p.pageError(st); e != nil {
+			return e
+		}
+		st, err = p.waitChange(ctx, st)
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
 // WaitPainted waits until the primary surface first holds a picture

@@ -20,10 +20,25 @@ func init() {
 			vm := env.VM(0)
 			p := openPage(ctx, t, env, vm)
 			require.NoError(t, p.Type(ctx, "html5 42"), "type into the page")
-			if err := waitSerialErr(ctx, vm, `READY> html5 42`); err != nil {
-				st, serr := p.State(ctx)
-				t.Fatalf("keys typed into the page never reached the guest: %v\nthe page: errors %q, sockets %+v (%v)\nserial tail:\n%s",
-					err, st.Errors, st.Sockets, serr, vm.SerialTail(5))
+			// The keys' echo on the serial log, or the page's first error
+			// (a socket closed, say), whichever comes first.
+			wctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			pageErr := make(chan error, 1)
+			go func() {
+				err := p.WaitError(wctx)
+				if err != nil {
+					cancel()
+				}
+				pageErr <- err
+			}()
+			serialErr := waitSerialErr(wctx, vm, `READY> html5 42`)
+			cancel()
+			if err := <-pageErr; err != nil {
+				t.Fatalf("keys typed into the page never reached the guest: %v\nserial tail:\n%s", err, vm.SerialTail(5))
+			}
+			if serialErr != nil {
+				t.Fatalf("keys typed into the page never reached the guest (the page reported nothing): %v\nserial tail:\n%s", serialErr, vm.SerialTail(5))
 			}
 		},
 	})

@@ -3,6 +3,7 @@ package scenarios_test
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -110,7 +111,10 @@ func TestMutants(t *testing.T) {
 				}
 				t.Run(s.Name, func(t *testing.T) {
 					t.Parallel()
-					r := scenarios.Run(t.Context(), s, scenarios.RunOptions{}, opt)
+					r := scenarios.Run(t.Context(), s, scenarios.RunOptions{Artifacts: t.ArtifactDir()}, opt)
+					if r.Status == scenarios.Failed && slices.Contains(s.Needs, "chromium:chromium") {
+						wantPageScreenshot(t, r)
+					}
 					switch {
 					case r.Status == scenarios.Skipped:
 						testenv.Missing(t, r.Reason, "run make deps")
@@ -137,4 +141,27 @@ func TestMutants(t *testing.T) {
 		}
 		t.Logf("mutants:\n%s", b.String())
 	})
+}
+
+// wantPageScreenshot fails t unless a failed browser scenario's result
+// lists a PNG of its page that shows something: what its report
+// attaches.
+func wantPageScreenshot(t *testing.T, r scenarios.Result) {
+	t.Helper()
+	for _, a := range r.Artifacts {
+		if filepath.Ext(a) != ".png" {
+			continue
+		}
+		b, err := os.ReadFile(a)
+		if err != nil {
+			t.Errorf("%s: artifact %s: %v", r.Name, a, err)
+			return
+		}
+		img, err := harness.DecodePNG(b)
+		if err != nil || img.Blank() {
+			t.Errorf("%s: the page screenshot %s is no picture of the page (%v)", r.Name, a, err)
+		}
+		return
+	}
+	t.Errorf("%s failed without a page screenshot among its artifacts %q", r.Name, r.Artifacts)
 }
