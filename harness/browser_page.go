@@ -20,6 +20,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	jsonv2 "github.com/chromedp/cdproto/cdp/jsonv2"
 	"github.com/chromedp/cdproto/fetch"
+	cdplog "github.com/chromedp/cdproto/log"
 	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -153,6 +154,12 @@ func (p *Page) open(ctx context.Context) error {
 		if _, err := cdp.Call(ctx, t, runtime.Enable, cdp.Empty{}); err != nil {
 			return err
 		}
+		// Chromium's own messages: why a WebSocket handshake failed
+		// ("Sent non-empty 'Sec-WebSocket-Protocol' header but no
+		// response was received"), which the page's scripts never see.
+		if _, err := cdp.Call(ctx, t, cdplog.Enable, cdp.Empty{}); err != nil {
+			return err
+		}
 		_, err := cdp.Call(ctx, t, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{
 			{URLPattern: p.origin + pagePrefix + "*", RequestStage: fetch.RequestStageRequest},
 		}})
@@ -217,6 +224,10 @@ func (p *Page) event(ev any) {
 			parts = append(parts, remoteText(a))
 		}
 		p.note(string(ev.Type) + ": " + strings.Join(parts, " "))
+	case *cdplog.EventEntryAdded:
+		if e := ev.Entry; e != nil && (e.Level == cdplog.EntryLevelError || e.Level == cdplog.EntryLevelWarning) {
+			p.note("chromium " + string(e.Source) + " " + string(e.Level) + ": " + e.Text)
+		}
 	case *runtime.EventExceptionThrown:
 		d := ev.ExceptionDetails
 		msg := d.Text

@@ -127,7 +127,8 @@ window.harness = {
     H.t0 = performance.now();
     H.sc = new SpiceHtml5.SpiceMainConn({
       uri, password, screen_id: 'spice-screen', message_id: 'message-div',
-      onerror: (e) => { H.errors.push(String((e && e.message) || e)); wake(); },
+      // spice-html5 hands on a socket's error Event as it is.
+      onerror: (e) => { H.errors.push(e instanceof Event ? 'WebSocket ' + e.type + ' event' : String((e && e.message) || e)); wake(); },
       onsuccess: () => { H.connected = true; wake(); },
     });
   },
