@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -152,7 +153,9 @@ func (p *Proxy) trackWebSocket(ln net.Listener) (*http.Server, error) {
 		ReadHeaderTimeout: p.wsUpgradeTimeout(),
 		MaxHeaderBytes:    8 << 10,
 		ConnContext:       func(ctx context.Context, c net.Conn) context.Context { return context.WithValue(ctx, wsTCPKey{}, c) },
-		ErrorLog:          nil,
+		// net/http's own complaints (bad requests, hijack errors) at
+		// debug level on the proxy's logger, not on stderr.
+		ErrorLog: slog.NewLogLogger(p.Logger.Handler(), slog.LevelDebug),
 	}
 	srv.SetKeepAlivesEnabled(false)
 	if err := p.trackListener(ln, func(a *net.TCPAddr) { p.ws.addr = a }); err != nil {
