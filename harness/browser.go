@@ -207,7 +207,9 @@ func (b *Browser) start(ctx context.Context, bin string) error {
 	b.conn = chromedp.NewPipeConn(parentR, parentW)
 	allocCtx, cancelAlloc := chromedp.NewAllocatorContext(context.Background(), &pipeAllocator{conn: b.conn})
 	bctx, cancel := chromedp.NewContext(allocCtx,
-		chromedp.WithErrorf(func(f string, a ...any) { b.log.Warn("chromedp: " + fmt.Sprintf(f, a...)) }),
+		// The format only: chromedp's arguments can hold protocol
+		// messages, and a page's carry its endpoint's credentials.
+		chromedp.WithErrorf(func(f string, _ ...any) { b.log.Warn("chromedp: " + f) }),
 		chromedp.WithLogf(func(string, ...any) {}))
 	b.ctx, b.cancel = bctx, func() { cancel(); cancelAlloc() }
 	// The first action connects and opens the root tab; it is bounded by

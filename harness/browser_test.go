@@ -142,6 +142,9 @@ func TestIntegrationBrowserWebsockify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if pids := testenv.ArgvHolding(ticket); len(pids) > 0 {
+		t.Errorf("the password is on the command line of processes %v", pids)
+	}
 	t.Logf("first paint %v after connect (%v after StartBrowser)", first, time.Since(start))
 	wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
 	img, err := p.WaitCanvas(wctx, func(img *Image) bool { return img.DiffPixels(ref) == 0 })

@@ -97,3 +97,15 @@ func TestFirstLineOfATestifyFailure(t *testing.T) {
 	assert.Equal(t, "terminate session 5: Received unexpected error: proxy under test exited (exit status 3)", firstLine(msg))
 	assert.Equal(t, "plain", firstLine("plain\nmore"))
 }
+
+// A missing program or package file names the Debian package to install.
+func TestMissingNamesThePackage(t *testing.T) {
+	for _, c := range []struct{ need, want string }{
+		{"no-such-program-xyz:chromium", "no-such-program-xyz is not installed (Debian package chromium; run make deps)"},
+		{"/no/such/dir/main.js:spice-html5", "/no/such/dir/main.js is missing (Debian package spice-html5; run make deps)"},
+		{"sh:dash", ""},
+	} {
+		got := Missing(Scenario{Name: "x", Needs: []string{c.need}})
+		assert.Equal(t, c.want, got, c.need)
+	}
+}
