@@ -136,6 +136,10 @@ func (b *Browser) Open(ctx context.Context, ep WebSocketEndpoint) (*Page, error)
 }
 
 func (p *Page) open(ctx context.Context) error {
+	// Opening the tab runs on the tab's own context (its first action
+	// binds the tab to it): ctx's end closes the tab instead.
+	stop := context.AfterFunc(ctx, p.cancel)
+	defer stop()
 	if err := chromedp.Do(p.ctx); err != nil { // the tab itself
 		return fmt.Errorf("harness: opening a tab: %w", err)
 	}
@@ -190,14 +194,14 @@ func (p *Page) within(ctx context.Context) (context.Context, func()) {
 	return c, func() { stop(); cancel(context.Canceled) }
 }
 
-// evaluate is the package's evaluate on the tab, bounded by ctx.
+// pageEval is evaluate on the tab, bounded by ctx.
 func pageEval[T any](p *Page, ctx context.Context, expr string) (T, error) {
 	c, done := p.within(ctx)
 	defer done()
 	return evaluate[T](c, expr)
 }
 
-// pageCall is the package's call on the tab, bounded by ctx.
+// pageCall is call on the tab, bounded by ctx.
 func pageCall[T any](p *Page, ctx context.Context, fn string, args ...any) (T, error) {
 	c, done := p.within(ctx)
 	defer done()
