@@ -43,6 +43,9 @@
 //		_, inputs, _, err := harness.OpenAll(ctx, s)      // display, inputs, cursor
 //		img, err := env.ScreenshotProxy(ctx, vm)          // spicy-screenshot through the proxy
 //		rv, err := env.RemoteViewer(ctx, harness.Proxy, vm) // remote-viewer under Xvfb
+//		f, err := env.FetchVV(ctx, harness.WS, vm)        // a WebSocket endpoint (browser family)
+//		p, err := env.OpenPage(ctx, harness.WebSocketEndpointOf(f)) // spice-html5 in headless Chromium
+//		img, err := p.WaitCanvas(ctx, same); err = p.Type(ctx, "keys") // its canvas, its keyboard
 //		w := vm.WatchConnections(); …; w.Barrier(ctx)     // "nothing reached qemu", proven
 //	}
 //
@@ -53,10 +56,13 @@
 // t.Logf, and skips under `go test -short`. When the test fails, it logs
 // each VM's serial and qemu log tails, the proxy's audit log or log tail
 // and a copy-pasteable command that reruns just that test against the same
-// target (secrets named by their variable, never printed). Env.Context
+// target (secrets named by their variable, never printed), and keeps a
+// screenshot of each browser page the lane opened in the test's artifact
+// directory (SaveArtifact: go test -artifacts, harness run --artifacts),
+// logged as [[ATTACHMENT|PATH]] for JUnit readers. Env.Context
 // gives a context that ends at once, with the cause, when the proxy under
 // test dies. Close leaves no process, socket or temp dir: qemu, Xvfb,
-// remote-viewer, spicy-screenshot and an exec target run in their own
+// remote-viewer, spicy-screenshot, Chromium and an exec target run in their own
 // process groups with a parent-death signal, so even a SIGKILLed test
 // binary leaves nothing.
 //
@@ -93,6 +99,8 @@
 //	Keep()              HARNESS_KEEP=1               state dir removed by Close
 //	–                   HARNESS_QEMU                 qemu-system-x86_64 from PATH
 //	–                   HARNESS_STATE_DIR            os.TempDir(), for qemu's state
+//	–                   HARNESS_CHROMIUM             chromium from PATH (the browser oracle)
+//	–                   HARNESS_SPICE_HTML5          /usr/share/spice-html5
 //	AllowPlain(), APIKey(k), BackendTimeout(d), HandshakeTimeout(d),
 //	HandshakeLimits(n, m), Source(name), Listen(…), ConnectListen(a),
 //	WebSocketListen(a), WebSocketIdleTimeout(d),

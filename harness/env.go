@@ -41,6 +41,7 @@ type Env struct {
 	target Target
 
 	mu       sync.Mutex // serialises ticket changes and sources.yaml writes
+	browser  *Browser   // the lane's Chromium, started by the first OpenPage
 	tunnel   tunnelTickets
 	arms     sync.WaitGroup // tunnel ticket re-arms
 	closeErr error
@@ -370,6 +371,12 @@ func (e *Env) Close() error {
 		}
 		e.arms.Wait()
 		var errs []error
+		e.mu.Lock()
+		b := e.browser
+		e.mu.Unlock()
+		if err := b.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("harness: closing the browser: %w", err))
+		}
 		if e.target != nil {
 			if err := e.target.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("harness: closing the proxy under test: %w", err))

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"image/color"
+	"image/png"
 	"io"
 	"strconv"
 )
@@ -63,6 +65,23 @@ func ppmToken(r *bufio.Reader) (string, error) {
 			tok = append(tok, b)
 		}
 	}
+}
+
+// DecodePNG reads a PNG (a browser's screenshot) as RGB, dropping alpha.
+func DecodePNG(data []byte) (*Image, error) {
+	m, err := png.Decode(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("harness: not a PNG: %w", err)
+	}
+	b := m.Bounds()
+	img := &Image{W: b.Dx(), H: b.Dy(), Pix: make([]byte, 0, 3*b.Dx()*b.Dy())}
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			c := color.NRGBAModel.Convert(m.At(x, y)).(color.NRGBA)
+			img.Pix = append(img.Pix, c.R, c.G, c.B)
+		}
+	}
+	return img, nil
 }
 
 // EncodePPM writes img as a P6 PPM.

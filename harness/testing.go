@@ -202,6 +202,7 @@ func (e *Env) logFailure(t T) {
 			t.Logf("--- proxy audit (last %d of %d):\n%s", min(40, len(ev)), len(ev), b.String())
 		}
 	}
+	e.saveFailureArtifacts(t)
 	if f, ok := e.target.(FailureLogger); ok {
 		if s := f.FailureLog(); s != "" {
 			t.Logf("%s", s)

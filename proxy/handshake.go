@@ -110,7 +110,15 @@ func (p *Proxy) handshake(raw net.Conn, kind listenerKind, start time.Time, tr *
 		log.Error("link key", "err", err)
 		return nil, "internal_error"
 	}
-	reply := &spice.LinkReply{PubKey: key.Public, CommonCaps: proxyCommonCaps, ChannelCaps: p.replyCaps(m.ChannelType, deadline)}
+	common := proxyCommonCaps
+	if kind == listenerWebSocket && m.ChannelType == spice.ChannelInputs && mutant.On(p, mutant.WSInputsFullHeaders) {
+		// Valid SPICE (the channel then runs with full headers, re-framed
+		// for qemu), but spice-html5 never reads the reply's caps: it
+		// always speaks mini headers (its spiceconn.js FIXME), so MINI_HEADER
+		// on every channel is what keeps a browser's keys alive.
+		common = spice.CapsOf(spice.CapAuthSelection, spice.CapAuthSpice)
+	}
+	reply := &spice.LinkReply{PubKey: key.Public, CommonCaps: common, ChannelCaps: p.replyCaps(m.ChannelType, deadline)}
 	if _, err := c.Write(reply.Marshal()); err != nil {
 		return nil, ioResult(err)
 	}
@@ -176,7 +184,7 @@ func (p *Proxy) handshake(raw net.Conn, kind listenerKind, start time.Time, tr *
 	ch := &channel{
 		p: p, log: log, lease: lease, typ: m.ChannelType, id: m.ChannelID,
 		client: c, backend: bconn, rawClient: raw, tr: tr,
-		clientMini:   spice.UseMiniHeader(proxyCommonCaps, m.CommonCaps),
+		clientMini:   spice.UseMiniHeader(common, m.CommonCaps),
 		backendMini:  spice.UseMiniHeader(m.CommonCaps, breply.CommonCaps),
 		done:         make(chan struct{}),
 		backendSpoke: make(chan struct{}),

@@ -295,8 +295,15 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// Browsers require the chosen subprotocol back: Chromium fails a
+	// socket that asked for one and got none, though RFC 6455 lets other
+	// clients go on.
+	subprotocols := []string{spice.WebSocketSubprotocol}
+	if mutant.On(p, mutant.WSNoSubprotocol) {
+		subprotocols = nil
+	}
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
-		Subprotocols: []string{spice.WebSocketSubprotocol},
+		Subprotocols: subprotocols,
 		// The origin was judged above, against Origins.
 		InsecureSkipVerify: true,
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"regexp"
 	"strconv"
@@ -72,11 +73,19 @@ func nothingReached(ctx context.Context, t harness.T, what string, ws ...*harnes
 // waitSerial waits for re on vm's serial log.
 func waitSerial(ctx context.Context, t harness.T, vm *harness.VM, re string) {
 	t.Helper()
+	if err := waitSerialErr(ctx, vm, re); err != nil {
+		t.Fatalf("%v\nserial tail:\n%s", err, vm.SerialTail(5))
+	}
+}
+
+// waitSerialErr waits up to 20 s for re on vm's serial log.
+func waitSerialErr(ctx context.Context, vm *harness.VM, re string) error {
 	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	if err := vm.WaitSerial(wctx, regexp.MustCompile(re)); err != nil {
-		t.Fatalf("waiting for %q on %s's serial log: %v\nserial tail:\n%s", re, vm, err, vm.SerialTail(5))
+		return fmt.Errorf("waiting for %q on %s's serial log: %w", re, vm, err)
 	}
+	return nil
 }
 
 // alive fails t unless qemu still answers QMP.

@@ -3,6 +3,7 @@ package scenarios_test
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -35,6 +36,8 @@ var guards = map[mutant.Mutation][]string{
 	mutant.WSNoOriginCheck:        {"ws-origin-refused"},
 	mutant.WSTextFramesAsData:     {"ws-hostile"},
 	mutant.WSNoUpgradeDeadline:    {"ws-hostile"},
+	mutant.WSNoSubprotocol:        {"browser-banner", "browser-typing"},
+	mutant.WSInputsFullHeaders:    {"browser-typing"},
 }
 
 // tunnelMutants change only the CONNECT listener: they run against the
@@ -47,7 +50,24 @@ var tunnelMutants = []mutant.Mutation{mutant.TerminateKeepsTunnels, mutant.Termi
 // wsMutants change only the WebSocket listener (its upgrade, framing,
 // origins and idle limit): they run against the browser tier's scenarios
 // (those that require websocket), which alone open WebSockets.
-var wsMutants = []mutant.Mutation{mutant.WSIdlePerSocket, mutant.WSNoOriginCheck, mutant.WSTextFramesAsData, mutant.WSNoUpgradeDeadline}
+var wsMutants = []mutant.Mutation{mutant.WSIdlePerSocket, mutant.WSNoOriginCheck, mutant.WSTextFramesAsData, mutant.WSNoUpgradeDeadline,
+	mutant.WSNoSubprotocol, mutant.WSInputsFullHeaders}
+
+// browserMutants are the WebSocket mutants the browser-oracle scenarios
+// (spice-html5 in Chromium, ~3 s of CPU per lane) run against besides
+// those whose rows name them: the two whose failure only a browser sees,
+// so the matrix shows which of the two scenarios each one breaks. The
+// other WebSocket mutants change what a browser page never does (text
+// frames, an upgrade head that never ends, a foreign Origin: the page
+// is served on the gateway's own) or what the browser scenarios' lanes do
+// not set (an idle limit); ws-session and the other Go-client scenarios
+// cover the listener there.
+var browserMutants = []mutant.Mutation{mutant.WSNoSubprotocol, mutant.WSInputsFullHeaders}
+
+// needsBrowser reports whether s runs spice-html5 in Chromium.
+func needsBrowser(s scenarios.Scenario) bool {
+	return slices.ContainsFunc(s.Needs, func(n string) bool { return strings.HasPrefix(n, "chromium:") })
+}
 
 // family sorts scenarios and mutants by the listener they exercise:
 // "tunnel" (CONNECT), "websocket", or "spice" (the SPICE listeners).
@@ -103,12 +123,16 @@ func TestMutants(t *testing.T) {
 			opt := harness.WithTarget(inproc.New(inproc.Mutate(m)))
 			for _, s := range scenarios.All() {
 				if slices.Contains(notThroughTheProxy, s.Name) ||
-					(scenarioFamily(s) != mutantFamily(m) && !slices.Contains(want, s.Name)) {
+					(scenarioFamily(s) != mutantFamily(m) && !slices.Contains(want, s.Name)) ||
+					(needsBrowser(s) && !slices.Contains(browserMutants, m) && !slices.Contains(want, s.Name)) {
 					continue
 				}
 				t.Run(s.Name, func(t *testing.T) {
 					t.Parallel()
-					r := scenarios.Run(t.Context(), s, scenarios.RunOptions{}, opt)
+					r := scenarios.Run(t.Context(), s, scenarios.RunOptions{Artifacts: t.ArtifactDir()}, opt)
+					if r.Status == scenarios.Failed && needsBrowser(s) {
+						wantPageScreenshot(t, r)
+					}
 					switch {
 					case r.Status == scenarios.Skipped:
 						testenv.Missing(t, r.Reason, "run make deps")
@@ -150,4 +174,27 @@ func TestNotThroughTheProxyIsDeclared(t *testing.T) {
 			t.Errorf("%s is left out of the mutant matrix but declares Exercises %s: a SPICE link through the proxy decides it", name, s.Exercises)
 		}
 	}
+}
+
+// wantPageScreenshot fails t unless a failed browser scenario's result
+// lists a PNG of its page that shows something: what its report
+// attaches.
+func wantPageScreenshot(t *testing.T, r scenarios.Result) {
+	t.Helper()
+	for _, a := range r.Artifacts {
+		if filepath.Ext(a) != ".png" {
+			continue
+		}
+		b, err := os.ReadFile(a)
+		if err != nil {
+			t.Errorf("%s: artifact %s: %v", r.Name, a, err)
+			return
+		}
+		img, err := harness.DecodePNG(b)
+		if err != nil || img.Blank() {
+			t.Errorf("%s: the page screenshot %s is no picture of the page (%v)", r.Name, a, err)
+		}
+		return
+	}
+	t.Errorf("%s failed without a page screenshot among its artifacts %q", r.Name, r.Artifacts)
 }

@@ -189,7 +189,8 @@ const notRunPrefix = "not run: "
 // WriteJUnit writes rs as one JUnit test suite per tier: one testcase
 // per scenario with its tier, status and surfaces as properties, the
 // failure message (the informative line), the log and the reproduction
-// command. A scenario that did not run is a skipped testcase whose
+// command, and its artifacts as `[[ATTACHMENT|PATH]]` lines in
+// system-out. A scenario that did not run is a skipped testcase whose
 // message says so.
 func WriteJUnit(w io.Writer, target string, started time.Time, rs []Result) error {
 	root := junitSuites{Name: "spice-harness"}
@@ -206,6 +207,11 @@ func WriteJUnit(w io.Writer, target string, started time.Time, rs []Result) erro
 				Properties: []junitProperty{{"tier", string(tier)}, {"status", string(r.Status)}, {"exercises", r.Exercises.String()}}}
 			if r.Target != "" && r.Target != target {
 				c.Properties = append(c.Properties, junitProperty{"target", r.Target})
+			}
+			for _, a := range r.Artifacts {
+				// The line Jenkins' JUnit attachments plugin and GitLab
+				// read from system-out.
+				c.SystemOut += "[[ATTACHMENT|" + a + "]]\n"
 			}
 			switch r.Status {
 			case Failed:

@@ -15,7 +15,8 @@ import (
 
 var someResults = []Result{
 	{Name: "pixels", Tier: Core, Status: Passed, Exercises: ProxySPICE | QemuDirect, Duration: 1500 * time.Millisecond},
-	{Name: "terminate", Tier: Hardening, Status: Failed, Reason: "still open", Log: []string{"line 1", "still open"}, Repro: "harness run --scenario terminate"},
+	{Name: "terminate", Tier: Hardening, Status: Failed, Reason: "still open", Log: []string{"line 1", "still open"}, Repro: "harness run --scenario terminate",
+		Artifacts: []string{"/tmp/a/terminate/page-1.png"}},
 	{Name: "token-expired", Tier: Hardening, Status: Skipped, Reason: "needs the token-ttl capability"},
 	{Name: "hostile-clients", Tier: Hardening, Status: NotRun, Reason: "interrupted"},
 }
@@ -86,6 +87,7 @@ func TestJUnit(t *testing.T) {
 				Skipped *struct {
 					Message string `xml:"message,attr"`
 				} `xml:"skipped"`
+				SystemOut string `xml:"system-out"`
 			} `xml:"testcase"`
 		} `xml:"testsuite"`
 	}
@@ -101,6 +103,9 @@ func TestJUnit(t *testing.T) {
 	assert.Equal(t, "still open", term.Failure.Message)
 	assert.True(t, strings.HasSuffix(term.Failure.Body, "repro: harness run --scenario terminate"), term.Failure.Body)
 	assert.Equal(t, "not run: interrupted", got.Suites[1].Cases[2].Skipped.Message)
+	// The attachment line Jenkins and GitLab read.
+	assert.Equal(t, "[[ATTACHMENT|/tmp/a/terminate/page-1.png]]\n", term.SystemOut)
+	assert.Empty(t, got.Suites[0].Cases[0].SystemOut)
 }
 
 func TestJSONLine(t *testing.T) {
@@ -109,7 +114,7 @@ func TestJSONLine(t *testing.T) {
 	assert.Equal(t, 1, strings.Count(b.String(), "\n"), "one line")
 	var m map[string]any
 	require.NoError(t, json.Unmarshal(b.Bytes(), &m))
-	for _, k := range []string{"name", "tier", "status", "reason", "repro", "seconds", "exercises"} {
+	for _, k := range []string{"name", "tier", "status", "reason", "repro", "seconds", "exercises", "artifacts"} {
 		assert.Contains(t, m, k)
 	}
 	assert.NotContains(t, m, "Log", "logs stay out of the JSON line")
@@ -136,4 +141,16 @@ func TestReasonIsTheInformativeLine(t *testing.T) {
 	}
 	long := reasonOf(strings.Repeat("x", 2*maxReason))
 	assert.LessOrEqual(t, len(long), maxReason+len("…"))
+}
+
+// A missing program or package file names the Debian package to install.
+func TestMissingNamesThePackage(t *testing.T) {
+	for _, c := range []struct{ need, want string }{
+		{"no-such-program-xyz:chromium", "no-such-program-xyz is not installed (Debian package chromium; run make deps)"},
+		{"/no/such/dir/main.js:spice-html5", "/no/such/dir/main.js is missing (Debian package spice-html5; run make deps)"},
+		{"sh:dash", ""},
+	} {
+		got := Missing(Scenario{Name: "x", Needs: []string{c.need}})
+		assert.Equal(t, c.want, got, c.need)
+	}
 }

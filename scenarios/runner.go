@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -42,8 +44,11 @@ type Result struct {
 	Repro     string        `json:"repro,omitempty"` // reruns it (failures only); no secrets
 	// LaneFailed: the lane could not start (the machine, the target's
 	// start, a boot): no verdict on the scenario's checks.
-	LaneFailed bool     `json:"lane_failed,omitempty"`
-	Log        []string `json:"-"`
+	LaneFailed bool `json:"lane_failed,omitempty"`
+	// Artifacts are files the scenario kept for the report (a failed
+	// browser scenario's page screenshots), absolute paths.
+	Artifacts []string `json:"artifacts,omitempty"`
+	Log       []string `json:"-"`
 }
 
 // Skip reports why s cannot run in a lane built from opts (and the
@@ -71,6 +76,13 @@ func capPhrase(cs []harness.Capability) string {
 func Missing(s Scenario) string {
 	for _, n := range s.Needs {
 		prog, pkg, _ := strings.Cut(n, ":")
+		if strings.HasPrefix(prog, "/") {
+			// A file a package installs (spice-html5's modules).
+			if _, err := os.Stat(prog); err != nil {
+				return fmt.Sprintf("%s is missing (Debian package %s; run make deps)", prog, pkg)
+			}
+			continue
+		}
 		if _, err := exec.LookPath(prog); err != nil {
 			if pkg == "" {
 				pkg = prog
@@ -90,6 +102,10 @@ type RunOptions struct {
 	Repro string
 	// Timeout bounds the scenario, boot included (0: DefaultTimeout).
 	Timeout time.Duration
+	// Artifacts is the directory a scenario's files for the report go
+	// in (each scenario a subdirectory named after it, made when the
+	// first file is written); "" keeps none.
+	Artifacts string
 }
 
 // Run runs s outside `go test` (for `harness run` and for tests that
@@ -111,6 +127,9 @@ func Run(ctx context.Context, s Scenario, ro RunOptions, opts ...harness.Option)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	t := &runT{name: "TestScenarios/" + s.Name, w: ro.Log, ctx: ctx, repro: ro.Repro}
+	if ro.Artifacts != "" {
+		t.artifactDir = filepath.Join(ro.Artifacts, s.Name)
+	}
 	opts = append(append([]harness.Option(nil), opts...), s.Options...)
 	if _, target, err := harness.Missing(nil, opts...); err == nil {
 		r.Target = target
@@ -138,6 +157,7 @@ func Run(ctx context.Context, s Scenario, ro RunOptions, opts ...harness.Option)
 		// log ends with would print it twice.
 		r.Log = slices.DeleteFunc(r.Log, func(l string) bool { return l == "--- repro: "+t.Repro() })
 	}
+	r.Artifacts = t.attached()
 	switch {
 	case errors.Is(context.Cause(ctx), context.Canceled) && t.skip == "":
 		r.Status, r.Reason = NotRun, "interrupted: "+context.Cause(ctx).Error()
@@ -165,6 +185,35 @@ type runT struct {
 	laneErr  error
 	log      []string
 	cleanups []func()
+
+	artifactDir string // "": none kept
+	artifacts   []string
+}
+
+// ArtifactDir is the scenario's directory for report files, made on
+// first use ("" when the run keeps none).
+func (t *runT) ArtifactDir() string {
+	if t.artifactDir == "" {
+		return ""
+	}
+	if err := os.MkdirAll(t.artifactDir, 0o755); err != nil {
+		t.Logf("artifacts: %v", err)
+		return ""
+	}
+	return t.artifactDir
+}
+
+// Attach lists a file in the scenario's result.
+func (t *runT) Attach(path string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.artifacts = append(t.artifacts, path)
+}
+
+func (t *runT) attached() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]string(nil), t.artifacts...)
 }
 
 // LaneFailed records that the lane could not start (harness.LaneFailer).

@@ -143,7 +143,8 @@ type Scenario struct {
 	// Checks that only need what a SPICE client sees need none.
 	Requires []harness.Capability
 	// Needs lists external programs beyond qemu (e.g. "spicy-screenshot",
-	// "remote-viewer"), each with its Debian package after a colon.
+	// "remote-viewer"), each with its Debian package after a colon; an
+	// absolute path names a file a package installs.
 	Needs []string
 	// Run is the scenario. ctx ends at the scenario's deadline, or at
 	// once when the proxy under test dies (context.Cause says how).

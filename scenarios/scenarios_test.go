@@ -72,6 +72,8 @@ func TestRegistry(t *testing.T) {
 		"backend-down":                 scenarios.Hardening,
 		"cross-session-tokens":         scenarios.Hardening,
 		"banner-through-proxy":         scenarios.Core,
+		"browser-banner":               scenarios.Browser,
+		"browser-typing":               scenarios.Browser,
 		"direct-handshake":             scenarios.Core,
 		"direct-multi-channel":         scenarios.Core,
 		"display-drop-before-init":     scenarios.Hardening,

@@ -7,8 +7,9 @@
 # The end-to-end figures come from cmd/spice-bench (built as bin/spice-bench;
 # direct and proxied runs interleaved, medians and percentiles over many
 # runs, ratios per round): real clients (spicy-screenshot, its per-step
-# trace, remote-viewer's first frame), Go-client handshakes, relay
-# throughput, 250 concurrent sessions, `harness up`. The RSA ticket costs
+# trace, remote-viewer's first frame, spice-html5's first painted canvas in
+# Chromium through the proxy's WebSocket listener vs websockify), Go-client
+# handshakes, relay throughput, 250 concurrent sessions, `harness up`. The RSA ticket costs
 # come from Go benchmarks (proxy/spice/ticket_bench_test.go, median of
 # several counts). The trace section's wire view needs root (a packet
 # socket on lo); without it the proxy's own steps are still shown.
@@ -78,7 +79,7 @@ emit "$(gobench rsa1024.oaep_encrypt BenchmarkEncryptTicket "$((decs * 10))x")"
 
 flags=()
 if [ "$quick" = 1 ]; then
-  flags=(-shots 5 -trace-rounds 3 -viewer-rounds 3 -handshakes 20 -relay-bytes $((256 << 20)) -relay-small-bytes $((64 << 20)) -relay-runs 3 -sessions 100 -up-runs 2)
+  flags=(-shots 5 -trace-rounds 3 -viewer-rounds 3 -handshakes 20 -relay-bytes $((256 << 20)) -relay-small-bytes $((64 << 20)) -relay-runs 3 -sessions 100 -up-runs 2 -browser-rounds 3)
 fi
 rc=0
 ./bin/spice-bench "${flags[@]}" "${extra[@]}" | tee -a "$out" || rc=$?

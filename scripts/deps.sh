@@ -15,8 +15,9 @@ pkgs=(
   gcc                  # builds the GLib oracle that cross-checks .vv escaping
   squid                # a real HTTP CONNECT proxy (oVirt's kind) for the tunnel tests
   websockify           # a real WebSocket gateway (noVNC's, in front of qemu) for the browser tier
-  spice-html5          # the browser SPICE client: its pages, served by websockify --web
+  spice-html5          # the browser SPICE client: its pages, served by websockify --web and by the browser oracle
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients   # libvirt backend
+  chromium             # headless Chromium running spice-html5: the browser oracle (harness.StartBrowser)
 )
 
 missing=()

@@ -232,6 +232,7 @@ func newRunCmd() *cobra.Command {
 		parallel  int
 		shard     string
 		durations string
+		artifacts string
 	)
 	cmd := &cobra.Command{
 		Use:   "run [--scenario NAME]...",
@@ -287,6 +288,11 @@ Sharding: --shard K/N runs the K-th of N deterministic shards (by
 scenario; each scenario is its own lane), balanced by the durations in
 --shard-durations REPORT (an earlier --junit or --json report) when given;
 harness report merge joins the shards' reports.
+
+Files a scenario keeps (a failed browser scenario's page screenshot) go in
+--artifacts DIR/SCENARIO/, are listed as "artifact:" lines in its block, in
+the JSON result's "artifacts" and as [[ATTACHMENT|PATH]] in the JUnit
+system-out.
 
 Exit codes: 0 every scenario passed or was skipped, 1 a scenario failed or
 did not run (interrupted), or the core tier did not exercise the proxy's
@@ -353,8 +359,12 @@ SPICE path (INCOMPLETE), 2 usage error.`,
 			if shard != "" {
 				fmt.Fprintf(text, "shard %s: %d scenarios\n", sp, len(selected))
 			}
+			artDir, dropArtDir, err := artifactsDir(artifacts)
+			if err != nil {
+				return &exitError{Code: exitUsage, Err: err}
+			}
 			started := time.Now()
-			results := runAll(cmd, selected, opts, runReport{text: text, json: asJSON, out: out, verbose: verbose, parallel: parallel,
+			results := runAll(cmd, selected, opts, runReport{text: text, json: asJSON, out: out, verbose: verbose, parallel: parallel, artifacts: artDir,
 				repro: func(name string) string { return reproCommand(name, lane.cmd, targs) }})
 			sum := scenarios.Summarize(results)
 			targetName := ""
@@ -365,6 +375,9 @@ SPICE path (INCOMPLETE), 2 usage error.`,
 				}
 			}
 			sum.Write(text, targetName)
+			if !dropArtDir() {
+				fmt.Fprintf(text, "artifacts: %s\n", artDir)
+			}
 			if jw != nil {
 				if err := scenarios.WriteJUnit(jw, targetName, started, results); err != nil {
 					return &exitError{Code: exitFailure, Err: fmt.Errorf("--junit: %w", err)}
@@ -391,6 +404,7 @@ SPICE path (INCOMPLETE), 2 usage error.`,
 	fl.IntVar(&parallel, "parallel", 1, "run this many scenarios at once (each has its own lane)")
 	fl.StringVar(&shard, "shard", "", "run only shard K of N (K/N, e.g. 2/4): the same split on every runner")
 	fl.StringVar(&durations, "shard-durations", "", "with --shard: balance the shards by the durations in this earlier report (--junit XML or --json lines)")
+	fl.StringVar(&artifacts, "artifacts", "", "keep the scenarios' report files (a failed browser scenario's page screenshots) in DIR/SCENARIO/ (default: a new temporary directory, named in the report when a scenario used it)")
 	return cmd
 }
 
@@ -444,7 +458,36 @@ type runReport struct {
 	repro     func(name string) string
 	// doctor is what harness doctor finds wrong with the machine, asked
 	// once, the first time a lane cannot start.
-	doctor func() []harness.CheckResult
+	doctor    func() []harness.CheckResult
+	artifacts string
+}
+
+// artifactsDir is where the scenarios' report files go: dir, or a new
+// temporary directory. drop removes that temporary directory when no
+// scenario wrote to it and reports whether it is gone; a directory the
+// user named is always kept.
+func artifactsDir(dir string) (string, func() bool, error) {
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return "", nil, fmt.Errorf("--artifacts: %w", err)
+		}
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return "", nil, fmt.Errorf("--artifacts: %w", err)
+		}
+		return abs, func() bool { return false }, nil
+	}
+	tmp, err := os.MkdirTemp("", "spice-harness-artifacts-")
+	if err != nil {
+		return "", nil, fmt.Errorf("artifacts: %w", err)
+	}
+	return tmp, func() bool {
+		ents, err := os.ReadDir(tmp)
+		if err != nil || len(ents) > 0 {
+			return false
+		}
+		return os.Remove(tmp) == nil
+	}, nil
 }
 
 // runAll runs the scenarios, at most rr.parallel at a time, printing
@@ -467,7 +510,7 @@ func runAll(cmd *cobra.Command, selected []scenarios.Scenario, opts []harness.Op
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem }()
-				ch <- done{i, scenarios.Run(ctx, s, scenarios.RunOptions{Repro: rr.repro(s.Name)}, opts...)}
+				ch <- done{i, scenarios.Run(ctx, s, scenarios.RunOptions{Repro: rr.repro(s.Name), Artifacts: rr.artifacts}, opts...)}
 			}()
 		}
 	}()
@@ -509,6 +552,9 @@ func printResult(rr runReport, r scenarios.Result) {
 			}
 		}
 		fmt.Fprintf(&b, "    repro: %s\n", r.Repro)
+	}
+	for _, a := range r.Artifacts {
+		fmt.Fprintf(&b, "    artifact: %s\n", a)
 	}
 	io.WriteString(rr.text, b.String())
 	if rr.json {

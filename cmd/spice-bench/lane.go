@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/spiceharness/spiceharness/harness"
 	"github.com/spiceharness/spiceharness/harness/inproc"
@@ -226,4 +227,79 @@ func serve(ctx context.Context, sources string) (*served, error) {
 	p := d.Proxy()
 	return &served{api: d.APIURL(), hostSubject: p.HostSubject(), port: p.PlainAddr().Port,
 		tlsPort: p.TLSAddr().Port, caPEM: p.CAPEM(), stats: p.Stats, close: d.Close}, nil
+}
+
+// browserLane is one VM behind the in-process proxy (whose WebSocket
+// listener a lane always runs) and behind websockify, and a headless
+// Chromium running spice-html5.
+type browserLane struct {
+	env *harness.Env
+	vm  *harness.VM
+	w   *harness.Websockify
+	b   *harness.Browser
+}
+
+// upBrowserLane boots it; skip says why it cannot run on this machine.
+func upBrowserLane(ctx context.Context) (l *browserLane, skip string, err error) {
+	if _, err := harness.FindChromium(""); err != nil {
+		return nil, err.Error(), nil
+	}
+	if _, err := harness.FindSpiceHTML5(""); err != nil {
+		return nil, err.Error(), nil
+	}
+	progress("booting a VM behind the in-process proxy (its WebSocket listener) and websockify")
+	l = &browserLane{}
+	if l.env, err = harness.Up(ctx, harness.VMs(1)); err != nil {
+		return nil, "", err
+	}
+	l.vm = l.env.VM(0)
+	c := l.vm.Console()
+	if l.w, err = harness.StartWebsockify(ctx, harness.WebsockifyOptions{
+		Targets: map[string]string{"bench": c.HypervisorIP + ":" + strconv.Itoa(c.InsecurePort)}, Origin: "origin"}); err != nil {
+		l.Close()
+		return nil, "", err
+	}
+	if l.b, err = harness.StartBrowser(ctx, harness.BrowserOptions{}); err != nil {
+		l.Close()
+		return nil, "", err
+	}
+	return l, "", nil
+}
+
+// firstPaint opens a tab on the console through the proxy's WebSocket
+// listener (viaProxy) or websockify and returns the page's connect to
+// first painted canvas, and the wall time from opening the tab to that.
+func (l *browserLane) firstPaint(ctx context.Context, viaProxy bool) (first, wall time.Duration, err error) {
+	var ep harness.WebSocketEndpoint
+	if viaProxy {
+		f, err := l.env.FetchVV(ctx, harness.WS, l.vm)
+		if err != nil {
+			return 0, 0, err
+		}
+		ep = harness.WebSocketEndpointOf(f)
+	} else {
+		// websockify relays bytes: the password is qemu's ticket, fresh
+		// per run (the proxy learns it too: Env.SetTicket).
+		t, err := l.env.SetTicket(ctx, l.vm)
+		if err != nil {
+			return 0, 0, err
+		}
+		ep = harness.WebSocketEndpoint{URL: l.w.URL + "/websockify?token=bench", Password: t, Origin: l.w.Origin}
+	}
+	start := time.Now()
+	p, err := l.b.Open(ctx, ep)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer p.Close()
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	first, err = p.WaitPainted(wctx)
+	return first, time.Since(start), err
+}
+
+func (l *browserLane) Close() {
+	l.b.Close()
+	l.w.Close()
+	l.env.Close()
 }

@@ -22,6 +22,8 @@
 //	sessions    250 sessions x 4 channels through a proxy process: failures,
 //	            handshake latency, RSS per channel
 //	up          `harness up --json` time to ready and clean teardown
+//	browser     spice-html5 in headless Chromium: connect to first painted
+//	            canvas, the proxy's WebSocket listener vs websockify
 //
 // No ticket or token is ever put on a command line or printed, except the
 // single-use credentials spicy-screenshot must take on its argv (a proxy
@@ -60,6 +62,7 @@ type options struct {
 	sessions        int
 	sessionPar      int
 	upRuns          int
+	browserRounds   int
 	harnessBin      string
 	verbose         bool
 	sessionsModes   []string
@@ -67,7 +70,7 @@ type options struct {
 	abHelper        string
 }
 
-var allSections = []string{"screenshot", "trace", "viewer", "handshake", "relay", "sessions", "up"}
+var allSections = []string{"screenshot", "trace", "viewer", "handshake", "relay", "sessions", "up", "browser"}
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "proxy-helper" {
@@ -96,6 +99,7 @@ func main() {
 	relayModes := flag.String("relay-modes", "", "relay modes to run (default all: direct_plain,proxy_plain,direct_tls,proxy_tls)")
 	flag.StringVar(&o.abHelper, "ab-helper", "", "another spice-bench build whose proxy-helper also runs in the relay section (proxy_*_b), for before/after comparisons")
 	flag.IntVar(&o.upRuns, "up-runs", 5, "harness up runs")
+	flag.IntVar(&o.browserRounds, "browser-rounds", 15, "spice-html5 first-paint rounds (each times the proxy's WebSocket listener and websockify once)")
 	flag.StringVar(&o.harnessBin, "harness", "bin/harness", "the harness binary for the up section")
 	flag.BoolVar(&o.verbose, "v", false, "progress details on stderr")
 	cpuprofile := flag.String("cpuprofile", "", "write this process's CPU profile to FILE (the proxy helper's: BENCH_HELPER_CPUPROFILE=FILE)")
@@ -147,6 +151,8 @@ func main() {
 			err = benchSessions(ctx, r, &o)
 		case "up":
 			err = benchUp(ctx, r, &o)
+		case "browser":
+			err = benchBrowser(ctx, r, &o)
 		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "bench: %s: %v\n", s, err)

@@ -67,12 +67,21 @@ const (
 	// WSNoUpgradeDeadline: a client may take as long as it likes to send
 	// the HTTP head of its WebSocket upgrade (proxy).
 	WSNoUpgradeDeadline Mutation = "ws-no-upgrade-deadline"
+	// WSNoSubprotocol: the WebSocket listener upgrades without choosing
+	// the subprotocol the client asked for ("binary"): RFC 6455 lets a
+	// client go on, a browser fails the socket (proxy).
+	WSNoSubprotocol Mutation = "ws-no-subprotocol"
+	// WSInputsFullHeaders: on WebSocket links, the inputs channel's link
+	// reply leaves MINI_HEADER out, so that channel runs with full data
+	// headers: valid SPICE for a client that reads the reply's caps, lost
+	// keys for spice-html5, which assumes mini headers (proxy).
+	WSInputsFullHeaders Mutation = "ws-inputs-full-headers"
 )
 
 // All lists every mutation.
 var All = []Mutation{ReusableTokens, NoConnIDBinding, BindClaimedSession, FixedCaps, NoDisplayGuard, EarlyLinkOK, TerminateKeepsChannels,
 	TerminateKeepsTunnels, TerminateKeepsHosts, ShutdownKeepsChannels, NoHandshakeDeadline,
-	WSIdlePerSocket, WSNoOriginCheck, WSTextFramesAsData, WSNoUpgradeDeadline}
+	WSIdlePerSocket, WSNoOriginCheck, WSTextFramesAsData, WSNoUpgradeDeadline, WSNoSubprotocol, WSInputsFullHeaders}
 
 var (
 	active atomic.Int64 // how many values have mutations
