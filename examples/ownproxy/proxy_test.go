@@ -96,6 +96,8 @@ func TestConformance(t *testing.T) {
 		"tunnel-refused-hosts":      scenarios.Skipped,
 		"tunnel-terminate":          scenarios.Skipped,
 		// Browser: spice-html5's WebSocket transport, which naiveproxy does not serve.
+		"browser-banner":    scenarios.Skipped,
+		"browser-typing":    scenarios.Skipped,
 		"ws-hostile":        scenarios.Skipped,
 		"ws-idle-inputs":    scenarios.Skipped,
 		"ws-origin-refused": scenarios.Skipped,
