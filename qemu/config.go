@@ -84,6 +84,7 @@ type config struct {
 	keep        bool
 	logger      *slog.Logger
 	libvirtURI  string
+	host        *remoteHost // RemoteHost, HostTLS
 	resolvedAcc Accelerator // accel after auto
 }
 
@@ -126,6 +127,9 @@ func newConfig(opts ...Option) (*config, error) {
 		if err := o(c); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := c.checkHost(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.uuid == "" {
 		c.uuid = newUUID()

@@ -16,8 +16,9 @@ var libvirtVideo = map[string]string{"std": "vga", "qxl": "qxl", "virtio": "virt
 const expiredPasswdValidTo = "1970-01-01T00:00:01"
 
 // domainXML renders the transient domain: one vCPU, the disk (copied
-// built-in guest, or the given image behind <transient/>), the serial log
-// as a file, SPICE graphics on the SPICE address, no USB, no balloon, and
+// built-in guest, or the given image behind <transient/>; on a remote
+// host the VM's overlay volume), the serial log as a file (serial "": a
+// pty), SPICE graphics on the SPICE address, no USB, no balloon, and
 // ExtraArgs/Env as <qemu:commandline>.
 //
 // libvirt turns SPICE ticketing off when <graphics> has no passwd, so
@@ -66,12 +67,9 @@ func (c *config) domainXML(accel Accelerator, disk string, transient bool, seria
 		OnReboot:   "destroy",
 		OnCrash:    "destroy",
 		Devices: &libvirtxml.DomainDeviceList{
-			Emulator: emulator,
-			Disks:    []libvirtxml.DomainDisk{*d},
-			Serials: []libvirtxml.DomainSerial{{
-				Source: &libvirtxml.DomainChardevSource{File: &libvirtxml.DomainChardevSourceFile{Path: serial}},
-				Target: &libvirtxml.DomainSerialTarget{Port: &port},
-			}},
+			Emulator:    emulator,
+			Disks:       []libvirtxml.DomainDisk{*d},
+			Serials:     []libvirtxml.DomainSerial{{Source: serialSource(serial), Target: &libvirtxml.DomainSerialTarget{Port: &port}}},
 			Graphics:    []libvirtxml.DomainGraphic{{Spice: spice}},
 			Videos:      []libvirtxml.DomainVideo{{Model: libvirtxml.DomainVideoModel{Type: libvirtVideo[c.vga]}}},
 			Controllers: []libvirtxml.DomainController{{Type: "usb", Model: "none"}},
@@ -96,19 +94,36 @@ func (c *config) domainXML(accel Accelerator, disk string, transient bool, seria
 	return s, nil
 }
 
+// serialSource is the serial port's backend: the file at path, or a pty
+// on the host for "" (a remote host's serial comes back as a console
+// stream).
+func serialSource(path string) *libvirtxml.DomainChardevSource {
+	if path == "" {
+		return &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}}
+	}
+	return &libvirtxml.DomainChardevSource{File: &libvirtxml.DomainChardevSourceFile{Path: path}}
+}
+
 // spicePortFromXML reads the SPICE port of a running domain from its
 // live XML (with autoport, libvirt writes the port it chose there).
 func spicePortFromXML(s string) (int, error) {
+	port, _, err := spicePortsFromXML(s)
+	return port, err
+}
+
+// spicePortsFromXML reads the plain and TLS SPICE ports of a running
+// domain (tlsPort is 0 when its libvirtd has no spice_tls).
+func spicePortsFromXML(s string) (port, tlsPort int, err error) {
 	var dom libvirtxml.Domain
 	if err := dom.Unmarshal(s); err != nil {
-		return 0, fmt.Errorf("domain XML: %w", err)
+		return 0, 0, fmt.Errorf("domain XML: %w", err)
 	}
 	if dom.Devices != nil {
 		for _, g := range dom.Devices.Graphics {
 			if g.Spice != nil && g.Spice.Port > 0 {
-				return g.Spice.Port, nil
+				return g.Spice.Port, max(g.Spice.TLSPort, 0), nil
 			}
 		}
 	}
-	return 0, errors.New("domain XML: no SPICE graphics with a port")
+	return 0, 0, errors.New("domain XML: no SPICE graphics with a port")
 }
