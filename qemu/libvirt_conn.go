@@ -115,6 +115,13 @@ func Libvirt(uri string) Option {
 	}
 }
 
+// CheckLibvirtURI reports whether uri is a libvirt URI Libvirt accepts
+// (a *ConfigError saying why not).
+func CheckLibvirtURI(uri string) error {
+	_, err := parseLibvirtURI(uri)
+	return err
+}
+
 // parseLibvirtURI normalises the accepted forms to a go-libvirt URI.
 func parseLibvirtURI(s string) (*url.URL, error) {
 	u, err := url.Parse(s)

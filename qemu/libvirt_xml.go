@@ -52,6 +52,12 @@ func (c *config) domainXML(accel Accelerator, disk string, transient bool, seria
 	if c.spicePort != 0 {
 		spice.Port, spice.AutoPort = c.spicePort, "no"
 	}
+	if c.isRemote() && !c.host.tls {
+		// A host whose libvirtd has spice_tls = 1 would also open a TLS
+		// port with its certificate; a lane that did not ask for TLS gets
+		// exactly the plain port.
+		spice.DefaultMode = "insecure"
+	}
 	port := uint(0)
 	dom := &libvirtxml.Domain{
 		Type:   typ,

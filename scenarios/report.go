@@ -108,7 +108,8 @@ type junitMessage struct {
 func secs(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()) }
 
 // WriteJUnit writes rs as one JUnit test suite per tier: one testcase
-// per scenario with its tier as a property, the failure message, the log
+// per scenario with its tier (and the hypervisor host it ran on, if any)
+// as properties, the failure message, the log
 // and the reproduction command. A scenario that did not run is a skipped
 // testcase whose message says so.
 func WriteJUnit(w io.Writer, target string, started time.Time, rs []Result) error {
@@ -124,6 +125,9 @@ func WriteJUnit(w io.Writer, target string, started time.Time, rs []Result) erro
 			}
 			c := junitCase{Name: r.Name, Classname: "scenarios." + string(tier), Time: secs(r.Duration),
 				Properties: []junitProperty{{"tier", string(tier)}, {"status", string(r.Status)}}}
+			if r.Host != "" {
+				c.Properties = append(c.Properties, junitProperty{"host", r.Host})
+			}
 			switch r.Status {
 			case Failed:
 				body := strings.Join(r.Log, "\n")
