@@ -56,6 +56,7 @@ type Domain struct {
 	pool        libvirt.StoragePool
 	overlay     *libvirt.StorageVol
 	private     *libvirt.StorageVol
+	consoleIn   *consoleInput
 	consoleDone chan struct{}
 
 	stopped   chan struct{} // closed by watch when the domain is gone
@@ -89,6 +90,7 @@ func startDomain(ctx context.Context, c *config) (VM, error) {
 			d.deleteVolumes() // best effort: the sweep removes what is left
 		}
 		d.abandon()
+		d.stopConsole()
 	}
 	return d, err
 }

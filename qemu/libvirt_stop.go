@@ -126,6 +126,7 @@ func (d *Domain) shutdown() error {
 	}
 	d.hangUp()
 	<-d.watchDone
+	d.stopConsole()
 	if d.consoleDone != nil {
 		<-d.consoleDone // go-libvirt ends every stream when its connection closes
 	}
