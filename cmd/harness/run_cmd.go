@@ -131,6 +131,14 @@ The proxy under test is this repository's in-process proxy unless:
       port, a fresh qemu ticket valid 30 s); --squid starts Debian's squid
       per lane, allowing CONNECT only to the console ports. Scenarios about
       a terminating proxy (tokens, sessions) are skipped.
+With --hosts FILE each scenario's lane goes to a hypervisor host of FILE
+(docs/hosts.md): its VMs run there as libvirt domains, the proxy and the
+clients run here. Lanes are placed by label (--labels, and spice-tls for
+TLS backends) and free slots; a scenario no host can run is skipped and
+says why; a host whose libvirtd goes away fails its own lanes, naming it,
+and the run goes on on the others. Results name the host, and a failure's
+repro line pins it (--host).
+
 A scenario that needs a capability the target lacks (terminate, metrics, …)
 is skipped and says which. Secrets come from the environment only
 (HARNESS_EXTERNAL_TOKEN, HARNESS_EXTERNAL_USER/PASSWORD, HARNESS_EXEC_TOKEN).
@@ -283,7 +291,11 @@ func runAll(cmd *cobra.Command, selected []scenarios.Scenario, opts []harness.Op
 				if rr.verbose && rr.parallel == 1 {
 					log = rr.text
 				}
-				ch <- done{i, scenarios.Run(ctx, s, scenarios.RunOptions{Log: log, Repro: rr.repro(s.Name)}, opts...)}
+				r := scenarios.Run(ctx, s, scenarios.RunOptions{Log: log, Repro: rr.repro(s.Name)}, opts...)
+				if r.Host != "" && r.Repro != "" && !strings.Contains(r.Repro, "--host=") {
+					r.Repro += " --host=" + shell.Quote(r.Host) // rerun it where it failed
+				}
+				ch <- done{i, r}
 			}()
 		}
 	}()
@@ -298,6 +310,9 @@ func runAll(cmd *cobra.Command, selected []scenarios.Scenario, opts []harness.Op
 func printResult(rr runReport, r scenarios.Result) {
 	w := rr.text
 	head := fmt.Sprintf("%s [%s] (%.2fs)", r.Name, r.Tier, r.Duration.Seconds())
+	if r.Host != "" {
+		head = fmt.Sprintf("%s [%s] (%.2fs, host %s)", r.Name, r.Tier, r.Duration.Seconds(), r.Host)
+	}
 	switch r.Status {
 	case scenarios.Passed:
 		fmt.Fprintf(w, "--- PASS: %s\n", head)
@@ -329,7 +344,7 @@ func reproCommand(name string, cmd *cobra.Command, targetArgs []string) string {
 	words = append(words, shell.Quote(self), "run", "--scenario", name, "-v")
 	cmd.Flags().Visit(func(f *pflag.Flag) {
 		switch f.Name {
-		case "vms", "accel", "libvirt", "tls-backends", "allow-plain", "token-ttl", "timeout":
+		case "vms", "accel", "libvirt", "tls-backends", "allow-plain", "token-ttl", "timeout", "hosts", "host", "labels":
 			words = append(words, "--"+f.Name+"="+shell.Quote(f.Value.String()))
 		}
 	})
