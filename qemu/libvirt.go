@@ -33,10 +33,10 @@ import (
 //   - The serial log is a file in the VM's state dir on this host, opened
 //     by libvirtd: the host running libvirtd must see the same /tmp (true
 //     for a local libvirtd, whichever transport). The same holds for the
-//     disk image.
+//     disk image. With RemoteHost neither is needed (see there).
 //   - ExtraArgs and Env become <qemu:commandline> arguments and variables.
-//     SPICE TLS needs libvirtd's own spice_tls settings and is refused
-//     (ErrUnsupported).
+//     SPICE TLS is libvirtd's own (spice_tls in its qemu.conf): HostTLS
+//     uses it; TLS, TLSPort and TLSNames are refused (ErrUnsupported).
 //   - Kill is virDomainDestroy (SIGTERM, then SIGKILL after libvirt's
 //     grace period). Close is QMP quit, then virDomainDestroy if the
 //     domain is still there after 5 s.

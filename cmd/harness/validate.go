@@ -15,7 +15,7 @@ func init() { register(newValidateCmd) }
 func newValidateCmd() *cobra.Command {
 	var hosts bool
 	cmd := &cobra.Command{
-		Use:   "validate [--hosts] FILE",
+		Use:   "validate FILE",
 		Short: "Check a sources.yaml and list every problem",
 		Long: `validate parses FILE (- for standard input) as a Kerbside sources.yaml
 and prints every problem on stdout, one per line, as
