@@ -20,16 +20,14 @@ import (
 // comma-separated list of names; unset, remoteDefault.
 const EnvRemoteScenarios = "HARNESS_REMOTE_SCENARIOS"
 
-// remoteDefault is the cheap set `make test` runs on the hosts (about 20
-// s on the CI machine kind): sessions and keys through the proxy, TLS
-// with the host's own certificate, pixels against direct, two VMs and a
-// ticket refusal, each on a host reached over a veth.
+// remoteDefault is the cheap set `make test` runs on the hosts: a
+// session and keys through the proxy, TLS with the host's own
+// certificate, and a real client's pixels against direct, each on a host
+// reached over a veth.
 var remoteDefault = []string{
 	"key-through-proxy",
 	"tls-backend",
 	"pixels-proxy-equal-direct",
-	"sources-roundtrip",
-	"wrong-ticket",
 }
 
 // remoteScenarios is what TestRemoteHosts runs: core scenarios whose
@@ -72,6 +70,7 @@ func remoteScenarios(t *testing.T) []scenarios.Scenario {
 // namespaces cannot be made; under CI=true it fails instead).
 func TestRemoteHosts(t *testing.T) {
 	testenv.Short(t, "network namespaces, libvirtd and qemu")
+	t.Parallel() // beside TestScenarios' lanes: its own hosts, its own slots
 	rig := testhosts.Start(t, testhosts.Options{Hosts: 2, TLS: true})
 	path, err := rig.WriteHostsFile(t.TempDir())
 	if err != nil {
