@@ -28,15 +28,18 @@ func remoteOpts(h *testhosts.Host, extra ...qemu.Option) []qemu.Option {
 }
 
 // TestIntegrationRemoteHost: a VM on another host (a network namespace
-// with its own libvirtd, reached over qemu+tcp and a veth): the guest
+// with its own libvirtd, reached over qemu+tls and a veth): the guest
 // image goes through a storage volume upload once and is reused, the
 // serial log comes back over the console stream from the first byte,
 // tickets and keys go over QMP through libvirt, SPICE and its TLS port
 // listen on the host's address with the host's certificate, and the
 // host's name is in the VM's identity.
 func TestIntegrationRemoteHost(t *testing.T) {
-	rig := testhosts.Start(t, testhosts.Options{Hosts: 1, TLS: true})
+	rig := testhosts.Start(t, testhosts.Options{Hosts: 1, TLS: true, LibvirtTLS: true})
 	h := rig.Hosts[0]
+	if !strings.HasPrefix(h.URI, "qemu+tls://") {
+		t.Fatalf("unexpected URI %s: this test reaches the host over libvirt's TLS transport", h.URI)
+	}
 	var log syncBuf
 	logger := slog.New(slog.NewTextHandler(&log, nil))
 	ctx := ctxT(t, startTimeout)

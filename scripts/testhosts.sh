@@ -7,7 +7,7 @@
 # makes the hosts of `go test ./scenarios -run TestRemoteHosts`
 # (internal/testhosts).
 #
-#   scripts/testhosts.sh up [-hosts 2] [-slots 4] [-tls=true] [-o FILE]
+#   scripts/testhosts.sh up [-hosts 2] [-slots 4] [-tls=true] [-libvirt-tls] [-o FILE]
 #       makes the hosts, writes their hosts file (default
 #       /tmp/spice-harness-testhosts.yaml) and leaves them running;
 #   scripts/testhosts.sh down
@@ -27,6 +27,6 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 case "${1:-}" in
   up|down|sweep) ;;
-  *) echo "usage: $0 up [-hosts N] [-slots N] [-tls=false] [-o FILE] | down | sweep" >&2; exit 2 ;;
+  *) echo "usage: $0 up [-hosts N] [-slots N] [-tls=false] [-libvirt-tls] [-o FILE] | down | sweep" >&2; exit 2 ;;
 esac
 exec go run ./internal/testhosts/testhostsctl "$@"

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,6 +44,12 @@ type Options struct {
 	// TLS gives each host SPICE TLS (spice_tls = 1, a certificate from
 	// the rig's CA) and the spice-tls label.
 	TLS bool
+	// LibvirtTLS makes each libvirtd listen on libvirt's TLS transport
+	// too (port 16514, certificates from the rig's CA, client
+	// certificate required), and the hosts' URIs
+	// qemu+tls://ADDR/system?pkipath=DIR, DIR holding the client's
+	// certificate, key and the CA.
+	LibvirtTLS bool
 	// Detached makes a rig that outlives this process (for a person:
 	// scripts/testhosts.sh up): its daemons start in sessions of their
 	// own without a parent-death signal, its names use ManualPrefix, and
@@ -151,7 +159,7 @@ func (r *Rig) up(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if r.opts.TLS {
+	if r.opts.TLS || r.opts.LibvirtTLS {
 		if r.CA, err = pki.NewCA("spice-harness test hosts CA"); err != nil {
 			return err
 		}
@@ -167,9 +175,14 @@ func (r *Rig) up(ctx context.Context) error {
 		}
 	}
 	unlock() // the addresses are on interfaces now: others see them
-	if r.CA != nil {
+	if r.opts.TLS {
 		r.CAFile = filepath.Join(r.Hosts[0].Dir, "spice-ca.pem")
 		if err := os.WriteFile(r.CAFile, r.CA.CertPEM, 0o644); err != nil {
+			return err
+		}
+	}
+	if r.opts.LibvirtTLS {
+		if err := r.writeClientPKI(); err != nil {
 			return err
 		}
 	}
@@ -242,11 +255,24 @@ auth_tcp = "none"
 auth_unix_rw = "none"
 auth_unix_ro = "none"
 `, h.Name, h.Addr)
+	if r.opts.LibvirtTLS {
+		pkiDir := filepath.Join(h.Dir, "libvirt-pki")
+		leaf, err := r.CA.Issue(pkix.Name{Organization: []string{"spice-harness test hosts"}, CommonName: h.Name}, h.Addr.String(), h.Name)
+		if err != nil {
+			return err
+		}
+		if err := writeFiles(pkiDir, map[string][]byte{"cacert.pem": r.CA.CertPEM, "servercert.pem": leaf.CertPEM, "serverkey.pem": leaf.KeyPEM}); err != nil {
+			return err
+		}
+		conf += fmt.Sprintf("listen_tls = 1\nauth_tls = \"none\"\nca_file = %q\ncert_file = %q\nkey_file = %q\n",
+			filepath.Join(pkiDir, "cacert.pem"), filepath.Join(pkiDir, "servercert.pem"), filepath.Join(pkiDir, "serverkey.pem"))
+		conf = strings.Replace(conf, "listen_tls = 0\n", "", 1)
+	}
 	if err := os.WriteFile(filepath.Join(h.Dir, "etc", "libvirtd.conf"), []byte(conf), 0o644); err != nil {
 		return fmt.Errorf("testhosts: %w", err)
 	}
 	qconf := "# spice-harness test host " + h.Name + "\n"
-	if r.CA != nil {
+	if r.opts.TLS {
 		certDir := filepath.Join(h.Dir, "spice-tls")
 		subject := pkix.Name{Organization: []string{"spice-harness test hosts"}, CommonName: h.Name}
 		leaf, err := r.CA.Issue(subject, h.Addr.String(), h.Name)
@@ -312,6 +338,37 @@ func keepCapabilities(cacheDir string) {
 			}
 		}
 	}
+}
+
+// writeClientPKI writes the client side of libvirt's TLS transport (the
+// CA, a client certificate and key, in the file names libvirt's and
+// go-libvirt's clients read) and points every host's URI at it.
+func (r *Rig) writeClientPKI() error {
+	dir := filepath.Join(r.Hosts[0].Dir, "libvirt-client")
+	leaf, err := r.CA.IssueClient(pkix.Name{Organization: []string{"spice-harness test hosts"}, CommonName: "harness"})
+	if err != nil {
+		return err
+	}
+	if err := writeFiles(dir, map[string][]byte{"cacert.pem": r.CA.CertPEM, "clientcert.pem": leaf.CertPEM, "clientkey.pem": leaf.KeyPEM}); err != nil {
+		return err
+	}
+	for _, h := range r.Hosts {
+		h.URI = "qemu+tls://" + h.Addr.String() + "/system?" + url.Values{"pkipath": {dir}}.Encode()
+	}
+	return nil
+}
+
+// writeFiles writes files (mode 0600) into dir (0700).
+func writeFiles(dir string, files map[string][]byte) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("testhosts: %w", err)
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			return fmt.Errorf("testhosts: %w", err)
+		}
+	}
+	return nil
 }
 
 // chownToQemuUser hands dir and its files to libvirt's qemu user, when

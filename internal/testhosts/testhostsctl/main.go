@@ -1,7 +1,7 @@
 // Command testhostsctl makes and removes the extra hypervisor hosts of
 // package testhosts for a person (scripts/testhosts.sh calls it):
 //
-//	testhostsctl up [-hosts N] [-slots N] [-tls] [-o hosts.yaml]
+//	testhostsctl up [-hosts N] [-slots N] [-tls] [-libvirt-tls] [-o hosts.yaml]
 //	testhostsctl down
 //	testhostsctl sweep     # only what killed test runs left behind
 //
@@ -31,11 +31,12 @@ func main() {
 		hosts := fs.Int("hosts", 2, "how many hosts")
 		slots := fs.Int("slots", 4, "slot count of each host in the hosts file")
 		tls := fs.Bool("tls", true, "give the hosts SPICE TLS (label spice-tls)")
+		libvirtTLS := fs.Bool("libvirt-tls", false, "reach the hosts' libvirtd over libvirt's TLS transport (qemu+tls://) instead of qemu+tcp://")
 		out := fs.String("o", "/tmp/spice-harness-testhosts.yaml", "where to write the hosts file")
 		fs.Parse(os.Args[2:])
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		r, err := testhosts.Up(ctx, testhosts.Options{Hosts: *hosts, Slots: *slots, TLS: *tls, Detached: true, Logf: logf})
+		r, err := testhosts.Up(ctx, testhosts.Options{Hosts: *hosts, Slots: *slots, TLS: *tls, LibvirtTLS: *libvirtTLS, Detached: true, Logf: logf})
 		if err != nil {
 			fail(err)
 		}
@@ -70,7 +71,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: testhostsctl up [-hosts N] [-slots N] [-tls=false] [-o FILE] | down | sweep")
+	fmt.Fprintln(os.Stderr, "usage: testhostsctl up [-hosts N] [-slots N] [-tls=false] [-libvirt-tls] [-o FILE] | down | sweep")
 	os.Exit(2)
 }
 
