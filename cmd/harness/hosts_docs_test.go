@@ -49,3 +49,26 @@ func TestHostsDoc(t *testing.T) {
 		t.Errorf("unexpected validate output in docs/hosts.md (-want +got):\n%s", cmp.Diff(got, string(block)))
 	}
 }
+
+// TestHostsFlags: --hosts is refused with --libvirt and with a bad file
+// (every problem listed, exit 2); a scenario no host can run is skipped
+// with the reason before anything boots.
+func TestHostsFlags(t *testing.T) {
+	example := "../../examples/hosts/hosts.yaml"
+	_, stderr, code := runCLI(t, "", "run", "--hosts", example, "--libvirt", "qemu:///system", "--scenario", "wrong-ticket")
+	if code != exitUsage || !strings.Contains(stderr, "--libvirt and --hosts both say where the VMs run") {
+		t.Errorf("--hosts with --libvirt: exit %d, stderr %q", code, stderr)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("hosts:\n  - name: x\n    uri: qemu+tcp://192.0.2.1/system\n    slots: 0\n"), 0o644)
+	_, stderr, code = runCLI(t, "", "up", "--hosts", bad)
+	if code != exitUsage || !strings.Contains(stderr, "has 2 problems") || !strings.Contains(stderr, "bad.yaml:4:12: hosts[0].slots: is 0") {
+		t.Errorf("up --hosts bad.yaml: exit %d, stderr %q", code, stderr)
+	}
+	stdout, stderr, code := runCLI(t, "", "run", "--hosts", example, "--scenario", "tunnel-pixels-equal-direct", "--scenario", "tls-backend", "--labels", "linux-guest")
+	if code != 0 ||
+		!strings.Contains(stdout, "--- SKIP: tunnel-pixels-equal-direct [core] (0.00s): cannot run on the hypervisor hosts: it needs qemu certificates that name the tunnel domain") ||
+		!strings.Contains(stdout, "--- SKIP: tls-backend [core] (0.00s): cannot run on the hypervisor hosts: it needs a host with labels [linux-guest, spice-tls]") {
+		t.Errorf("run --hosts: exit %d\n%s%s", code, stdout, stderr)
+	}
+}
