@@ -138,3 +138,22 @@ func (e *Env) PassTokenLifetime(ctx context.Context) (time.Duration, error) {
 	}
 	return ttl, nil
 }
+
+// WebSocketOrigin is the Origin the target's WebSocket gateway accepts
+// (capability websocket-origin).
+func (e *Env) WebSocketOrigin() (string, error) {
+	o, err := Cap[WebSocketOriginer](e, CapWebSocketOrigin)
+	if err != nil {
+		return "", err
+	}
+	return o.WebSocketOrigin(), nil
+}
+
+// WebSocketIdleTimeout is the idle limit of the target's WebSocket
+// gateway (0: none known).
+func (e *Env) WebSocketIdleTimeout() time.Duration {
+	if i, ok := e.target.(WebSocketIdler); ok {
+		return i.WebSocketIdleTimeout()
+	}
+	return 0
+}

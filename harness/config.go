@@ -44,11 +44,18 @@ const (
 	// Proxmox's spiceproxy). Either variable selects it.
 	EnvConnectProxy = "HARNESS_CONNECT_PROXY" // its URL, http://HOST:PORT, or
 	EnvSquid        = "HARNESS_SQUID"         // "1": start Debian's squid per lane
+
+	// The websocket target (a WebSocket gateway: websockify, a portal's
+	// "console in a tab"). HARNESS_WEBSOCKET or HARNESS_WEBSOCKIFY selects it.
+	EnvWebSocket          = "HARNESS_WEBSOCKET"            // its URL template, ws://HOST:PORT/PATH?token={token}, or
+	EnvWebsockify         = "HARNESS_WEBSOCKIFY"           // "1": start Debian's websockify per lane
+	EnvWebSocketTokenFile = "HARNESS_WEBSOCKET_TOKEN_FILE" // the token file the harness writes for {token}
+	EnvWebSocketOrigin    = "HARNESS_WEBSOCKET_ORIGIN"     // the Origin the gateway accepts
 )
 
 // TargetEnvVars are the variables that pick the proxy under test; at most
 // one may be set.
-var TargetEnvVars = []string{EnvExternalAPI, EnvExec, EnvConnectProxy, EnvSquid}
+var TargetEnvVars = []string{EnvExternalAPI, EnvExec, EnvConnectProxy, EnvSquid, EnvWebSocket, EnvWebsockify}
 
 // DefaultSource is the name of the static source the harness writes for
 // a target of its own (in-process, exec); lanes that share a sources.yaml
@@ -85,6 +92,13 @@ type Settings struct {
 	// TunnelTicketTTL is how long the qemu ticket of a tunnel `.vv` opens
 	// new links (DefaultTunnelTicketTTL); Env.TunnelTicket issues them.
 	TunnelTicketTTL time.Duration
+	// WebSocketAddr is where a target the harness starts serves SPICE
+	// over WebSocket ("": 127.0.0.1 on a free port, for a target that
+	// has a WebSocket listener).
+	WebSocketAddr string
+	// WebSocketIdleTimeout asks that target to cut a session's
+	// WebSockets once they were all quiet that long (0: never).
+	WebSocketIdleTimeout time.Duration
 	// Logger receives the proxy's own log and audit lines (never nil).
 	Logger *slog.Logger
 }
@@ -96,8 +110,7 @@ type NewTarget func(Settings) (Target, error)
 var defaultTarget NewTarget
 
 // RegisterDefaultTarget sets the target lanes use when no WithTarget
-// option and no HARNESS_EXTERNAL_API, HARNESS_EXEC, HARNESS_CONNECT_PROXY
-// or HARNESS_SQUID variable picks one.
+// option and none of TargetEnvVars picks one.
 // Package harness/inproc registers this repository's proxy in its init,
 // so `import _ "github.com/spiceharness/spiceharness/harness/inproc"`
 // makes it the default; this package itself does not import the proxy.
@@ -322,6 +335,26 @@ func ConnectListen(addr string) Option {
 	}
 }
 
+// WebSocketListen sets where the proxy serves SPICE over WebSocket (for
+// a target the harness starts that has such a listener; default
+// 127.0.0.1:0).
+func WebSocketListen(addr string) Option {
+	return func(c *config) error { c.settings.WebSocketAddr = addr; return nil }
+}
+
+// WebSocketIdleTimeout asks the proxy to cut a session's WebSockets once
+// none of them carried a byte for d (the ws-idle-inputs scenario's lane
+// sets it short).
+func WebSocketIdleTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("harness: WebSocketIdleTimeout(%v): want > 0", d)
+		}
+		c.settings.WebSocketIdleTimeout = d
+		return nil
+	}
+}
+
 // TunnelTicketTTL sets how long the qemu ticket of a tunnel `.vv` opens
 // new links (default DefaultTunnelTicketTTL, 30 s; at least 2 s, as qemu
 // counts whole seconds).
@@ -374,7 +407,8 @@ func newConfig(opts []Option) (*config, error) {
 	if c.target == nil {
 		if defaultTarget == nil {
 			return nil, fmt.Errorf("harness: no proxy under test: pass harness.WithTarget(harness.Exec(…)), harness.WithTarget(harness.Kerbside(…)) " +
-				"or harness.WithTarget(harness.ConnectProxy(…)), set HARNESS_EXEC, HARNESS_EXTERNAL_API, HARNESS_CONNECT_PROXY or HARNESS_SQUID=1, " +
+				"harness.WithTarget(harness.ConnectProxy(…)) or harness.WithTarget(harness.WebSocket(…)), set HARNESS_EXEC, HARNESS_EXTERNAL_API, " +
+				"HARNESS_CONNECT_PROXY, HARNESS_SQUID=1, HARNESS_WEBSOCKET or HARNESS_WEBSOCKIFY=1, " +
 				"or import _ \"github.com/spiceharness/spiceharness/harness/inproc\" for this repository's proxy")
 		}
 		c.target, c.targetFrom = defaultTarget, "default"
@@ -446,6 +480,14 @@ func (c *config) fromEnv() error {
 			return fmt.Errorf("harness: %s=%q: want 1 (start squid per lane) or unset", EnvSquid, v)
 		}
 		c.target, c.targetFrom = ConnectProxy(ConnectProxyConfig{Squid: true}), EnvSquid
+	case os.Getenv(EnvWebSocket) != "":
+		c.target, c.targetFrom = WebSocket(WebSocketConfig{URL: os.Getenv(EnvWebSocket), TokenFile: os.Getenv(EnvWebSocketTokenFile),
+			Origin: os.Getenv(EnvWebSocketOrigin)}), EnvWebSocket
+	case os.Getenv(EnvWebsockify) != "":
+		if v := os.Getenv(EnvWebsockify); v != "1" {
+			return fmt.Errorf("harness: %s=%q: want 1 (start websockify per lane) or unset", EnvWebsockify, v)
+		}
+		c.target, c.targetFrom = WebSocket(WebSocketConfig{Websockify: true}), EnvWebsockify
 	}
 	return nil
 }

@@ -40,7 +40,7 @@ func TestConnectProxyConfig(t *testing.T) {
 	assert.Equal(t, "connect-proxy http://127.0.0.1:3128", tg.Name(), "the name never shows a password")
 	// A CONNECT proxy: tunnel .vv files with the lane's tickets, nothing
 	// of a terminating proxy.
-	if d := cmp.Diff([]Capability{CapTunnelTicketTTL, CapTunnelVV}, Capabilities(tg)); d != "" {
+	if d := cmp.Diff([]Capability{CapSPICEClients, CapTunnelTicketTTL, CapTunnelVV}, Capabilities(tg)); d != "" {
 		t.Errorf("unexpected capabilities (-want +got):\n%s", d)
 	}
 }

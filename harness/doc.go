@@ -14,6 +14,8 @@
 //	                      // a deployment reached over HTTP (Kerbside's dialect)
 //	ConnectProxy(ConnectProxyConfig{…})
 //	                      // an HTTP CONNECT proxy (squid per lane, or yours)
+//	WebSocket(WebSocketConfig{…})
+//	                      // a WebSocket gateway (websockify per lane, or yours)
 //
 // A Target has a few duties (start, load the consoles, mint a proxy
 // `.vv`, stop) and optional capabilities (terminate, metrics, a token
@@ -73,12 +75,18 @@
 //	WithTarget(ConnectProxy)
 //	                    HARNESS_CONNECT_PROXY=URL,   the default target
 //	                    or HARNESS_SQUID=1
+//	WithTarget(WebSocket)
+//	                    HARNESS_WEBSOCKET=TEMPLATE,  the default target
+//	                    HARNESS_WEBSOCKET_TOKEN_FILE,
+//	                    HARNESS_WEBSOCKET_ORIGIN,
+//	                    or HARNESS_WEBSOCKIFY=1
 //	TunnelTicketTTL(d)  –                            30s: tunnel .vv tickets
 //	Keep()              HARNESS_KEEP=1               state dir removed by Close
 //	–                   HARNESS_QEMU                 qemu-system-x86_64 from PATH
 //	–                   HARNESS_STATE_DIR            os.TempDir(), for qemu's state
 //	AllowPlain(), APIKey(k), BackendTimeout(d), HandshakeTimeout(d),
 //	HandshakeLimits(n, m), Source(name), Listen(…), ConnectListen(a),
+//	WebSocketListen(a), WebSocketIdleTimeout(d),
 //	QemuOptions(…), Logger(l), ProxyLogger(l): no variable.
 //
 // # Secrets

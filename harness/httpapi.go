@@ -216,6 +216,33 @@ func (a *APIClient) VV(ctx context.Context, kind Kind, k static.Key) (*VVRespons
 	return &VVResponse{File: f, Raw: body, Header: resp.Header}, nil
 }
 
+// WebSocketEndpointURL is the API URL answering console k's WebSocket
+// URL and password (this repository's API).
+func WebSocketEndpointURL(apiURL string, k static.Key) string {
+	return apiURL + "/console/ws/" + ConsolePath(k)
+}
+
+// WebSocket fetches GET /console/ws/{source}/{uuid} of this repository's
+// API: a WebSocket URL and password (one session) on the proxy's
+// WebSocket listener, as a VVResponse with WebSocketURL set.
+func (a *APIClient) WebSocket(ctx context.Context, k static.Key) (*VVResponse, error) {
+	resp, body, err := a.get(ctx, WebSocketEndpointURL("", k))
+	if err != nil {
+		return nil, err
+	}
+	var ans struct {
+		URL      string `json:"url"`
+		Password string `json:"password"`
+		Session  string `json:"session"`
+		Console  string `json:"console"`
+	}
+	if err := json.Unmarshal(body, &ans); err != nil || ans.URL == "" {
+		return nil, fmt.Errorf("harness: the WebSocket answer for %s from %s has no url", k, a.URL)
+	}
+	f := &vv.File{Type: "spice", Password: ans.Password, Title: ans.Console + " via proxy session " + ans.Session}
+	return &VVResponse{File: f, Header: resp.Header, WebSocketURL: ans.URL}, nil
+}
+
 // Listed reports whether the API knows the console k (GET
 // /console/{source}/{uuid} answers 200; 404 is false, other failures are
 // errors).

@@ -98,6 +98,18 @@ const (
 	// title, the token's shape) require it; checks of what SPICE clients
 	// need never do.
 	CapInProcess Capability = "in-process"
+	// CapWebSocket: WebSocketer, a WebSocket endpoint for a console (a
+	// URL and password; VVResponse.WebSocketURL): spice-html5's
+	// transport, one WebSocket per channel.
+	CapWebSocket Capability = "websocket"
+	// CapWebSocketOrigin: WebSocketOriginer, a WebSocket gateway with an
+	// origin policy: it names an Origin it accepts, and refuses others.
+	CapWebSocketOrigin Capability = "websocket-origin"
+	// CapSPICEClients: the proxy `.vv` opens in spice-gtk's clients
+	// (spicy-screenshot, remote-viewer): every target but a WebSocket
+	// gateway (WebSocketOnly), whose endpoint only a browser or the Go
+	// client speaks.
+	CapSPICEClients Capability = "spice-clients"
 )
 
 // DirectVVer fetches the direct `.vv` of a console from the target's API:
@@ -223,6 +235,37 @@ type SignedHoster interface {
 	AdvanceTunnelClock(d time.Duration) error
 }
 
+// WebSocketer gives a console's WebSocket endpoint: a VVResponse whose
+// WebSocketURL every channel opens a WebSocket to (subprotocol
+// "binary"), whose Password is the SPICE ticket, fresh for one session
+// (a terminating gateway's token, or a short-lived qemu ticket behind a
+// gateway that only relays bytes).
+type WebSocketer interface {
+	WebSocketVV(ctx context.Context, key static.Key) (*VVResponse, error)
+}
+
+// WebSocketOriginer is a WebSocket gateway that may check Origin: with
+// WebSocketOriginPolicy true it accepts WebSocketOrigin ("http://HOST:PORT",
+// the origin its browser page is served from, known once it started)
+// and refuses other origins before the upgrade.
+type WebSocketOriginer interface {
+	WebSocketOriginPolicy() bool
+	WebSocketOrigin() string
+}
+
+// WebSocketIdler is a WebSocket gateway whose idle limit is known: how
+// long it lets a socket (or a session) carry nothing before it cuts it;
+// 0 for none.
+type WebSocketIdler interface {
+	WebSocketIdleTimeout() time.Duration
+}
+
+// WebSocketOnly marks a target whose proxy `.vv` is a WebSocket endpoint
+// only (a WebSocket gateway): it lacks the spice-clients capability.
+type WebSocketOnly interface {
+	WebSocketOnly()
+}
+
 // FailureLogger is a target with something to add to a failed test's
 // log (the tail of the proxy's own log, say).
 type FailureLogger interface {
@@ -265,6 +308,9 @@ var capChecks = map[Capability]func(Target) bool{
 	CapTunnelVV:          func(t Target) bool { _, ok := t.(TunnelVVer); return ok },
 	CapTunnelTicketTTL:   func(t Target) bool { x, ok := t.(TunnelTicketLifetime); return ok && x.TunnelTicketTTL() > 0 },
 	CapSignedHosts:       func(t Target) bool { x, ok := t.(SignedHoster); return ok && x.TunnelHostTTL() > 0 },
+	CapWebSocket:         func(t Target) bool { _, ok := t.(WebSocketer); return ok },
+	CapWebSocketOrigin:   func(t Target) bool { x, ok := t.(WebSocketOriginer); return ok && x.WebSocketOriginPolicy() },
+	CapSPICEClients:      func(t Target) bool { _, ws := t.(WebSocketOnly); return !ws },
 }
 
 // Capabilities lists what t offers, sorted.

@@ -37,11 +37,12 @@ func (t terminating) TokenTTL() time.Duration                              { ret
 func (terminating) AdvanceTokenClock(time.Duration) error                  { return ErrUnsupported }
 
 func TestCapabilities(t *testing.T) {
-	assert.Empty(t, Capabilities(bareTarget{}))
-	if d := cmp.Diff([]Capability{CapTerminate}, Capabilities(terminating{})); d != "" {
+	// spice-clients is had by default: only a WebSocket gateway lacks it.
+	assert.Equal(t, []Capability{CapSPICEClients}, Capabilities(bareTarget{}))
+	if d := cmp.Diff([]Capability{CapSPICEClients, CapTerminate}, Capabilities(terminating{})); d != "" {
 		t.Errorf("a target with an unknown token lifetime (-want +got):\n%s", d)
 	}
-	if d := cmp.Diff([]Capability{CapTerminate, CapTokenTTL}, Capabilities(terminating{ttl: time.Minute})); d != "" {
+	if d := cmp.Diff([]Capability{CapSPICEClients, CapTerminate, CapTokenTTL}, Capabilities(terminating{ttl: time.Minute})); d != "" {
 		t.Errorf("(-want +got):\n%s", d)
 	}
 	missing, name, err := Missing([]Capability{CapTerminate, CapMetrics, CapTokenTTL},

@@ -22,14 +22,23 @@ const (
 	// Tunnel: through an HTTP CONNECT proxy (proxy=), to qemu's own port
 	// under a signed host, with a qemu ticket.
 	Tunnel Kind = "tunnel"
+	// WebSocket: through a WebSocket gateway (spice-html5's transport): a
+	// URL every channel opens a WebSocket to, and the SPICE password.
+	WS Kind = "ws"
 )
 
 // VVResponse is a fetched console.vv with its HTTP metadata (Header is
-// nil for a `.vv` the harness wrote itself).
+// nil for a `.vv` the harness wrote itself). For a WebSocket endpoint
+// there is no `.vv` (Raw is nil): WebSocketURL is the gateway URL (its
+// token included: a credential, never logged), File holds the password
+// and a title, WebSocketOrigin the Origin a browser page of the gateway
+// would send ("": none).
 type VVResponse struct {
 	*vv.File
-	Raw    []byte
-	Header http.Header
+	Raw             []byte
+	Header          http.Header
+	WebSocketURL    string
+	WebSocketOrigin string
 }
 
 // FetchVV gets the kind `.vv` of vm from the target: Proxy from
@@ -56,6 +65,12 @@ func (e *Env) FetchVVFor(ctx context.Context, kind Kind, k static.Key) (*VVRespo
 			return nil, &CapabilityError{Target: e.target.Name(), Cap: CapTunnelVV}
 		}
 		return tv.TunnelVV(ctx, k)
+	case WS:
+		ws, ok := e.target.(WebSocketer)
+		if !ok {
+			return nil, &CapabilityError{Target: e.target.Name(), Cap: CapWebSocket}
+		}
+		return ws.WebSocketVV(ctx, k)
 	}
 	return nil, fmt.Errorf("harness: unknown .vv kind %q", kind)
 }
@@ -85,6 +100,18 @@ func Dialer(f *vv.File) *spice.Dialer {
 	return d
 }
 
+// DialerFor is Dialer for a fetched endpoint: a WebSocket one
+// (WebSocketURL) gives a client whose every channel is a WebSocket to
+// that URL, sending WebSocketOrigin as a browser page would; others are
+// Dialer(f.File).
+func DialerFor(f *VVResponse) *spice.Dialer {
+	d := Dialer(f.File)
+	if f.WebSocketURL != "" {
+		d.WebSocket, d.Origin = f.WebSocketURL, f.WebSocketOrigin
+	}
+	return d
+}
+
 // Connect fetches a `.vv` of kind for vm and links a session's main
 // channel with the Go client.
 func (e *Env) Connect(ctx context.Context, kind Kind, vm *VM) (*spice.Session, *VVResponse, error) {
@@ -92,7 +119,7 @@ func (e *Env) Connect(ctx context.Context, kind Kind, vm *VM) (*spice.Session, *
 	if err != nil {
 		return nil, nil, err
 	}
-	s, err := Dialer(f.File).Connect(ctx)
+	s, err := DialerFor(f).Connect(ctx)
 	return s, f, err
 }
 

@@ -36,6 +36,12 @@
 // host SignTunnel made (see package tunnel and docs/tunnels.md), and
 // relays bytes unread, so TLS runs end to end between client and qemu.
 //
+// StartWebSocket adds the browser family: a WebSocket listener
+// (spice-html5's transport, one WebSocket per channel, the SPICE stream in
+// binary messages) whose upgrades are judged first (path, Origin, the
+// URL's token) and whose connections then take the same link handshake
+// and relay (see WebSocketConfig and docs/websocket.md).
+//
 // It is not a SPICE client or server library (see package spice), and it
 // knows nothing of qemu processes or the `.vv` API.
 package proxy

@@ -37,6 +37,8 @@ func Series(p *Proxy, name string, labels ...string) prometheus.Collector {
 		return m.sessionsEnded
 	case "spice_proxy_display_init_injected_total":
 		return m.displayGuarded
+	case "spice_proxy_websocket_upgrades_total":
+		return m.wsUpgrades.With(lv)
 	}
 	panic(fmt.Sprintf("proxy.Series: no metric %q", name))
 }

@@ -22,28 +22,34 @@ import (
 var proxyCommonCaps = spice.CapsOf(spice.CapAuthSelection, spice.CapAuthSpice, spice.CapMiniHeader)
 
 // handleClient owns one accepted connection from accept to close.
-func (p *Proxy) handleClient(raw net.Conn, secure bool) {
+func (p *Proxy) handleClient(raw net.Conn, kind listenerKind) {
 	defer p.wg.Done()
 	start := time.Now()
-	lst := listenerName(secure)
+	lst := kind.String()
 	p.metrics.connections.WithLabelValues(lst).Inc()
 	defer p.metrics.connections.WithLabelValues(lst).Dec()
 
-	ch, result := p.handshake(raw, secure, start, p.newTracer(start))
+	ch, result := p.handshake(raw, kind, start, p.newTracer(start))
 	p.metrics.handshakes.WithLabelValues(result).Inc()
 	if ch == nil {
 		p.untrackConn(raw)
+		if w, ok := raw.(*wsConn); ok {
+			w.refuse(result)
+		}
 		raw.Close()
 		return
 	}
 	p.metrics.handshakeTime.WithLabelValues(ch.typ.String()).Observe(time.Since(start).Seconds())
+	if w, ok := raw.(*wsConn); ok {
+		w.attach(ch.lease.SessionID)
+	}
 	ch.run()
 }
 
 // handshake runs the client leg and the backend leg of one channel's
 // link. It returns the channel, registered and ready to relay, or nil
 // and the reason (a metric label) after answering the client.
-func (p *Proxy) handshake(raw net.Conn, secure bool, start time.Time, tr *tracer) (*channel, string) {
+func (p *Proxy) handshake(raw net.Conn, kind listenerKind, start time.Time, tr *tracer) (*channel, string) {
 	hto := p.HandshakeTimeout
 	if hto <= 0 {
 		hto = DefaultHandshakeTimeout
@@ -53,10 +59,10 @@ func (p *Proxy) handshake(raw net.Conn, secure bool, start time.Time, tr *tracer
 		deadline = start.Add(time.Hour)
 	}
 	raw.SetDeadline(deadline)
-	log := p.Logger.With("remote", raw.RemoteAddr().String(), "listener", listenerName(secure))
+	log := p.Logger.With("remote", raw.RemoteAddr().String(), "listener", kind.String())
 
 	c := raw
-	if secure {
+	if kind == listenerTLS {
 		tc := tls.Server(raw, p.tlsConf)
 		if err := tc.Handshake(); err != nil {
 			log.Debug("tls handshake failed", "err", err)
@@ -90,7 +96,9 @@ func (p *Proxy) handshake(raw net.Conn, secure bool, start time.Time, tr *tracer
 	refuseLink := func(code spice.LinkErr, why string) (*channel, string) {
 		return refuse(code, "reason", why)
 	}
-	if !secure && !p.AllowPlain {
+	// A WebSocket client cannot follow NEED_SECURED (TLS is the
+	// WebSocket's own, wss://), so that listener serves sessions.
+	if kind == listenerPlain && !p.AllowPlain {
 		return refuseLink(spice.ErrNeedSecured, "plain listener; clients must use TLS")
 	}
 	if !m.ChannelType.Known() || m.ChannelType == spice.ChannelTunnel {
@@ -220,6 +228,9 @@ const lingerTimeout = 500 * time.Millisecond
 // would reset the connection, and a reset may destroy the reply before
 // the client reads it (Windows' TCP does). The caller closes raw.
 func lingerClose(raw net.Conn, deadline time.Time) {
+	if _, ok := raw.(*wsConn); ok {
+		return // the WebSocket's close handshake does this (wsConn.refuse)
+	}
 	if cw, ok := raw.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
 	}

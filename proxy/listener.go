@@ -13,9 +13,9 @@ import (
 // a failed TLS handshake never delays another accept. A connection over
 // a handshake limit (MaxHandshakes, MaxHandshakesPerSource) is closed
 // here, before any byte is read.
-func (p *Proxy) acceptLoop(ln net.Listener, secure bool) error {
+func (p *Proxy) acceptLoop(ln net.Listener, kind listenerKind) error {
 	var backoff time.Duration
-	lst := listenerName(secure)
+	lst := kind.String()
 	for {
 		c, ok := p.accept(ln, &backoff)
 		if !ok {
@@ -44,7 +44,7 @@ func (p *Proxy) acceptLoop(ln net.Listener, secure bool) error {
 		}
 		p.wg.Add(1)
 		p.mu.Unlock()
-		go p.handleClient(c, secure)
+		go p.handleClient(c, kind)
 	}
 }
 
@@ -137,11 +137,30 @@ func sourceOf(c net.Conn) netip.Addr {
 	return netip.Addr{}
 }
 
-func listenerName(secure bool) string {
-	if secure {
+// listenerKind says what a client connection came in on.
+type listenerKind int
+
+const (
+	listenerPlain listenerKind = iota
+	listenerTLS
+	listenerWebSocket
+)
+
+func (k listenerKind) String() string {
+	switch k {
+	case listenerTLS:
 		return "tls"
+	case listenerWebSocket:
+		return "websocket"
 	}
 	return "plain"
+}
+
+func kindOf(secure bool) listenerKind {
+	if secure {
+		return listenerTLS
+	}
+	return listenerPlain
 }
 
 // untrackConn forgets a connection that finished its handshake (it is
@@ -153,6 +172,9 @@ func (p *Proxy) untrackConn(c net.Conn) {
 }
 
 func (p *Proxy) untrackConnLocked(c net.Conn) {
+	if w, ok := c.(*wsConn); ok && w.tcp != nil {
+		c = w.tcp.Conn // the WebSocket's TCP connection is what was tracked
+	}
 	src, ok := p.conns[c]
 	if !ok {
 		return

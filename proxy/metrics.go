@@ -29,6 +29,9 @@ type metrics struct {
 	connectRequests *prometheus.CounterVec // result
 	tunnelsActive   prometheus.Gauge
 	tunnelBytes     *prometheus.CounterVec // direction
+
+	// The WebSocket listener (websocket.go).
+	wsUpgrades *prometheus.CounterVec // result
 }
 
 func newMetrics(p *Proxy) *metrics {
@@ -73,7 +76,7 @@ func newMetrics(p *Proxy) *metrics {
 		m.verdicts, m.backendDials, m.sessionsEnded, m.displayGuarded} {
 		f(c)
 	}
-	for _, l := range []string{"plain", "tls"} {
+	for _, l := range []string{"plain", "tls", "websocket"} {
 		for _, r := range []string{refusedHandshakes, refusedSourceHandshakes} {
 			m.refused.WithLabelValues(l, r) // exported at 0 before the first refusal
 		}
@@ -90,6 +93,10 @@ func newMetrics(p *Proxy) *metrics {
 	m.tunnelBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "spice_proxy_tunnel_bytes_total", Help: "Bytes relayed through CONNECT tunnels (ciphertext on TLS ports), by direction; updated every 64 KiB and when a tunnel ends.",
 	}, []string{"direction"})
+	m.wsUpgrades = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spice_proxy_websocket_upgrades_total", Help: "WebSocket upgrade requests by result (ok, not_found, not_websocket, origin_refused, token_refused, upgrade_failed, shutdown); the SPICE link that follows counts in spice_proxy_handshakes_total.",
+	}, []string{"result"})
+	f(m.wsUpgrades)
 	f(m.connectRequests)
 	f(m.tunnelsActive)
 	f(m.tunnelBytes)

@@ -109,6 +109,8 @@ type Proxy struct {
 
 	// Tunnel configures the HTTP CONNECT listener (StartConnect).
 	Tunnel TunnelConfig
+	// WebSocket configures the WebSocket listener (StartWebSocket).
+	WebSocket WebSocketConfig
 
 	initOnce sync.Once
 	initErr  error
@@ -120,6 +122,7 @@ type Proxy struct {
 	served atomic.Pointer[servedCert]
 	caps   capsCache
 	tun    tunnelState
+	ws     wsState
 	// refusalLog rate-limits the log lines of refused connections.
 	refusalLog rateLog
 
@@ -216,7 +219,7 @@ func (p *Proxy) Start(plainAddr, tlsAddr string) error {
 			return err
 		}
 		p.wg.Add(1)
-		go func() { defer p.wg.Done(); p.acceptLoop(l.ln, l.secure) }()
+		go func() { defer p.wg.Done(); p.acceptLoop(l.ln, kindOf(l.secure)) }()
 	}
 	p.WarmCaps()
 	return nil
@@ -248,7 +251,7 @@ func (p *Proxy) Serve(ln net.Listener, secure bool) error {
 	}
 	p.wg.Add(1)
 	defer p.wg.Done()
-	return p.acceptLoop(ln, secure)
+	return p.acceptLoop(ln, kindOf(secure))
 }
 
 // ErrClosed is returned when serving on a proxy that is shutting down.
@@ -305,6 +308,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}
 	p.closeConnectConnsLocked()
 	p.mu.Unlock()
+	p.closeWebSocketServers()
 	p.stopCancel()
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc

@@ -185,7 +185,7 @@ func (ch *channel) stream(l *leg) error {
 // readSome reads what has arrived into b (at least one byte, unless
 // an error), waking up every IdleTimeout like readFull.
 func (ch *channel) readSome(c net.Conn, b []byte) (int, error) {
-	idle := ch.p.IdleTimeout
+	idle := ch.idleTimeout()
 	for {
 		if idle > 0 {
 			c.SetReadDeadline(time.Now().Add(idle))
@@ -204,7 +204,7 @@ func (ch *channel) readSome(c net.Conn, b []byte) (int, error) {
 // readFull reads len(b) bytes. With an IdleTimeout it wakes up every
 // IdleTimeout and gives up only if neither direction moved meanwhile.
 func (ch *channel) readFull(c net.Conn, b []byte) error {
-	idle := ch.p.IdleTimeout
+	idle := ch.idleTimeout()
 	got := 0
 	for got < len(b) {
 		if idle > 0 {
@@ -224,6 +224,16 @@ func (ch *channel) readFull(c net.Conn, b []byte) error {
 		return err
 	}
 	return nil
+}
+
+// idleTimeout is the channel's own idle limit: the proxy's IdleTimeout,
+// none on a WebSocket channel, whose limit is its session's
+// (WebSocketConfig.IdleTimeout, applied by wsConn).
+func (ch *channel) idleTimeout() time.Duration {
+	if _, ok := ch.rawClient.(*wsConn); ok {
+		return 0
+	}
+	return ch.p.IdleTimeout
 }
 
 // check applies the firewall to a header.

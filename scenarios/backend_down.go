@@ -30,7 +30,7 @@ func init() {
 			// silence.
 			lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			_, err = harness.Dialer(f.File).Connect(lctx)
+			_, err = harness.DialerFor(f).Connect(lctx)
 			le := wantRefused(t, err, "a new link to a dead backend")
 			t.Logf("new link to a dead backend refused with %v at %s in %v", le.Code, le.Step, time.Since(start))
 		},

@@ -13,7 +13,8 @@ func init() {
 		Name:        "banner-through-proxy",
 		Tier:        Core,
 		Description: "the guest's banner shows through the proxy, and typing reaches the guest",
-		Needs:       []string{needScreenshot}, // programs beyond qemu
+		Needs:       []string{needScreenshot},                      // programs beyond qemu
+		Requires:    []harness.Capability{harness.CapSPICEClients}, // spice-gtk speaks no WebSocket
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {
 			vm := env.VM(0)
 			img, err := env.ScreenshotProxy(ctx, vm) // spicy-screenshot, single-use token

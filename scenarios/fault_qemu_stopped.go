@@ -62,7 +62,7 @@ func init() {
 			lctx, cancel := context.WithTimeout(ctx, hi+5*time.Second)
 			defer cancel()
 			start := time.Now()
-			_, err = harness.Dialer(f.File).Connect(lctx)
+			_, err = harness.DialerFor(f).Connect(lctx)
 			took := time.Since(start)
 			le := wantRefused(t, err, "a new link while qemu is stopped")
 			if took < lo || took > hi {

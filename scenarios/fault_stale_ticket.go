@@ -27,7 +27,7 @@ func init() {
 
 			f, err := env.FetchVV(ctx, harness.Proxy, vm)
 			require.NoError(t, err, "fetch a proxy .vv")
-			_, err = harness.Dialer(f.File).Connect(ctx)
+			_, err = harness.DialerFor(f).Connect(ctx)
 			wantLinkCode(t, err, spice.StepLinkResult, spice.ErrPermissionDenied)
 
 			_, err = env.ScreenshotProxy(ctx, vm)

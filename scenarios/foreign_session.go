@@ -33,12 +33,12 @@ func init() {
 			defer wa.Close()
 			defer wb.Close()
 			// vm 1's token with vm 2's session id.
-			_, err = harness.Dialer(fa.File).DialChannel(ctx, sb.ID, spice.ChannelDisplay, 0)
+			_, err = harness.DialerFor(fa).DialChannel(ctx, sb.ID, spice.ChannelDisplay, 0)
 			wantLinkCode(t, err, spice.StepLinkResult, spice.ErrBadConnectionID)
 			// vm 1's token with a made-up id, and with 0.
-			_, err = harness.Dialer(fa.File).DialChannel(ctx, sa.ID^0x5a5a5a5a, spice.ChannelInputs, 0)
+			_, err = harness.DialerFor(fa).DialChannel(ctx, sa.ID^0x5a5a5a5a, spice.ChannelInputs, 0)
 			wantLinkCode(t, err, spice.StepLinkResult, spice.ErrBadConnectionID)
-			_, err = harness.Dialer(fa.File).DialChannel(ctx, 0, spice.ChannelCursor, 0)
+			_, err = harness.DialerFor(fa).DialChannel(ctx, 0, spice.ChannelCursor, 0)
 			wantLinkCode(t, err, spice.StepLinkResult, spice.ErrBadConnectionID)
 			nothingReached(ctx, t, "the refused channels", wa, wb)
 			// Both sessions still work.

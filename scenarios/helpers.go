@@ -49,9 +49,10 @@ func wantLinkCode(t harness.T, err error, step string, code spice.LinkErr) {
 
 // wantRefused fails t unless err says the proxy refused the link with a
 // SPICE link error (any code but OK, in the reply or as the link result),
-// or a CONNECT proxy refused the tunnel with an HTTP error status: what
-// spice-gtk shows as an error instead of hanging. A CONNECT proxy that
-// hangs or closes without an answer is no refusal. It returns the error
+// or a CONNECT proxy refused the tunnel with an HTTP error status, or a
+// WebSocket gateway refused the upgrade or sent a close frame: what
+// clients show as an error instead of hanging. A proxy that hangs or
+// closes without an answer is no refusal. It returns the error
 // for logs.
 func wantRefused(t harness.T, err error, what string) *spice.LinkError {
 	t.Helper()
@@ -60,8 +61,16 @@ func wantRefused(t harness.T, err error, what string) *spice.LinkError {
 	if !refused && le != nil && le.Step == spice.StepProxy {
 		_, refused = proxyRefusal(err)
 	}
+	if !refused && le != nil {
+		// A WebSocket gateway's answer: an HTTP error before the upgrade,
+		// or a close frame (spice-html5 shows either at once).
+		var we *spice.WebSocketError
+		code, _ := spice.WebSocketCloseStatus(err)
+		refused = (errors.As(err, &we) && we.Status >= 400) || code >= 0
+	}
 	if !refused {
-		t.Fatalf("%s: want a SPICE link error (a non-zero link reply or result) or a CONNECT proxy's error status, got %v", what, err)
+		t.Fatalf("%s: want a SPICE link error (a non-zero link reply or result), a CONNECT proxy's error status "+
+			"or a WebSocket gateway's refusal (an HTTP error status, a close frame), got %v", what, err)
 	}
 	return le
 }
@@ -179,7 +188,7 @@ func directDialer(vm *harness.VM) *spice.Dialer {
 // dialLink opens the raw connection a client of f's `.vv` would (TLS when
 // it has a tls-port, with its CA and host-subject; else plain).
 func dialLink(ctx context.Context, f *harness.VVResponse) (net.Conn, error) {
-	d := harness.Dialer(f.File)
+	d := harness.DialerFor(f)
 	var nd net.Dialer
 	if f.TLSPort != 0 {
 		c, err := nd.DialContext(ctx, "tcp", net.JoinHostPort(f.Host, strconv.Itoa(f.TLSPort)))

@@ -44,7 +44,7 @@ func init() {
 
 			h := &hostile{f: hf, sessionID: hs.ID, addr: net.JoinHostPort(hf.Host, strconv.Itoa(hf.Port))}
 			if hf.TLSPort != 0 {
-				d := harness.Dialer(hf.File)
+				d := harness.DialerFor(hf)
 				h.tlsConf = spice.TLSConfig(d.CA, hf.Host, hf.HostSubject)
 				h.addr = net.JoinHostPort(hf.Host, strconv.Itoa(hf.TLSPort))
 			}

@@ -20,7 +20,7 @@ import (
 // with that guarantee switched off (its mutant), exactly these fail.
 // docs/mutants.md explains each row.
 var guards = map[mutant.Mutation][]string{
-	mutant.ReusableTokens:         {"token-replay"},
+	mutant.ReusableTokens:         {"token-replay", "ws-token-replay"},
 	mutant.NoConnIDBinding:        {"foreign-session", "two-vms-isolated"},
 	mutant.FixedCaps:              {"multi-channel"},
 	mutant.NoDisplayGuard:         {"display-drop-before-init"},
@@ -29,7 +29,11 @@ var guards = map[mutant.Mutation][]string{
 	mutant.TerminateKeepsTunnels:  {"tunnel-terminate"},
 	mutant.TerminateKeepsHosts:    {"tunnel-terminate"},
 	mutant.ShutdownKeepsChannels:  {"fault-shutdown-under-load"},
-	mutant.NoHandshakeDeadline:    {"hostile-clients"},
+	mutant.NoHandshakeDeadline:    {"hostile-clients", "ws-hostile"},
+	mutant.WSIdlePerSocket:        {"ws-idle-inputs"},
+	mutant.WSNoOriginCheck:        {"ws-origin-refused"},
+	mutant.WSTextFramesAsData:     {"ws-hostile"},
+	mutant.WSNoUpgradeDeadline:    {"ws-hostile"},
 }
 
 // tunnelMutants change only the CONNECT listener: they run against the
@@ -38,6 +42,36 @@ var guards = map[mutant.Mutation][]string{
 // never meets the link handshake, relay or tokens the other mutants
 // change; the SPICE scenarios open no tunnel for these to change.
 var tunnelMutants = []mutant.Mutation{mutant.TerminateKeepsTunnels, mutant.TerminateKeepsHosts}
+
+// wsMutants change only the WebSocket listener (its upgrade, framing,
+// origins and idle limit): they run against the browser tier's scenarios
+// (those that require websocket), which alone open WebSockets.
+var wsMutants = []mutant.Mutation{mutant.WSIdlePerSocket, mutant.WSNoOriginCheck, mutant.WSTextFramesAsData, mutant.WSNoUpgradeDeadline}
+
+// family sorts scenarios and mutants by the listener they exercise:
+// "tunnel" (CONNECT), "websocket", or "spice" (the SPICE listeners).
+// A mutant runs against its family's scenarios and against any other
+// scenario its guards name: the single-use token and the handshake
+// deadline live in code the SPICE and WebSocket listeners share.
+func scenarioFamily(s scenarios.Scenario) string {
+	switch {
+	case slices.Contains(s.Requires, harness.CapTunnelVV):
+		return "tunnel"
+	case slices.Contains(s.Requires, harness.CapWebSocket):
+		return "websocket"
+	}
+	return "spice"
+}
+
+func mutantFamily(m mutant.Mutation) string {
+	switch {
+	case slices.Contains(tunnelMutants, m):
+		return "tunnel"
+	case slices.Contains(wsMutants, m):
+		return "websocket"
+	}
+	return "spice"
+}
 
 // notThroughTheProxy are the scenarios that never use the proxy under
 // test (they check qemu, the sources file and the direct path the other
@@ -68,7 +102,7 @@ func TestMutants(t *testing.T) {
 			opt := harness.WithTarget(inproc.New(inproc.Mutate(m)))
 			for _, s := range scenarios.All() {
 				if slices.Contains(notThroughTheProxy, s.Name) ||
-					slices.Contains(s.Requires, harness.CapTunnelVV) != slices.Contains(tunnelMutants, m) {
+					(scenarioFamily(s) != mutantFamily(m) && !slices.Contains(want, s.Name)) {
 					continue
 				}
 				t.Run(s.Name, func(t *testing.T) {

@@ -17,6 +17,7 @@ func init() {
 		Tier:        Core,
 		Description: "a plain port that answers NEED_SECURED sends spice-gtk (and the Go client) on to the TLS port: with both ports in the .vv, sessions open",
 		Needs:       []string{needScreenshot},
+		Requires:    []harness.Capability{harness.CapSPICEClients}, // spice-gtk speaks no WebSocket
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {
 			vm := env.VM(0)
 			f, err := env.FetchVV(ctx, harness.Proxy, vm)
@@ -26,7 +27,7 @@ func init() {
 			}
 			// A client with only the plain port: NEED_SECURED, unless the
 			// proxy serves plain sessions (nothing to follow then).
-			plainOnly := harness.Dialer(f.File)
+			plainOnly := harness.DialerFor(f)
 			plainOnly.TLSPort = 0
 			s, err := plainOnly.Connect(ctx)
 			var le *spice.LinkError
@@ -47,7 +48,7 @@ func init() {
 			// So does the Go client, which records the switch.
 			h, err := env.FetchVV(ctx, harness.Proxy, vm)
 			require.NoError(t, err, "fetch proxy .vv")
-			s, err = harness.Dialer(h.File).Connect(ctx)
+			s, err = harness.DialerFor(h).Connect(ctx)
 			require.NoError(t, err, "Go client with both ports")
 			defer s.Close()
 			assert.True(t, s.Main.FollowedNeedSecured, "main followed NEED_SECURED")

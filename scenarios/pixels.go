@@ -14,6 +14,7 @@ func init() {
 		Tier:        Core,
 		Description: "spicy-screenshot through the proxy (TLS) gives the same picture as straight from qemu",
 		Needs:       []string{needScreenshot},
+		Requires:    []harness.Capability{harness.CapSPICEClients}, // spice-gtk speaks no WebSocket
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {
 			vm := env.VM(0)
 			direct, err := env.ScreenshotDirect(ctx, vm)

@@ -16,6 +16,7 @@ func init() {
 		Tier:        Core,
 		Description: "remote-viewer opens a proxy .vv (TLS, CA embedded), shows the guest's exact pixels and types into it",
 		Needs:       []string{needScreenshot, needRemoteViewer, needXvfb, needXdotool, needImport},
+		Requires:    []harness.Capability{harness.CapSPICEClients}, // spice-gtk speaks no WebSocket
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {
 			vm := env.VM(0)
 			ref, err := env.ScreenshotDirect(ctx, vm)

@@ -21,10 +21,14 @@ const (
 	// connection-id binding, qemu crash guard, real caps, terminate,
 	// hostile inputs, faults).
 	Hardening Tier = "hardening"
+	// Browser: the WebSocket family (spice-html5's transport, one
+	// WebSocket per channel): sessions, idle sockets, token replay,
+	// origins and hostile frames through any WebSocket target.
+	Browser Tier = "browser"
 )
 
 // Tiers in report order.
-var Tiers = []Tier{Core, Hardening}
+var Tiers = []Tier{Core, Hardening, Browser}
 
 // Scenario is one regression case. Register it from an init func in its
 // own file:
@@ -40,7 +44,7 @@ var Tiers = []Tier{Core, Hardening}
 type Scenario struct {
 	// Name is unique, lower-case words joined by '-'.
 	Name string
-	// Tier is Core or Hardening.
+	// Tier is Core, Hardening or Browser.
 	Tier Tier
 	// Description is one line.
 	Description string
@@ -77,8 +81,8 @@ func Register(s Scenario) {
 		panic(fmt.Sprintf("scenarios: bad name %q (want lower-case words joined by '-')", s.Name))
 	case s.Description == "" || s.Run == nil:
 		panic(fmt.Sprintf("scenarios: %s needs a Description and a Run", s.Name))
-	case s.Tier != Core && s.Tier != Hardening:
-		panic(fmt.Sprintf("scenarios: %s has tier %q; want scenarios.Core or scenarios.Hardening", s.Name, s.Tier))
+	case s.Tier != Core && s.Tier != Hardening && s.Tier != Browser:
+		panic(fmt.Sprintf("scenarios: %s has tier %q; want scenarios.Core, Hardening or Browser", s.Name, s.Tier))
 	}
 	for _, c := range s.Requires {
 		if !harness.KnownCapability(c) {

@@ -38,7 +38,7 @@ func init() {
 			t.Logf("terminate call %v; its 4 channels closed %v after it returned", call.Round(time.Millisecond), took.Round(time.Millisecond))
 			alive(ctx, t, vm)
 			// The session cannot be rejoined.
-			_, err = harness.Dialer(f.File).DialChannel(ctx, s.ID, spice.ChannelCursor, 0)
+			_, err = harness.DialerFor(f).DialChannel(ctx, s.ID, spice.ChannelCursor, 0)
 			wantRefused(t, err, "a channel joining the terminated session")
 		},
 	})

@@ -30,7 +30,7 @@ func init() {
 			t.Logf("token lifetime %v passed", ttl)
 			w := vm.WatchConnections()
 			defer w.Close()
-			_, err = harness.Dialer(f.File).Connect(ctx)
+			_, err = harness.DialerFor(f).Connect(ctx)
 			wantLinkCode(t, err, spice.StepLinkResult, spice.ErrPermissionDenied)
 			nothingReached(ctx, t, "the expired token", w)
 		},

@@ -23,7 +23,7 @@ func init() {
 			defer s.Close()
 			w := vm.WatchConnections()
 			defer w.Close()
-			_, err = harness.Dialer(f.File).Connect(ctx)
+			_, err = harness.DialerFor(f).Connect(ctx)
 			wantLinkCode(t, err, spice.StepLinkResult, spice.ErrPermissionDenied)
 			nothingReached(ctx, t, "the replayed token", w)
 			// The first session is untouched.

@@ -40,7 +40,7 @@ func init() {
 			nothingReached(ctx, t, "the refused CONNECT to qemu's plain port", w)
 
 			// The port the .vv names opens, with its ticket.
-			s, err := harness.Dialer(f.File).Connect(ctx)
+			s, err := harness.DialerFor(f).Connect(ctx)
 			require.NoError(t, err, "a session on the .vv's own port after the refusals")
 			s.Close()
 		},

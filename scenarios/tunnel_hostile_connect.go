@@ -35,7 +35,7 @@ func init() {
 			f := fetchTunnelVV(ctx, t, env, vm)
 			addr, _, err := spice.ParseProxyURL(f.Proxy)
 			require.NoError(t, err, "the .vv's proxy=")
-			s, err := harness.Dialer(f.File).Connect(ctx)
+			s, err := harness.DialerFor(f).Connect(ctx)
 			require.NoError(t, err, "the live tunnel session")
 			defer s.Close()
 			display, inputs, cursor := openAll(ctx, t, s)

@@ -26,7 +26,7 @@ func init() {
 			defer w.Close()
 			refused := func(what, host string) {
 				t.Helper()
-				d := harness.Dialer(f.File)
+				d := harness.DialerFor(f)
 				d.Host = host
 				_, err := d.Connect(ctx)
 				pe := wantProxyRefused(t, err, what+", Go client")

@@ -20,7 +20,7 @@ func init() {
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {
 			vm := env.VM(0)
 			f := fetchTunnelVV(ctx, t, env, vm)
-			s, err := harness.Dialer(f.File).Connect(ctx)
+			s, err := harness.DialerFor(f).Connect(ctx)
 			require.NoError(t, err, "a session through the tunnel")
 			defer s.Close()
 			display, inputs, cursor := openAll(ctx, t, s)
@@ -37,13 +37,13 @@ func init() {
 			// lifetime), so only the proxy can keep its holder out.
 			w := vm.WatchConnections()
 			defer w.Close()
-			_, err = harness.Dialer(f.File).Connect(ctx)
+			_, err = harness.DialerFor(f).Connect(ctx)
 			pe := wantProxyRefused(t, err, "a session from the tunnel .vv fetched before the terminate")
 			t.Logf("the earlier .vv: %s", pe.Line)
 			nothingReached(ctx, t, "the refused tunnel", w)
 
 			g := fetchTunnelVV(ctx, t, env, vm)
-			s2, err := harness.Dialer(g.File).Connect(ctx)
+			s2, err := harness.DialerFor(g).Connect(ctx)
 			require.NoError(t, err, "a session from a tunnel .vv fetched after the terminate")
 			defer s2.Close()
 			_, inputs2, _ := openAll(ctx, t, s2)

@@ -29,7 +29,7 @@ func init() {
 			asked := time.Now()
 			f := fetchTunnelVV(ctx, t, env, vm)
 			got := time.Now()
-			s, err := harness.Dialer(f.File).Connect(ctx)
+			s, err := harness.DialerFor(f).Connect(ctx)
 			require.NoError(t, err, "main channel with the fresh ticket")
 			defer s.Close()
 			display, err := s.Open(ctx, spice.ChannelDisplay, 0)
@@ -49,7 +49,7 @@ func init() {
 
 			// From a second after the expiry on, nothing links with it.
 			until(ctx, t, got.Add(ttl+1500*time.Millisecond))
-			_, err = harness.Dialer(f.File).Connect(ctx)
+			_, err = harness.DialerFor(f).Connect(ctx)
 			wantLinkCode(t, err, spice.StepLinkResult, spice.ErrPermissionDenied)
 			_, err = s.Open(ctx, spice.ChannelCursor, 0)
 			if !errors.Is(err, spice.ErrPermissionDenied) {

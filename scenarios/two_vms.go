@@ -40,11 +40,11 @@ func init() {
 			wa, wb := a.WatchConnections(), b.WatchConnections()
 			defer wa.Close()
 			defer wb.Close()
-			_, err = harness.Dialer(fb.File).DialChannel(ctx, sa.ID, spice.ChannelDisplay, 0)
+			_, err = harness.DialerFor(fb).DialChannel(ctx, sa.ID, spice.ChannelDisplay, 0)
 			wantLinkCode(t, err, spice.StepLinkResult, spice.ErrBadConnectionID)
 			nothingReached(ctx, t, "vm 2's token naming vm 1's session", wa, wb)
 			// vm 1's own token still joins vm 1's session.
-			c, err := harness.Dialer(fa.File).DialChannel(ctx, sa.ID, spice.ChannelCursor, 0)
+			c, err := harness.DialerFor(fa).DialChannel(ctx, sa.ID, spice.ChannelCursor, 0)
 			require.NoError(t, err, "vm 1's token joining its own session after the refusal")
 			c.Close()
 		},

@@ -13,6 +13,8 @@ pkgs=(
   openssl
   gcc                  # builds the GLib oracle that cross-checks .vv escaping
   squid                # a real HTTP CONNECT proxy (oVirt's kind) for the tunnel tests
+  websockify           # a real WebSocket gateway (noVNC's, in front of qemu) for the browser tier
+  spice-html5          # the browser SPICE client: its pages, served by websockify --web
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients   # libvirt backend
 )
 

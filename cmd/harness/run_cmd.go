@@ -27,6 +27,8 @@ type targetFlags struct {
 	exec, execReload                         string
 	connectProxy                             string
 	squid                                    bool
+	websocket, wsTokenFile, wsOrigin         string
+	websockify                               bool
 }
 
 func (f *targetFlags) add(cmd *cobra.Command) {
@@ -39,6 +41,10 @@ func (f *targetFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.execReload, "exec-reload", "", "with --exec: how it learns a rewritten sources.yaml: file (default), sighup or restart")
 	fl.StringVar(&f.connectProxy, "connect-proxy", "", "drive the HTTP CONNECT proxy at this URL, http://HOST:PORT (or HARNESS_CONNECT_PROXY); it must let CONNECT through to the consoles")
 	fl.BoolVar(&f.squid, "squid", false, "drive Debian's squid as a CONNECT proxy, started per lane with CONNECT allowed only to the console ports (or HARNESS_SQUID=1)")
+	fl.StringVar(&f.websocket, "websocket", "", "drive the WebSocket gateway at this URL template, ws://HOST:PORT/PATH?token={token} (placeholders {token} {host} {port} {source} {uuid} {name}; or HARNESS_WEBSOCKET)")
+	fl.StringVar(&f.wsTokenFile, "websocket-token-file", "", "with --websocket: the token file the gateway reads, written by the harness as `TOKEN: HOST:PORT` lines (or HARNESS_WEBSOCKET_TOKEN_FILE)")
+	fl.StringVar(&f.wsOrigin, "websocket-origin", "", "with --websocket: the Origin the gateway accepts, sent by the Go client; others must be refused (or HARNESS_WEBSOCKET_ORIGIN)")
+	fl.BoolVar(&f.websockify, "websockify", false, "drive Debian's websockify as a WebSocket gateway, started per lane with its token plugin and origin check (or HARNESS_WEBSOCKIFY=1)")
 }
 
 // option returns the target option the flags ask for, nil for the
@@ -49,7 +55,8 @@ func (f *targetFlags) option() (harness.Option, []string, error) {
 	for _, p := range []struct {
 		flag string
 		set  bool
-	}{{"--external-api", f.externalAPI != ""}, {"--exec", f.exec != ""}, {"--connect-proxy", f.connectProxy != ""}, {"--squid", f.squid}} {
+	}{{"--external-api", f.externalAPI != ""}, {"--exec", f.exec != ""}, {"--connect-proxy", f.connectProxy != ""}, {"--squid", f.squid},
+		{"--websocket", f.websocket != ""}, {"--websockify", f.websockify}} {
 		if p.set {
 			picked = append(picked, p.flag)
 		}
@@ -93,6 +100,27 @@ func (f *targetFlags) option() (harness.Option, []string, error) {
 		return harness.WithTarget(harness.ConnectProxy(harness.ConnectProxyConfig{URL: f.connectProxy})), []string{"--connect-proxy", redactProxyURL(f.connectProxy)}, nil
 	case f.squid:
 		return harness.WithTarget(harness.ConnectProxy(harness.ConnectProxyConfig{Squid: true})), []string{"--squid"}, nil
+	case f.websocket != "":
+		wc := harness.WebSocketConfig{URL: f.websocket, TokenFile: f.wsTokenFile, Origin: f.wsOrigin}
+		if wc.TokenFile == "" {
+			wc.TokenFile = os.Getenv(harness.EnvWebSocketTokenFile)
+		}
+		if wc.Origin == "" {
+			wc.Origin = os.Getenv(harness.EnvWebSocketOrigin)
+		}
+		args := []string{"--websocket", f.websocket}
+		if wc.TokenFile != "" {
+			args = append(args, "--websocket-token-file", wc.TokenFile)
+		}
+		if wc.Origin != "" {
+			args = append(args, "--websocket-origin", wc.Origin)
+		}
+		if _, err := harness.WebSocket(wc)(harness.Settings{}); err != nil {
+			return nil, nil, usageError(err)
+		}
+		return harness.WithTarget(harness.WebSocket(wc)), args, nil
+	case f.websockify:
+		return harness.WithTarget(harness.WebSocket(harness.WebSocketConfig{Websockify: true})), []string{"--websockify"}, nil
 	}
 	return nil, nil, nil
 }
@@ -131,6 +159,16 @@ The proxy under test is this repository's in-process proxy unless:
       port, a fresh qemu ticket valid 30 s); --squid starts Debian's squid
       per lane, allowing CONNECT only to the console ports. Scenarios about
       a terminating proxy (tokens, sessions) are skipped.
+  --websocket 'ws://HOST:PORT/PATH?token={token}' [--websocket-token-file F]
+  [--websocket-origin O], or --websockify
+      a WebSocket gateway (spice-html5's transport, one WebSocket per
+      channel): the harness fills the URL per console, writes the tokens
+      to F (TOKEN: HOST:PORT lines) and hands a fresh qemu ticket valid
+      30 s as the password; --websockify starts Debian's websockify per
+      lane with its token plugin and ExpectOrigin. The browser tier runs
+      there (and against the in-process proxy's own WebSocket listener);
+      scenarios that need spicy-screenshot or remote-viewer are skipped.
+
 With --hosts FILE each scenario's lane goes to a hypervisor host of FILE
 (docs/hosts.md): its VMs run there as libvirt domains, the proxy and the
 clients run here. Lanes are placed by label (--labels, and spice-tls for
@@ -222,7 +260,7 @@ did not run (interrupted), 2 usage error.`,
 	target.add(cmd)
 	fl := cmd.Flags()
 	fl.StringSliceVar(&names, "scenario", nil, "scenario to run (repeatable; default all)")
-	fl.StringSliceVar(&tiers, "tier", nil, "run only this tier: core or hardening (repeatable)")
+	fl.StringSliceVar(&tiers, "tier", nil, "run only this tier: core, hardening or browser (repeatable)")
 	fl.BoolVar(&list, "list", false, "list the scenarios with their tier and needs, and exit")
 	fl.BoolVarP(&verbose, "verbose", "v", false, "print every scenario's log as it runs")
 	fl.StringVar(&junit, "junit", "", "also write a JUnit XML report to FILE")
@@ -233,8 +271,8 @@ did not run (interrupted), 2 usage error.`,
 
 func selectScenarios(names, tiers []string) ([]scenarios.Scenario, error) {
 	for _, t := range tiers {
-		if t != string(scenarios.Core) && t != string(scenarios.Hardening) {
-			return nil, usageError(fmt.Errorf("--tier %q: want core or hardening", t))
+		if !slices.Contains(scenarios.Tiers, scenarios.Tier(t)) {
+			return nil, usageError(fmt.Errorf("--tier %q: want core, hardening or browser", t))
 		}
 	}
 	all := scenarios.All()

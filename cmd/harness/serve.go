@@ -30,6 +30,7 @@ var serveNames = map[daemon.Setting]string{
 	daemon.SettingTLSAddr:      "--tls-listen",
 	daemon.SettingAPIAddr:      "--api",
 	daemon.SettingConnectAddr:  "--connect-listen",
+	daemon.SettingWebSocket:    "--ws-listen",
 	daemon.SettingProxyHost:    "--proxy-host",
 	daemon.SettingAPIKey:       EnvAPIKey,
 	daemon.SettingTokenTTL:     "--token-ttl",
@@ -148,6 +149,8 @@ With --json, stdout gets one JSON line when ready (see harness up --help).`,
 	fl.BoolVar(&cfg.AllowPlain, "allow-plain", false, "serve sessions on the plain listener")
 	addHandshakeFlags(fl, &cfg.MaxHandshakes, &cfg.MaxHandshakesPerSource)
 	fl.StringVar(&cfg.ConnectAddr, "connect-listen", "", "also serve HTTP CONNECT tunnels on this address (127.0.0.1:0 for a free port; tunnel .vv files carry the stored ticket); see docs/tunnels.md")
+	fl.StringVar(&cfg.WebSocketAddr, "ws-listen", "", "also serve SPICE over WebSocket (spice-html5's transport) on this address (127.0.0.1:0 for a free port); GET /console/ws/{source}/{uuid} answers its URL and token; see docs/websocket.md")
+	fl.StringSliceVar(&cfg.WebSocketOrigins, "ws-origin", nil, "with --ws-listen: a browser Origin allowed besides the listener's own (scheme://host:port; repeatable)")
 	fl.StringVar(&cfg.TLSCertFile, "tls-cert", "", "the proxy's TLS certificate (PEM; may hold the chain); with --tls-key")
 	fl.StringVar(&cfg.TLSKeyFile, "tls-key", "", "its private key (PEM, mode 0600)")
 	fl.StringVar(&cfg.CAFile, "ca", "", "the CA .vv files embed for --tls-cert (default: none, clients use their trust store; the certificate itself when self-signed)")
@@ -194,12 +197,18 @@ func serveReady(d *daemon.Daemon) (readyLine, func(), error) {
 	if a := p.ConnectAddr(); a != nil {
 		r.Proxy.ConnectPort = a.Port
 	}
+	if a := p.WebSocketAddr(); a != nil {
+		r.Proxy.WebSocketPort = a.Port
+	}
 	for _, c := range d.Store().Consoles() {
 		k := static.Key{Source: c.Source, UUID: c.UUID}
 		rc := readyConsole{Source: c.Source, UUID: c.UUID, Name: c.Name,
 			Direct: readyDirect{Host: c.HypervisorIP, Port: c.InsecurePort}, VVURL: d.ProxyVVURL(k)}
 		if r.Proxy.ConnectPort != 0 {
 			rc.TunnelVVURL = harness.VVURL(d.APIURL(), harness.Tunnel, k)
+		}
+		if r.Proxy.WebSocketPort != 0 {
+			rc.WebSocketURL = harness.WebSocketEndpointURL(d.APIURL(), k)
 		}
 		r.Consoles = append(r.Consoles, rc)
 	}

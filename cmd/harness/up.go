@@ -40,6 +40,9 @@ type readyProxy struct {
 	// ConnectPort is the HTTP CONNECT listener's port (--connect-listen;
 	// 0 and left out when off).
 	ConnectPort int `json:"connect_port,omitempty"`
+	// WebSocketPort is the WebSocket listener's port (spice-html5's
+	// transport; --ws-listen; 0 and left out when off).
+	WebSocketPort int `json:"ws_port,omitempty"`
 }
 
 type readyConsole struct {
@@ -54,6 +57,9 @@ type readyConsole struct {
 	// TunnelVVURL answers a .vv through the CONNECT listener (only with
 	// --connect-listen).
 	TunnelVVURL string `json:"tunnel_vv_url,omitempty"`
+	// WebSocketURL answers, in JSON, a WebSocket URL and password for one
+	// session through the WebSocket listener (no secret in the line).
+	WebSocketURL string `json:"ws_url,omitempty"`
 }
 
 type readyDirect struct {
@@ -158,6 +164,7 @@ func newUpCmd() *cobra.Command {
 		asJSON        bool
 		verbose       bool
 		connectListen string
+		wsListen      string
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -174,7 +181,7 @@ once everything is ready (no tickets or tokens in it):
 
   {"api":…,"proxy":{"host":…,"port":…,"tls_port":…,"ca_file":…[,"connect_port":…]},
    "sources_yaml":…,"consoles":[{"source":…,"uuid":…,"name":…,
-   "direct":{"host":…,"port":…},"vv_file":…,"vv_url":…[,"tunnel_vv_url":…]}]}
+   "direct":{"host":…,"port":…},"vv_file":…,"vv_url":…[,"tunnel_vv_url":…],"ws_url":…}]}
 
 Each console.vv holds a one-session token valid for --token-ttl; fetch a
 fresh one from its vv_url.
@@ -183,7 +190,13 @@ With --connect-listen ADDR the proxy also serves HTTP CONNECT tunnels
 (the Proxmox spiceproxy / oVirt squid family, see docs/tunnels.md): the
 ready line adds proxy.connect_port and a tunnel_vv_url per console,
 whose .vv has proxy=, a signed host valid for 60 s and the console's
-ticket.`,
+ticket.
+
+The proxy also serves SPICE over WebSocket (spice-html5's transport, one
+WebSocket per channel; --ws-listen ADDR, default a free loopback port):
+proxy.ws_port, and a ws_url per console answering JSON with the URL (its
+one-session token in ?token=) and the same token as the SPICE password;
+see docs/websocket.md.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts, err := lane.options()
@@ -198,6 +211,9 @@ ticket.`,
 			}
 			if connectListen != "" {
 				opts = append(opts, harness.ConnectListen(connectListen))
+			}
+			if wsListen != "" {
+				opts = append(opts, harness.WebSocketListen(wsListen))
 			}
 			ctx := cmd.Context()
 			env, err := harness.Up(ctx, opts...)
@@ -225,6 +241,7 @@ ticket.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON line on stdout when ready")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "also log the proxy's audit events")
 	cmd.Flags().StringVar(&connectListen, "connect-listen", "", "also serve HTTP CONNECT tunnels on this address (127.0.0.1:0 for a free port); see docs/tunnels.md")
+	cmd.Flags().StringVar(&wsListen, "ws-listen", "", "serve SPICE over WebSocket (spice-html5) on this address (default: a free loopback port); see docs/websocket.md")
 	return cmd
 }
 
@@ -271,6 +288,9 @@ func writeReady(ctx context.Context, env *harness.Env) (readyLine, error) {
 		if a := p.ConnectAddr(); a != nil {
 			ready.Proxy.ConnectPort = a.Port
 		}
+		if a := p.WebSocketAddr(); a != nil {
+			ready.Proxy.WebSocketPort = a.Port
+		}
 	}
 	for _, vm := range env.VMs {
 		c := vm.Console()
@@ -279,6 +299,9 @@ func writeReady(ctx context.Context, env *harness.Env) (readyLine, error) {
 			VVURL:  harness.VVURL(env.APIURL, harness.Proxy, vm.Key), Hypervisor: env.HostName()}
 		if ready.Proxy.ConnectPort != 0 {
 			rc.TunnelVVURL = harness.VVURL(env.APIURL, harness.Tunnel, vm.Key)
+		}
+		if ready.Proxy.WebSocketPort != 0 {
+			rc.WebSocketURL = harness.WebSocketEndpointURL(env.APIURL, vm.Key)
 		}
 		f, err := env.FetchVV(ctx, harness.Proxy, vm)
 		if err != nil {
@@ -304,6 +327,9 @@ func printReady(cmd *cobra.Command, r readyLine, asJSON bool) {
 	if r.Proxy.ConnectPort != 0 {
 		fmt.Fprintf(w, "CONNECT proxy: http://127.0.0.1:%d\n", r.Proxy.ConnectPort)
 	}
+	if r.Proxy.WebSocketPort != 0 {
+		fmt.Fprintf(w, "WebSocket (spice-html5): ws://%s:%d%s\n", r.Proxy.Host, r.Proxy.WebSocketPort, proxy.DefaultWebSocketPath)
+	}
 	for _, c := range r.Consoles {
 		on := ""
 		if c.Hypervisor != "" {
@@ -316,6 +342,9 @@ func printReady(cmd *cobra.Command, r readyLine, asJSON bool) {
 		fmt.Fprintf(w, "  fresh .vv: curl -sO %s\n", c.VVURL)
 		if c.TunnelVVURL != "" {
 			fmt.Fprintf(w, "  through the CONNECT proxy: curl -sO %s\n", c.TunnelVVURL)
+		}
+		if c.WebSocketURL != "" {
+			fmt.Fprintf(w, "  WebSocket URL and password (JSON): curl -s %s\n", c.WebSocketURL)
 		}
 	}
 	fmt.Fprintln(w, "\nCtrl-C tears everything down.")

@@ -5,6 +5,7 @@ go 1.26.0
 require github.com/spiceharness/spiceharness v0.0.0
 
 require (
+	github.com/coder/websocket v1.8.15 // indirect
 	github.com/digitalocean/go-libvirt v0.0.0-20261013170128-efbbdf578ac8 // indirect
 	github.com/digitalocean/go-qemu v0.0.0-20250212194115-ee9b0668d242 // indirect
 	github.com/google/go-cmp v0.7.0 // indirect

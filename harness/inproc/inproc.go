@@ -11,7 +11,8 @@
 // It offers every capability of harness.Target: direct `.vv`, terminate,
 // session state, metrics, audit, a token clock the test moves, known
 // backend and handshake deadlines, idle waits, graceful shutdown and API
-// restarts; with harness.ConnectListen also tunnel `.vv` files (its
+// restarts, a WebSocket listener (websocket, websocket-origin: the
+// browser tier); with harness.ConnectListen also tunnel `.vv` files (its
 // CONNECT listener, signed hosts on a clock the test moves, a fresh qemu
 // ticket per `.vv`). Package harness itself does not import it, so a proxy
 // author's tests that drive their own proxy do not build this one.
@@ -128,7 +129,10 @@ func (t *Target) Start(ctx context.Context, env *harness.Env) error {
 		PlainAddr: s.PlainAddr, TLSAddr: s.TLSAddr, APIAddr: s.APIAddr, ConnectAddr: s.ConnectAddr, APIKey: s.APIKey, TokenTTL: s.TokenTTL,
 		AllowPlain: s.AllowPlain, Firewall: t.cfg.firewall, BackendTimeout: s.BackendTimeout, HandshakeTimeout: s.HandshakeTimeout,
 		MaxHandshakes: s.MaxHandshakes, MaxHandshakesPerSource: s.MaxHandshakesPerSource,
-		AuditLogger: s.Logger, Now: t.now,
+		AuditLogger: s.Logger, Now: t.now, WebSocketAddr: s.WebSocketAddr,
+	}
+	if cfg.WebSocketAddr == "" {
+		cfg.WebSocketAddr = "127.0.0.1:0" // the browser tier's endpoint: always on
 	}
 	tunnels := s.ConnectAddr != ""
 	if tunnels {
@@ -136,6 +140,7 @@ func (t *Target) Start(ctx context.Context, env *harness.Env) error {
 		cfg.TunnelTicket = env.TunnelTicket
 	}
 	cfg.Configure = func(p *proxy.Proxy) {
+		p.WebSocket.IdleTimeout = s.WebSocketIdleTimeout
 		if tunnels {
 			p.Tunnel.Domain = s.TunnelDomain
 			p.Tunnel.Now = t.tunnelNow
@@ -302,6 +307,34 @@ func (t *Target) SPICEAddrs() (plain, tls string) {
 	}
 	return plain, tls
 }
+
+// WebSocketVV fetches the API's WebSocket endpoint of a console (GET
+// /console/ws/{source}/{uuid}): a URL on the proxy's WebSocket listener
+// and the token it carries as the password (capability websocket).
+func (t *Target) WebSocketVV(ctx context.Context, k static.Key) (*harness.VVResponse, error) {
+	f, err := t.client().WebSocket(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	f.WebSocketOrigin = t.WebSocketOrigin()
+	return f, nil
+}
+
+// WebSocketOrigin is the listener's own origin, the one it accepts
+// besides its configured Origins (capability websocket-origin).
+func (t *Target) WebSocketOrigin() string {
+	if t.d == nil || t.d.Proxy().WebSocketAddr() == nil {
+		return ""
+	}
+	return "http://" + t.d.Proxy().WebSocketAddr().String()
+}
+
+// WebSocketOriginPolicy: the listener refuses foreign origins.
+func (t *Target) WebSocketOriginPolicy() bool { return true }
+
+// WebSocketIdleTimeout is the listener's session idle limit the lane
+// set (0: none).
+func (t *Target) WebSocketIdleTimeout() time.Duration { return t.settings.WebSocketIdleTimeout }
 
 // Close stops the API and the proxy (a one-second drain).
 func (t *Target) Close() error {

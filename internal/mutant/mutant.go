@@ -49,11 +49,24 @@ const (
 	// NoHandshakeDeadline: a client may take as long as it likes to send
 	// its link (proxy).
 	NoHandshakeDeadline Mutation = "no-handshake-deadline"
+	// WSIdlePerSocket: the WebSocket listener's idle limit is measured
+	// per socket, not per session, so a quiet inputs socket is cut while
+	// the display paints (proxy).
+	WSIdlePerSocket Mutation = "ws-idle-per-socket"
+	// WSNoOriginCheck: the WebSocket listener upgrades any Origin (proxy).
+	WSNoOriginCheck Mutation = "ws-no-origin-check"
+	// WSTextFramesAsData: the WebSocket listener takes text messages as
+	// SPICE bytes (proxy).
+	WSTextFramesAsData Mutation = "ws-text-frames-as-data"
+	// WSNoUpgradeDeadline: a client may take as long as it likes to send
+	// the HTTP head of its WebSocket upgrade (proxy).
+	WSNoUpgradeDeadline Mutation = "ws-no-upgrade-deadline"
 )
 
 // All lists every mutation.
 var All = []Mutation{ReusableTokens, NoConnIDBinding, FixedCaps, NoDisplayGuard, EarlyLinkOK, TerminateKeepsChannels,
-	TerminateKeepsTunnels, TerminateKeepsHosts, ShutdownKeepsChannels, NoHandshakeDeadline}
+	TerminateKeepsTunnels, TerminateKeepsHosts, ShutdownKeepsChannels, NoHandshakeDeadline,
+	WSIdlePerSocket, WSNoOriginCheck, WSTextFramesAsData, WSNoUpgradeDeadline}
 
 var (
 	active atomic.Int64 // how many values have mutations

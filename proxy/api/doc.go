@@ -22,6 +22,7 @@
 //
 //	GET       /console/proxy/{source}/{uuid}/console.vv   mint a token (store.Mint), .vv for the proxy
 //	GET       /console/direct/{source}/{uuid}/console.vv  .vv for the hypervisor, current ticket
+//	GET       /console/ws/{source}/{uuid}                 mint a token: JSON with the WebSocket URL and password (Config.WebSocket)
 //	GET       /source, /source/{name}                     sources: state, errored, consoles served,
 //	                                                      loaded_at, last_good_at, problems
 //	GET       /console, /console/{source}/{uuid}          consoles (never a ticket), paged

@@ -60,6 +60,7 @@ func (s *Server) router() http.Handler {
 	r.HandleFunc(RouteProxyVV, s.proxyVV).Methods(get...)
 	r.HandleFunc(RouteDirectVV, s.directVV).Methods(get...)
 	r.HandleFunc(RouteTunnelVV, s.tunnelVV).Methods(get...)
+	r.HandleFunc(RouteWebSocket, s.webSocket).Methods(get...)
 	r.HandleFunc(RouteConsole, s.getConsole).Methods(get...)
 	r.HandleFunc(RouteTerminateConsole, s.terminateConsole).Methods(getPost...)
 	r.HandleFunc(RouteSessions, s.listSessions).Methods(get...)

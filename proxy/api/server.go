@@ -69,6 +69,9 @@ type Config struct {
 	// TunnelTicket issues their passwords (nil: the stored ticket).
 	Tunnel       TunnelEndpoint
 	TunnelTicket TunnelTicketFunc
+	// WebSocket is where RouteWebSocket sends browsers (the proxy's
+	// WebSocket listener); zero: that route answers 503.
+	WebSocket WebSocketEndpoint
 	// APIKey, when set, is required on every route as
 	// "Authorization: Bearer <key>" (compared in constant time). It must
 	// not contain white space or control characters.
@@ -114,7 +117,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, fmt.Errorf("%w: Store is required", ErrConfig)
 	}
-	for name, p := range map[string]int{"Proxy.Port": cfg.Proxy.Port, "Proxy.TLSPort": cfg.Proxy.TLSPort, "Tunnel.Port": cfg.Tunnel.Port} {
+	for name, p := range map[string]int{"Proxy.Port": cfg.Proxy.Port, "Proxy.TLSPort": cfg.Proxy.TLSPort, "Tunnel.Port": cfg.Tunnel.Port, "WebSocket.Port": cfg.WebSocket.Port} {
 		if p < 0 || p > 65535 {
 			return nil, fmt.Errorf("%w: %s %d is not a port (1-65535, 0 for none)", ErrConfig, name, p)
 		}

@@ -89,6 +89,13 @@ type Config struct {
 	// family); the API then serves tunnel `.vv` files
 	// (GET /console/tunnel/{source}/{uuid}/console.vv). "": no tunnels.
 	ConnectAddr string
+	// WebSocketAddr, when set, is where the proxy also serves SPICE over
+	// WebSocket (spice-html5's transport); the API then answers
+	// GET /console/ws/{source}/{uuid} with a URL and token. "": none.
+	WebSocketAddr string
+	// WebSocketOrigins are the browser origins allowed on it besides its
+	// own (proxy.WebSocketConfig.Origins).
+	WebSocketOrigins []string
 	// TunnelTicket gives the password of a tunnel `.vv` (a short-lived
 	// qemu ticket set over QMP, say); nil: the console's stored ticket.
 	TunnelTicket api.TunnelTicketFunc
@@ -154,6 +161,7 @@ const (
 	SettingTLSAddr      Setting = "TLSAddr"
 	SettingAPIAddr      Setting = "APIAddr"
 	SettingConnectAddr  Setting = "ConnectAddr"
+	SettingWebSocket    Setting = "WebSocketAddr"
 	SettingProxyHost    Setting = "ProxyHost"
 	SettingAPIKey       Setting = "APIKey"
 	SettingTokenTTL     Setting = "TokenTTL"
@@ -224,6 +232,11 @@ func (c *Config) check() error {
 	if c.ConnectAddr != "" {
 		if _, _, err := net.SplitHostPort(c.ConnectAddr); err != nil {
 			return c.errorf(SettingConnectAddr, ErrConfig, "%s %q is not HOST:PORT (for example 127.0.0.1:3128, or port 0 for a free one)", c.name(SettingConnectAddr), c.ConnectAddr)
+		}
+	}
+	if c.WebSocketAddr != "" {
+		if _, _, err := net.SplitHostPort(c.WebSocketAddr); err != nil {
+			return c.errorf(SettingWebSocket, ErrConfig, "%s %q is not HOST:PORT (for example 127.0.0.1:6081, or port 0 for a free one)", c.name(SettingWebSocket), c.WebSocketAddr)
 		}
 	}
 	if c.ProxyHost == "" {

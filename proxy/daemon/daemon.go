@@ -71,7 +71,7 @@ func New(cfg Config) (*Daemon, error) {
 	d.store = store.New(store.Options{TokenTTL: cfg.TokenTTL, Now: cfg.Now})
 	d.proxy = &proxy.Proxy{Store: d.store, AllowPlain: cfg.AllowPlain, Firewall: cfg.Firewall,
 		BackendTimeout: cfg.BackendTimeout, HandshakeTimeout: cfg.HandshakeTimeout, MaxHandshakes: cfg.MaxHandshakes, MaxHandshakesPerSource: cfg.MaxHandshakesPerSource,
-		Logger: cfg.AuditLogger}
+		Logger: cfg.AuditLogger, WebSocket: proxy.WebSocketConfig{Origins: cfg.WebSocketOrigins}}
 	d.metrics = newMetrics(d.store)
 	return d, nil
 }
@@ -136,6 +136,12 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		}
 		d.log.Info("CONNECT listening", "addr", d.proxy.ConnectAddr().String())
 	}
+	if d.cfg.WebSocketAddr != "" {
+		if err := d.proxy.StartWebSocket(d.cfg.WebSocketAddr); err != nil {
+			return d.cfg.errorf(SettingWebSocket, fmt.Errorf("%w: %w", ErrConfig, err), "%s %s: %v", d.cfg.name(SettingWebSocket), d.cfg.WebSocketAddr, listenCause(err))
+		}
+		d.log.Info("WebSocket listening", "addr", d.proxy.WebSocketAddr().String())
+	}
 	if err := d.startAPI(d.cfg.APIAddr); err != nil {
 		return err
 	}
@@ -187,6 +193,9 @@ func (d *Daemon) startAPI(addr string) error {
 	}
 	if a := d.proxy.ConnectAddr(); a != nil {
 		cfg.Tunnel = api.TunnelEndpoint{Host: d.cfg.ProxyHost, Port: a.Port, Sign: d.proxy.SignTunnel, Terminate: d.proxy.TerminateTunnels}
+	}
+	if a := d.proxy.WebSocketAddr(); a != nil {
+		cfg.WebSocket = api.WebSocketEndpoint{Host: d.cfg.ProxyHost, Port: a.Port, URL: d.proxy.WebSocketURL}
 	}
 	srv, err := api.New(cfg)
 	if err != nil {

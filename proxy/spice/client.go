@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"sync"
 	"time"
@@ -78,6 +79,20 @@ type Dialer struct {
 	// StepProxy with a *ProxyError. See DialProxy.
 	Proxy string
 
+	// WebSocket, when set, is a gateway URL (ws:// or wss://, token
+	// included) that every channel opens a WebSocket of its own to, as
+	// spice-html5 does: the "binary" subprotocol, the SPICE byte stream in
+	// binary messages, plain SPICE inside (TLS is the WebSocket's, wss://,
+	// checked against CA). Host and the ports are then unused. A refused
+	// upgrade fails the channel at StepWebSocket with a *WebSocketError.
+	WebSocket string
+	// Origin is the Origin header of the WebSocket upgrade ("": none, as
+	// a non-browser client; a browser always sends its page's).
+	Origin string
+	// DialContext opens the TCP connection of every channel (nil: a
+	// net.Dialer): tests shape the bytes under SPICE or the WebSocket.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+
 	// CA verifies the TLS server (nil: the system roots). HostSubject,
 	// when set, replaces the host name check with spice-gtk's exact,
 	// ordered subject match. ServerName defaults to Host.
@@ -124,6 +139,9 @@ func (d *Dialer) linkMess(connID uint32, t ChannelType, id uint8) *LinkMess {
 }
 
 func (d *Dialer) wantsTLS(t ChannelType) bool {
+	if d.WebSocket != "" {
+		return false // TLS is the WebSocket's (wss://), never inside it
+	}
 	return d.SecureAll || d.Port == 0 || slices.Contains(d.Secure, t)
 }
 
@@ -151,14 +169,22 @@ func (d *Dialer) dialOnce(ctx context.Context, connID uint32, t ChannelType, id 
 	if secure {
 		port = d.TLSPort
 	}
-	if port == 0 {
+	if port == 0 && d.WebSocket == "" {
 		return nil, fail(StepDial, errors.New("no port configured (plain or TLS)"))
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.timeout())
 	defer cancel()
-	conn, step, err := d.dialTCP(ctx, port)
-	if err != nil {
-		return nil, fail(step, err)
+	var conn net.Conn
+	var err error
+	if d.WebSocket != "" {
+		if conn, err = d.dialWebSocket(ctx); err != nil {
+			return nil, fail(StepWebSocket, err)
+		}
+	} else {
+		var step string
+		if conn, step, err = d.dialTCP(ctx, port); err != nil {
+			return nil, fail(step, err)
+		}
 	}
 	if secure {
 		name := d.ServerName

@@ -116,16 +116,15 @@ func DialProxy(ctx context.Context, proxyURL, target string) (net.Conn, error) {
 // straight, or through Proxy. It returns the step that failed.
 func (d *Dialer) dialTCP(ctx context.Context, port int) (net.Conn, string, error) {
 	target := net.JoinHostPort(d.Host, strconv.Itoa(port))
-	var nd net.Dialer
 	if d.Proxy == "" {
-		c, err := nd.DialContext(ctx, "tcp", target)
+		c, err := d.netDial(ctx, "tcp", target)
 		return c, StepDial, err
 	}
 	addr, auth, err := ParseProxyURL(d.Proxy)
 	if err != nil {
 		return nil, StepDial, err
 	}
-	c, err := nd.DialContext(ctx, "tcp", addr)
+	c, err := d.netDial(ctx, "tcp", addr)
 	if err != nil {
 		return nil, StepDial, fmt.Errorf("the proxy %s: %w", redactURL(d.Proxy), err)
 	}

@@ -68,6 +68,26 @@ type Lease struct {
 	SessionID string
 }
 
+// CheckToken reports, without spending it or recording anything, whether
+// token may still open a channel: minted and unexpired (a main channel
+// may spend it), or its session connecting or live (its other channels
+// present it). A WebSocket listener asks before the upgrade.
+func (s *Store) CheckToken(token string) error {
+	now := s.opts.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss, ok := s.tokens[token]
+	switch {
+	case !ok:
+		return ErrUnknownToken
+	case ss.state == stateEnded:
+		return ErrSessionEnded
+	case ss.state == stateMinted && now.After(ss.expires):
+		return ErrTokenExpired
+	}
+	return nil
+}
+
 // Authorize admits a channel link presenting token with connection id
 // connID. A main channel with connection id 0 opens the token's session:
 // the token must be known, unexpired and unused, and is then held until
