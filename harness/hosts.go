@@ -315,7 +315,7 @@ func (e *HostLostError) Unwrap() error { return e.Err }
 // Is matches qemu.ErrHostLost.
 func (e *HostLostError) Is(target error) bool { return target == qemu.ErrHostLost }
 
-// labelsOf is the labels a lane built from c requires.
+// placement is what a lane built from c asks of a host.
 func (c *config) placement() placement {
 	p := placement{labels: slices.Clone(c.hostLabels), host: c.hostPin, vms: c.vms}
 	if c.tlsBackends && !slices.Contains(p.labels, LabelSpiceTLS) {
@@ -360,7 +360,7 @@ func (e *Env) place(ctx context.Context) error {
 		return fmt.Errorf("harness: the lane %s", why)
 	}
 	p := c.placement()
-	e.log.Info("waiting for a hypervisor host", "needs", p.String())
+	e.log.Info("placing the lane on a hypervisor host", "needs", p.String())
 	l, err := c.hosts.acquire(ctx, p)
 	if err != nil {
 		return err

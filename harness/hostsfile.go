@@ -114,8 +114,8 @@ type Host struct {
 	CAPEM       []byte
 	HostSubject string
 	// Local is true for a libvirtd on this machine (qemu:///system,
-	// qemu+unix://): its domains keep their disk and serial log in local
-	// files, as without hosts.
+	// qemu+unix://); its Address defaults to 127.0.0.1. Its domains are
+	// set up as on any host (image pool, console stream).
 	Local bool
 }
 
