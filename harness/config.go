@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,8 @@ const (
 	EnvTimeout     = "HARNESS_TIMEOUT"      // bound on Start/Up (default 2m)
 	EnvTokenTTL    = "HARNESS_TOKEN_TTL"    // token lifetime (default 60s)
 	EnvKeep        = "HARNESS_KEEP"         // "1": keep the state dir after Close
+	EnvHosts       = "HARNESS_HOSTS"        // hosts file: lanes go to those hypervisor hosts
+	EnvHost        = "HARNESS_HOST"         // with hosts: only this host
 
 	// The Kerbside target (a Kerbside-style `.vv` API the harness did not
 	// start). HARNESS_EXTERNAL_API selects it.
@@ -123,6 +126,10 @@ type config struct {
 	vms         int
 	accel       qemu.Accelerator
 	libvirt     string
+	libvirtSet  bool // Libvirt was given: it beats hosts
+	hosts       *Hosts
+	hostLabels  []string
+	hostPin     string
 	tlsBackends bool
 	timeout     time.Duration
 	source      string
@@ -158,9 +165,57 @@ func Accel(a qemu.Accelerator) Option {
 
 // Libvirt boots the VMs as transient domains on the libvirtd at uri
 // ("qemu:///system", "qemu+tcp://127.0.0.1/system", …); "" boots qemu
-// child processes even when HARNESS_LIBVIRT is set.
+// child processes even when HARNESS_LIBVIRT is set. Either way it beats
+// WithHosts: a lane that says where its VMs run (a host-local feature
+// such as SIGSTOP on qemu's pid, or a given libvirtd) is not placed on
+// hosts.
 func Libvirt(uri string) Option {
-	return func(c *config) error { c.libvirt = uri; return nil }
+	return func(c *config) error { c.libvirt, c.libvirtSet = uri, true; return nil }
+}
+
+// WithHosts places the lane on one of hs's hypervisor hosts (see Hosts
+// for how): its VMs become libvirt domains there, their SPICE ports
+// listen on the host's address, their TLS names are the host's, and the
+// guest image is uploaded to it. Pass the same *Hosts to every lane of a
+// run so they share the slots. HARNESS_HOSTS=FILE does the same for
+// every lane of a process.
+func WithHosts(hs *Hosts) Option {
+	return func(c *config) error {
+		if hs == nil {
+			return fmt.Errorf("harness: WithHosts(nil)")
+		}
+		c.hosts = hs
+		return nil
+	}
+}
+
+// RequireLabels places the lane (with WithHosts) only on a host that
+// carries every label (kvm, spice-tls, linux-guest, …). TLSBackends
+// requires spice-tls by itself.
+func RequireLabels(labels ...string) Option {
+	return func(c *config) error {
+		for _, l := range labels {
+			if !labelRE.MatchString(l) {
+				return fmt.Errorf("harness: RequireLabels(%q): want lower-case letters, digits and . _ -", l)
+			}
+			if !slices.Contains(c.hostLabels, l) {
+				c.hostLabels = append(c.hostLabels, l)
+			}
+		}
+		return nil
+	}
+}
+
+// OnHost places the lane (with WithHosts) on the host named name only,
+// as a repro line does to rerun a failure where it happened.
+func OnHost(name string) Option {
+	return func(c *config) error {
+		if !hostNameRE.MatchString(name) {
+			return fmt.Errorf("harness: OnHost(%q): not a host name", name)
+		}
+		c.hostPin = name
+		return nil
+	}
 }
 
 // TLSBackends makes qemu serve SPICE over TLS too (certificates from a
@@ -415,6 +470,22 @@ func (c *config) fromEnv() error {
 		c.vms = n
 	}
 	c.libvirt = os.Getenv(EnvLibvirt)
+	if v := os.Getenv(EnvHosts); v != "" {
+		if c.libvirt != "" {
+			return fmt.Errorf("harness: %s and %s are both set: pick one place for the VMs", EnvHosts, EnvLibvirt)
+		}
+		hs, err := hostsFromEnv(v)
+		if err != nil {
+			return fmt.Errorf("harness: %s: %w", EnvHosts, err)
+		}
+		c.hosts = hs
+	}
+	if v := os.Getenv(EnvHost); v != "" {
+		if !hostNameRE.MatchString(v) {
+			return fmt.Errorf("harness: %s=%q: not a host name", EnvHost, v)
+		}
+		c.hostPin = v
+	}
 	c.tlsBackends = os.Getenv(EnvTLSBackends) == "1"
 	c.keep = os.Getenv(EnvKeep) == "1"
 	for _, d := range []struct {

@@ -74,6 +74,9 @@
 //	VMs(n)              HARNESS_VMS                  1
 //	Accel(a)            HARNESS_ACCEL (qemu)         auto: TCG for the built-in guest
 //	Libvirt(uri)        HARNESS_LIBVIRT              none: qemu child processes
+//	WithHosts(hs)       HARNESS_HOSTS=FILE           none: the lane's VMs run here
+//	OnHost(name)        HARNESS_HOST                 any host that fits
+//	RequireLabels(…)    –                            none (TLSBackends adds spice-tls)
 //	TLSBackends()       HARNESS_TLS_BACKENDS=1       qemu serves plain SPICE only
 //	TokenTTL(d)         HARNESS_TOKEN_TTL            60s
 //	Timeout(d)          HARNESS_TIMEOUT              2m (booting the lane)
@@ -115,6 +118,15 @@
 // single-use credentials (a proxy token consumed by the capture, or a
 // temporary qemu ticket that ScreenshotDirect replaces right after the
 // capture).
+//
+// # Hypervisor hosts
+//
+// With WithHosts (a hosts file: LoadHosts, docs/hosts.md) a lane's VMs
+// run on one of several hypervisor hosts, reached through their libvirtd;
+// the proxy under test and the clients stay here. Lanes are placed by
+// label and free slots (see Hosts); the host is part of every VM's name
+// in logs and reports (Env.Host). A host that goes away ends its lanes'
+// Context with a *HostLostError naming it, and the others go on.
 //
 // It is not a test framework of its own: scenarios (package scenarios) are
 // plain functions over an Env, run by go test and by `harness run`.

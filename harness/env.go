@@ -33,12 +33,21 @@ type Env struct {
 	APIURL string
 	// SourcesYAML is the path of the sources.yaml describing the VMs.
 	SourcesYAML string
-	// BackendCA signed the VMs' TLS certificates (TLSBackends only).
+	// BackendCA signed the VMs' TLS certificates (TLSBackends only). On
+	// a hypervisor host it is that host's CA (certificate only).
 	BackendCA *qemu.CA
+	// Host is the hypervisor host the VMs run on (WithHosts); nil when
+	// they run on this machine or on a libvirtd Libvirt named.
+	Host *Host
 
 	cfg    *config
 	log    *slog.Logger
 	target Target
+
+	lease     *lease        // the host's slots (WithHosts)
+	hostLost  chan struct{} // closed when the host went away
+	hostErr   error         // why, written before hostLost is closed
+	hostWatch sync.WaitGroup
 
 	mu       sync.Mutex // serialises ticket changes and sources.yaml writes
 	browser  *Browser   // the lane's Chromium, started by the first OpenPage
@@ -99,7 +108,7 @@ func Up(ctx context.Context, opts ...Option) (*Env, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	e := &Env{Source: c.source, cfg: c, log: c.logger, target: t, closed: make(chan struct{})}
+	e := &Env{Source: c.source, cfg: c, log: c.logger, target: t, closed: make(chan struct{}), hostLost: make(chan struct{})}
 	if e.Source == "" {
 		e.Source = DefaultSource
 		if n, ok := t.(SourceNamer); ok {
@@ -135,13 +144,25 @@ func (e *Env) up(ctx context.Context) error {
 		return err
 	}
 	e.Dir = dir
-	if c.tlsBackends {
+	if c.onHosts() {
+		if err := e.place(ctx); err != nil {
+			return err
+		}
+	} else if c.tlsBackends {
 		if e.BackendCA, err = qemu.NewCA("spice-harness backend CA"); err != nil {
 			return err
 		}
 	}
 	if err := e.bootVMs(ctx); err != nil {
+		if e.Host != nil && errors.Is(err, qemu.ErrHostLost) {
+			c.hosts.markDown(e.Host, err)
+			return &HostLostError{Host: e.Host, Err: err}
+		}
 		return err
+	}
+	if e.Host != nil {
+		e.hostWatch.Add(1)
+		go func() { defer e.hostWatch.Done(); e.watchHost() }()
 	}
 	e.SourcesYAML = filepath.Join(dir, "sources.yaml")
 	if p, ok := e.target.(SourcesPather); ok && p.SourcesPath() != "" {
@@ -183,10 +204,13 @@ func (e *Env) bootVMs(ctx context.Context) error {
 			if c.accel != "" {
 				opts = append(opts, qemu.Accel(c.accel))
 			}
-			if c.libvirt != "" {
+			switch {
+			case e.Host != nil:
+				opts = append(opts, e.hostOptions()...)
+			case c.libvirt != "":
 				opts = append(opts, qemu.Libvirt(c.libvirt))
 			}
-			if e.BackendCA != nil {
+			if e.BackendCA != nil && e.Host == nil {
 				opts = append(opts, qemu.TLS(e.BackendCA))
 				if c.settings.TunnelDomain != "" {
 					opts = append(opts, qemu.TLSNames("*."+c.settings.TunnelDomain))
@@ -311,10 +335,12 @@ func (e *Env) SetTicket(ctx context.Context, vm *VM) (string, error) {
 }
 
 // Context returns a context derived from parent that is also cancelled
-// when the lane closes or the target dies (a Watcher target): its Cause
-// then says why ("proxy under test exited (status 2)" and the log tail).
-// Scenarios run under it, so a dead proxy fails the running scenario at
-// once instead of at its deadline.
+// when the lane closes, the target dies (a Watcher target) or the
+// lane's hypervisor host goes away (WithHosts): its Cause then says why
+// ("proxy under test exited (status 2)" and the log tail, or a
+// *HostLostError naming the host). Scenarios run under it, so a dead
+// proxy or host fails the running scenario at once instead of at its
+// deadline.
 func (e *Env) Context(parent context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancelCause(parent)
 	var died <-chan struct{}
@@ -327,6 +353,8 @@ func (e *Env) Context(parent context.Context) (context.Context, context.CancelFu
 		select {
 		case <-died:
 			cancel(w.Err())
+		case <-e.hostLost:
+			cancel(e.hostErr)
 		case <-e.closed:
 			cancel(errors.New("harness: the lane was closed"))
 		case <-ctx.Done():
@@ -392,7 +420,18 @@ func (e *Env) Close() error {
 			go func() { defer wg.Done(); vmErrs[i] = vm.Close() }()
 		}
 		wg.Wait()
+		e.hostWatch.Wait()
+		if e.HostErr() != nil {
+			// The VMs' exits say the host went away; HostErr said it
+			// once already.
+			for i, err := range vmErrs {
+				if errors.Is(err, qemu.ErrHostLost) {
+					vmErrs[i] = nil
+				}
+			}
+		}
 		errs = append(errs, vmErrs...)
+		e.lease.release()
 		if e.Dir != "" && !e.cfg.keep {
 			errs = append(errs, os.RemoveAll(e.Dir))
 		}

@@ -63,6 +63,9 @@ func Start(t T, opts ...Option) *Env {
 		if err := e.TargetErr(); err != nil {
 			t.Errorf("%v", err)
 		}
+		if err := e.HostErr(); err != nil {
+			t.Errorf("%v", err)
+		}
 		if t.Failed() {
 			e.logFailure(t)
 		}
@@ -98,6 +101,9 @@ func testShort() bool {
 // run is missing.
 func needQemu(t T, c *config) {
 	t.Helper()
+	if c.onHosts() {
+		return // qemu runs on the hypervisor hosts, not here
+	}
 	qopts := c.qemuOpts
 	if c.libvirt != "" {
 		qopts = append(qopts, qemu.Libvirt(c.libvirt))
@@ -209,6 +215,9 @@ func (e *Env) logFailure(t T) {
 		}
 	}
 	t.Logf("--- proxy under test: %s", e.target.Name())
+	if e.Host != nil {
+		t.Logf("--- hypervisor host: %s (%s, consoles at %s); %s=%s reruns it there", e.Host.Name, e.Host.URI, e.Host.Address, EnvHost, e.Host.Name)
+	}
 	t.Logf("--- repro: %s", reproOf(t))
 }
 

@@ -87,6 +87,7 @@ type config struct {
 	keep        bool
 	logger      *slog.Logger
 	libvirtURI  string
+	host        *remoteHost // RemoteHost, HostTLS
 	resolvedAcc Accelerator // accel after auto
 }
 
@@ -129,6 +130,9 @@ func newConfig(opts ...Option) (*config, error) {
 		if err := o(c); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := c.checkHost(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.uuid == "" {
 		c.uuid = newUUID()

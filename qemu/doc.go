@@ -114,6 +114,16 @@
 // start; scripts/services.sh must make /dev/kvm 0666 as Debian's udev
 // rule does.
 //
+// With RemoteHost the libvirtd is on another machine and nothing of the
+// VM is on this one's filesystem: the guest image is uploaded into a
+// storage pool there (virStorageVolUpload, once per image content; each
+// VM boots a qcow2 overlay of its own), the serial port is a pty whose
+// output comes back over the libvirt connection into the local serial
+// log, and the host's name is in String() and the Endpoint. HostTLS uses
+// the TLS port that host's libvirtd opens with its own certificate. A
+// lost connection to the host (libvirtd killed, network cut) ends the VM
+// at once with an *ExitError matching ErrHostLost.
+//
 // # What it is not
 //
 // Not a general VM manager: one disk, no network, no graphics window. It

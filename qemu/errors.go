@@ -27,6 +27,11 @@ var (
 	// ErrUnsupported: the backend cannot do what was asked (for example
 	// SPICE TLS on the libvirt backend).
 	ErrUnsupported = errors.New("qemu: not supported by this backend")
+	// ErrHostLost: the libvirtd running the VM could not be reached, or
+	// the connection to it was lost (libvirtd killed, host down, network
+	// cut). The *ExitError of a domain whose connection dropped matches
+	// it, and so does a failed dial.
+	ErrHostLost = errors.New("qemu: hypervisor host lost")
 )
 
 // ConfigError is a rejected option, part or environment variable.
@@ -103,7 +108,8 @@ type ExitError struct {
 	// it is only visible through Err-like accessors.
 	Expected bool
 
-	bind bool
+	bind     bool
+	hostLost bool
 }
 
 func (e *ExitError) Error() string {
@@ -128,10 +134,11 @@ func (e *ExitError) Error() string {
 	return b.String()
 }
 
-// Is makes every ExitError match ErrExited, and match ErrBind when the
-// SPICE port could not be bound.
+// Is makes every ExitError match ErrExited, ErrBind when the SPICE port
+// could not be bound, and ErrHostLost when the connection to the VM's
+// libvirtd was lost.
 func (e *ExitError) Is(target error) bool {
-	return target == ErrExited || (target == ErrBind && e.bind)
+	return target == ErrExited || (target == ErrBind && e.bind) || (target == ErrHostLost && e.hostLost)
 }
 
 // redact replaces every occurrence of secret in err's message. It keeps

@@ -15,7 +15,7 @@ import (
 // records the exit.
 func (d *Domain) watch(life <-chan libvirt.DomainEventLifecycleMsg) {
 	defer close(d.watchDone)
-	status := ""
+	status, hostLost := "", false
 	for status == "" {
 		select {
 		case e, ok := <-life:
@@ -34,10 +34,14 @@ func (d *Domain) watch(life <-chan libvirt.DomainEventLifecycleMsg) {
 			}
 		case <-d.l.Disconnected():
 			status = "connection to libvirtd lost (the domain is autodestroyed)"
+			if d.HostName() != "" {
+				status = "connection to the libvirtd of host " + d.HostName() + " lost (" + d.uri.Redacted() + ")"
+			}
+			hostLost = true
 		}
 	}
 	close(d.stopped)
-	e := &ExitError{VM: d.String(), Status: status, Code: -1}
+	e := &ExitError{VM: d.String(), Status: status, Code: -1, hostLost: hostLost && !d.core.expected.Load()}
 	e.Log = tail.File(d.logPath, 20)
 	e.Serial = tail.File(d.serialPath, 10)
 	d.core.exit(e)
@@ -115,8 +119,17 @@ func (d *Domain) shutdown() error {
 	if created {
 		err = d.core.quitOrKill(d.stopped, d.cfg.logger, d.Kill)
 	}
+	if d.l != nil && d.l.IsConnected() {
+		if verr := d.deleteVolumes(); err == nil {
+			err = verr
+		}
+	}
 	d.hangUp()
 	<-d.watchDone
+	d.stopConsole()
+	if d.consoleDone != nil {
+		<-d.consoleDone // go-libvirt ends every stream when its connection closes
+	}
 	return d.core.finishClose(d.stateDir, d.cfg.keep, crashed, err)
 }
 

@@ -16,10 +16,11 @@ var libvirtVideo = map[string]string{"std": "vga", "qxl": "qxl", "virtio": "virt
 const expiredPasswdValidTo = "1970-01-01T00:00:01"
 
 // domainXML renders the transient domain: one vCPU, the disk (copied
-// built-in guest, or the given image behind <transient/>), the serial log
-// as a file, SPICE graphics on the SPICE address, no USB (unless a
-// channel needs it), no balloon, the Channels devices, and ExtraArgs/Env
-// as <qemu:commandline>.
+// built-in guest, or the given image behind <transient/>; on a remote
+// host the VM's overlay volume), the serial log as a file (serial "": a
+// pty), SPICE graphics on the SPICE address, no USB (unless a channel
+// needs it), no balloon, the Channels devices, and ExtraArgs/Env as
+// <qemu:commandline>.
 //
 // libvirt turns SPICE ticketing off when <graphics> has no passwd, so
 // the domain gets a random throwaway passwd that is already expired and
@@ -52,6 +53,12 @@ func (c *config) domainXML(accel Accelerator, disk string, transient bool, seria
 	if c.spicePort != 0 {
 		spice.Port, spice.AutoPort = c.spicePort, "no"
 	}
+	if c.isRemote() && !c.host.tls {
+		// A host whose libvirtd has spice_tls = 1 would also open a TLS
+		// port with its certificate; a lane that did not ask for TLS gets
+		// exactly the plain port.
+		spice.DefaultMode = "insecure"
+	}
 	port := uint(0)
 	dom := &libvirtxml.Domain{
 		Type:   typ,
@@ -67,12 +74,9 @@ func (c *config) domainXML(accel Accelerator, disk string, transient bool, seria
 		OnReboot:   "destroy",
 		OnCrash:    "destroy",
 		Devices: &libvirtxml.DomainDeviceList{
-			Emulator: emulator,
-			Disks:    []libvirtxml.DomainDisk{*d},
-			Serials: []libvirtxml.DomainSerial{{
-				Source: &libvirtxml.DomainChardevSource{File: &libvirtxml.DomainChardevSourceFile{Path: serial}},
-				Target: &libvirtxml.DomainSerialTarget{Port: &port},
-			}},
+			Emulator:    emulator,
+			Disks:       []libvirtxml.DomainDisk{*d},
+			Serials:     []libvirtxml.DomainSerial{{Source: serialSource(serial), Target: &libvirtxml.DomainSerialTarget{Port: &port}}},
 			Graphics:    []libvirtxml.DomainGraphic{{Spice: spice}},
 			Videos:      []libvirtxml.DomainVideo{{Model: libvirtxml.DomainVideoModel{Type: libvirtVideo[c.vga]}}},
 			Controllers: []libvirtxml.DomainController{{Type: "usb", Model: "none"}},
@@ -98,19 +102,36 @@ func (c *config) domainXML(accel Accelerator, disk string, transient bool, seria
 	return s, nil
 }
 
+// serialSource is the serial port's backend: the file at path, or a pty
+// on the host for "" (a remote host's serial comes back as a console
+// stream).
+func serialSource(path string) *libvirtxml.DomainChardevSource {
+	if path == "" {
+		return &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}}
+	}
+	return &libvirtxml.DomainChardevSource{File: &libvirtxml.DomainChardevSourceFile{Path: path}}
+}
+
 // spicePortFromXML reads the SPICE port of a running domain from its
 // live XML (with autoport, libvirt writes the port it chose there).
 func spicePortFromXML(s string) (int, error) {
+	port, _, err := spicePortsFromXML(s)
+	return port, err
+}
+
+// spicePortsFromXML reads the plain and TLS SPICE ports of a running
+// domain (tlsPort is 0 when its libvirtd has no spice_tls).
+func spicePortsFromXML(s string) (port, tlsPort int, err error) {
 	var dom libvirtxml.Domain
 	if err := dom.Unmarshal(s); err != nil {
-		return 0, fmt.Errorf("domain XML: %w", err)
+		return 0, 0, fmt.Errorf("domain XML: %w", err)
 	}
 	if dom.Devices != nil {
 		for _, g := range dom.Devices.Graphics {
 			if g.Spice != nil && g.Spice.Port > 0 {
-				return g.Spice.Port, nil
+				return g.Spice.Port, max(g.Spice.TLSPort, 0), nil
 			}
 		}
 	}
-	return 0, errors.New("domain XML: no SPICE graphics with a port")
+	return 0, 0, errors.New("domain XML: no SPICE graphics with a port")
 }

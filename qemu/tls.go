@@ -27,7 +27,8 @@ func NewCA(commonName string) (*CA, error) { return pki.NewCA(commonName) }
 // SPICE address and TLSNames), writes a per-VM x509 dir and listens on a
 // TLS port as well. The Endpoint's TLSPort and HostSubject are set accordingly.
 // Direct backend only: on libvirt, Start fails with an error matching
-// ErrUnsupported (and ErrInvalidConfig).
+// ErrUnsupported (and ErrInvalidConfig); a libvirt host's own TLS is
+// HostTLS.
 func TLS(ca *CA) Option {
 	return func(c *config) error {
 		if ca == nil {

@@ -187,11 +187,11 @@ func secs(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()) }
 const notRunPrefix = "not run: "
 
 // WriteJUnit writes rs as one JUnit test suite per tier: one testcase
-// per scenario with its tier, status and surfaces as properties, the
-// failure message (the informative line), the log and the reproduction
-// command, and its artifacts as `[[ATTACHMENT|PATH]]` lines in
-// system-out. A scenario that did not run is a skipped testcase whose
-// message says so.
+// per scenario with its tier, status and surfaces (and the hypervisor
+// host it ran on, if any) as properties, the failure message (the
+// informative line), the log and the reproduction command, and its
+// artifacts as `[[ATTACHMENT|PATH]]` lines in system-out. A scenario that
+// did not run is a skipped testcase whose message says so.
 func WriteJUnit(w io.Writer, target string, started time.Time, rs []Result) error {
 	root := junitSuites{Name: "spice-harness"}
 	var total time.Duration
@@ -207,6 +207,9 @@ func WriteJUnit(w io.Writer, target string, started time.Time, rs []Result) erro
 				Properties: []junitProperty{{"tier", string(tier)}, {"status", string(r.Status)}, {"exercises", r.Exercises.String()}}}
 			if r.Target != "" && r.Target != target {
 				c.Properties = append(c.Properties, junitProperty{"target", r.Target})
+			}
+			if r.Host != "" {
+				c.Properties = append(c.Properties, junitProperty{"host", r.Host})
 			}
 			for _, a := range r.Artifacts {
 				// The line Jenkins' JUnit attachments plugin and GitLab

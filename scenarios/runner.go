@@ -39,6 +39,7 @@ type Result struct {
 	// Exercises is what the verdict rests on (the scenario's declaration).
 	Exercises Surface       `json:"exercises"`
 	Target    string        `json:"target,omitempty"` // the proxy under test
+	Host      string        `json:"host,omitempty"`   // the hypervisor host its VMs ran on (hosts file)
 	Duration  time.Duration `json:"-"`
 	Seconds   float64       `json:"seconds"`
 	Repro     string        `json:"repro,omitempty"` // reruns it (failures only); no secrets
@@ -62,7 +63,11 @@ func Skip(s Scenario, opts ...harness.Option) (string, error) {
 	if len(missing) > 0 {
 		return fmt.Sprintf("needs %s, which the proxy under test (%s) lacks", capPhrase(missing), target), nil
 	}
-	return "", nil
+	why, err := harness.Placeable(append(append([]harness.Option(nil), opts...), s.Options...)...)
+	if err != nil || why == "" {
+		return "", err
+	}
+	return "cannot run on the hypervisor hosts: it " + why, nil
 }
 
 func capPhrase(cs []harness.Capability) string {
@@ -143,6 +148,7 @@ func Run(ctx context.Context, s Scenario, ro RunOptions, opts ...harness.Option)
 	} else {
 		t.run(func() {
 			env := harness.Start(t, opts...)
+			r.Host = env.HostName()
 			sctx, stop := env.Context(ctx)
 			defer stop()
 			s.Run(sctx, t, env)

@@ -42,27 +42,39 @@ func runEachExcept(t *testing.T, except map[string]string, target ...harness.Opt
 				t.Skip(why)
 			}
 			t.Parallel()
-			why, err := scenarios.Skip(s, target...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if why != "" {
-				t.Skip(why)
-			}
-			if why := scenarios.Missing(s); why != "" {
-				testenv.Missing(t, why, "run make deps")
-			}
-			ctx, cancel := context.WithTimeout(t.Context(), scenarios.DefaultTimeout)
-			defer cancel()
-			env := harness.Start(t, append(slices.Clone(target), s.Options...)...)
-			sctx, stop := env.Context(ctx)
-			defer stop()
-			start := time.Now()
-			t.Logf("tier %s, proxy under test %s", s.Tier, env.Target().Name())
-			s.Run(sctx, t, env)
-			t.Logf("%s: %v", s.Name, time.Since(start))
+			runScenario(t, s, target...)
 		})
 	}
+}
+
+// runScenario runs s on a lane of its own built from target and then
+// s.Options, and returns the lane (closed by t's cleanup); it skips t
+// when s cannot run against that target.
+func runScenario(t *testing.T, s scenarios.Scenario, target ...harness.Option) *harness.Env {
+	why, err := scenarios.Skip(s, target...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if why != "" {
+		t.Skip(why)
+	}
+	if why := scenarios.Missing(s); why != "" {
+		testenv.Missing(t, why, "run make deps")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), scenarios.DefaultTimeout)
+	defer cancel()
+	env := harness.Start(t, append(slices.Clone(target), s.Options...)...)
+	sctx, stop := env.Context(ctx)
+	defer stop()
+	start := time.Now()
+	where := ""
+	if env.Host != nil {
+		where = ", VMs on hypervisor host " + env.Host.Name
+	}
+	t.Logf("tier %s, proxy under test %s%s", s.Tier, env.Target().Name(), where)
+	s.Run(sctx, t, env)
+	t.Logf("%s: %v", s.Name, time.Since(start))
+	return env
 }
 
 // The registry holds exactly these scenarios, in these tiers: a scenario

@@ -270,6 +270,15 @@ The proxy under test is this repository's in-process proxy unless:
       lane with its token plugin and ExpectOrigin. The browser tier runs
       there (and against the in-process proxy's own WebSocket listener);
       scenarios that need spicy-screenshot or remote-viewer are skipped.
+
+With --hosts FILE each scenario's lane goes to a hypervisor host of FILE
+(docs/hosts.md): its VMs run there as libvirt domains, the proxy and the
+clients run here. Lanes are placed by label (--labels, and spice-tls for
+TLS backends) and free slots; a scenario no host can run is skipped and
+says why; a host whose libvirtd goes away fails its own lanes, naming it,
+and the run goes on on the others. Results name the host, and a failure's
+repro line pins it (--host).
+
 A scenario that needs a capability the target lacks (terminate, metrics, …)
 is skipped and says which. Secrets come from the environment or a file only
 (HARNESS_EXTERNAL_TOKEN, HARNESS_EXTERNAL_USER/PASSWORD, HARNESS_EXEC_TOKEN
@@ -510,7 +519,11 @@ func runAll(cmd *cobra.Command, selected []scenarios.Scenario, opts []harness.Op
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem }()
-				ch <- done{i, scenarios.Run(ctx, s, scenarios.RunOptions{Repro: rr.repro(s.Name), Artifacts: rr.artifacts}, opts...)}
+				r := scenarios.Run(ctx, s, scenarios.RunOptions{Repro: rr.repro(s.Name), Artifacts: rr.artifacts}, opts...)
+				if r.Host != "" && r.Repro != "" && !strings.Contains(r.Repro, "--host=") {
+					r.Repro += " --host=" + shell.Quote(r.Host) // rerun it where it failed
+				}
+				ch <- done{i, r}
 			}()
 		}
 	}()
@@ -534,6 +547,9 @@ func printResult(rr runReport, r scenarios.Result) {
 		fmt.Fprintf(&b, "    %s\n", strings.ReplaceAll(strings.Join(r.Log, "\n"), "\n", "\n    "))
 	}
 	head := fmt.Sprintf("%s [%s] (%.2fs)", r.Name, r.Tier, r.Duration.Seconds())
+	if r.Host != "" {
+		head = fmt.Sprintf("%s [%s] (%.2fs, host %s)", r.Name, r.Tier, r.Duration.Seconds(), r.Host)
+	}
 	switch r.Status {
 	case scenarios.Passed:
 		fmt.Fprintf(&b, "--- PASS: %s\n", head)
@@ -574,7 +590,7 @@ func reproCommand(name string, cmd *cobra.Command, targetArgs []string) string {
 	words = append(words, shell.Quote(self), "run", "--scenario", name, "-v")
 	cmd.Flags().Visit(func(f *pflag.Flag) {
 		switch f.Name {
-		case "vms", "accel", "libvirt", "tls-backends", "allow-plain", "token-ttl", "timeout":
+		case "vms", "accel", "libvirt", "tls-backends", "allow-plain", "token-ttl", "timeout", "hosts", "host", "labels":
 			words = append(words, "--"+f.Name+"="+shell.Quote(f.Value.String()))
 		}
 	})

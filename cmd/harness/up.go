@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -45,12 +46,14 @@ type readyProxy struct {
 }
 
 type readyConsole struct {
-	Source string      `json:"source"`
-	UUID   string      `json:"uuid"`
-	Name   string      `json:"name"`
-	Direct readyDirect `json:"direct"`
-	VVFile string      `json:"vv_file,omitempty"`
-	VVURL  string      `json:"vv_url"`
+	// Hypervisor is the host the VM runs on (--hosts only).
+	Hypervisor string      `json:"hypervisor,omitempty"`
+	Source     string      `json:"source"`
+	UUID       string      `json:"uuid"`
+	Name       string      `json:"name"`
+	Direct     readyDirect `json:"direct"`
+	VVFile     string      `json:"vv_file,omitempty"`
+	VVURL      string      `json:"vv_url"`
 	// TunnelVVURL answers a .vv through the CONNECT listener (only with
 	// --connect-listen).
 	TunnelVVURL string `json:"tunnel_vv_url,omitempty"`
@@ -77,6 +80,9 @@ type laneFlags struct {
 	allowPlain  bool
 	tokenTTL    time.Duration
 	timeout     time.Duration
+	hostsFile   string
+	host        string
+	labels      []string
 }
 
 func (f *laneFlags) add(cmd *cobra.Command, tokenTTL time.Duration) {
@@ -89,6 +95,9 @@ func (f *laneFlags) add(cmd *cobra.Command, tokenTTL time.Duration) {
 	fl.BoolVar(&f.allowPlain, "allow-plain", false, "serve sessions on the proxy's plain port instead of answering NEED_SECURED")
 	fl.DurationVar(&f.tokenTTL, "token-ttl", tokenTTL, "how long a minted token may open its session (or HARNESS_TOKEN_TTL)")
 	fl.DurationVar(&f.timeout, "timeout", 2*time.Minute, "bound on booting the lane (or HARNESS_TIMEOUT)")
+	fl.StringVar(&f.hostsFile, "hosts", "", "place the lanes on the hypervisor hosts of this hosts file, reached through their libvirtd (or HARNESS_HOSTS; see docs/hosts.md)")
+	fl.StringVar(&f.host, "host", "", "with --hosts: only this host (or HARNESS_HOST; failure repro lines set it)")
+	fl.StringSliceVar(&f.labels, "labels", nil, "with --hosts: only hosts that carry these labels (kvm, spice-tls, …)")
 }
 
 func (f *laneFlags) set(name string) bool { return f.cmd.Flags().Changed(name) }
@@ -120,7 +129,23 @@ func (f *laneFlags) options() ([]harness.Option, error) {
 		opts = append(opts, harness.Timeout(f.timeout))
 	}
 	if f.set("libvirt") {
+		if f.set("hosts") {
+			return nil, usageError(errString("--libvirt and --hosts both say where the VMs run: give one"))
+		}
 		opts = append(opts, harness.Libvirt(f.libvirt))
+	}
+	if f.set("hosts") {
+		hs, err := harness.LoadHosts(f.hostsFile)
+		if err != nil {
+			return nil, usageError(hostsProblems(err))
+		}
+		opts = append(opts, harness.WithHosts(hs))
+	}
+	if f.set("host") {
+		opts = append(opts, harness.OnHost(f.host))
+	}
+	if len(f.labels) > 0 {
+		opts = append(opts, harness.RequireLabels(f.labels...))
 	}
 	if f.tlsBackends {
 		opts = append(opts, harness.TLSBackends())
@@ -271,7 +296,7 @@ func writeReady(ctx context.Context, env *harness.Env) (readyLine, error) {
 		c := vm.Console()
 		rc := readyConsole{Source: vm.Key.Source, UUID: c.UUID, Name: c.Name,
 			Direct: readyDirect{Host: c.HypervisorIP, Port: c.InsecurePort},
-			VVURL:  harness.VVURL(env.APIURL, harness.Proxy, vm.Key)}
+			VVURL:  harness.VVURL(env.APIURL, harness.Proxy, vm.Key), Hypervisor: env.HostName()}
 		if ready.Proxy.ConnectPort != 0 {
 			rc.TunnelVVURL = harness.VVURL(env.APIURL, harness.Tunnel, vm.Key)
 		}
@@ -306,7 +331,11 @@ func printReady(cmd *cobra.Command, r readyLine, asJSON bool) {
 		fmt.Fprintf(w, "WebSocket (spice-html5): ws://%s:%d%s\n", r.Proxy.Host, r.Proxy.WebSocketPort, proxy.DefaultWebSocketPath)
 	}
 	for _, c := range r.Consoles {
-		fmt.Fprintf(w, "\n%s (%s/%s), qemu SPICE at %s:%d\n", c.Name, c.Source, c.UUID, c.Direct.Host, c.Direct.Port)
+		on := ""
+		if c.Hypervisor != "" {
+			on = " on host " + c.Hypervisor
+		}
+		fmt.Fprintf(w, "\n%s (%s/%s), qemu SPICE at %s:%d%s\n", c.Name, c.Source, c.UUID, c.Direct.Host, c.Direct.Port, on)
 		if c.VVFile != "" {
 			fmt.Fprintf(w, "  remote-viewer %s\n", c.VVFile)
 		}
@@ -362,6 +391,19 @@ func explain(err error) error {
 		return fmt.Errorf("%w\nqemu-system-x86_64 is not installed: run `make deps` (Debian package qemu-system-x86), or point HARNESS_QEMU at a qemu binary", err)
 	}
 	return err
+}
+
+// hostsProblems lists every problem of a bad hosts file, one a line.
+func hostsProblems(err error) error {
+	var he *harness.HostsError
+	if !errors.As(err, &he) {
+		return err
+	}
+	lines := []string{fmt.Sprintf("--hosts %s has %s (harness validate --hosts lists them)", he.File, count(len(he.Problems), "problem"))}
+	for _, p := range he.Problems {
+		lines = append(lines, "  "+p.String())
+	}
+	return errors.New(strings.Join(lines, "\n"))
 }
 
 func copyFile(from, to string) error {

@@ -1,17 +1,20 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spiceharness/spiceharness/harness"
 	"github.com/spiceharness/spiceharness/static"
 )
 
 func init() { register(newValidateCmd) }
 
 func newValidateCmd() *cobra.Command {
-	return &cobra.Command{
+	var hosts bool
+	cmd := &cobra.Command{
 		Use:   "validate FILE",
 		Short: "Check a sources.yaml and list every problem",
 		Long: `validate parses FILE (- for standard input) as a Kerbside sources.yaml
@@ -23,9 +26,15 @@ and prints every problem on stdout, one per line, as
 Sources of Kerbside's other types (shakenfist, ovirt, openstack) are
 counted as unsupported, not errors.
 
+With --hosts, FILE is a hosts file (harness run --hosts, docs/hosts.md)
+and its problems are listed the same way.
+
 Exit codes: 0 no errors (warnings allowed), 1 errors, 2 unreadable FILE.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if hosts {
+				return validateHosts(cmd, args[0])
+			}
 			var (
 				f   *static.File
 				err error
@@ -49,6 +58,30 @@ Exit codes: 0 no errors (warnings allowed), 1 errors, 2 unreadable FILE.`,
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&hosts, "hosts", false, "FILE is a hosts file, not a sources.yaml")
+	return cmd
+}
+
+// validateHosts lists a hosts file's problems, or sums it up.
+func validateHosts(cmd *cobra.Command, path string) error {
+	hs, err := harness.ReadHostsFile(path)
+	var he *harness.HostsError
+	switch {
+	case errors.As(err, &he):
+		for _, p := range he.Problems {
+			fmt.Fprintln(cmd.OutOrStdout(), p)
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s\n", path, count(len(he.Problems), "error"))
+		return &exitError{Code: exitFailure}
+	case err != nil:
+		return &exitError{Code: exitUsage, Err: err}
+	}
+	slots := 0
+	for _, h := range hs {
+		slots += h.Slots
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s, %s, 0 errors\n", path, count(len(hs), "host"), count(slots, "slot"))
+	return nil
 }
 
 // summary is validate's last line: "FILE: 3 sources, 5 consoles,

@@ -85,6 +85,16 @@ func (ca *CA) Pool() *x509.CertPool {
 // Issue signs a server certificate for subject, valid for hosts (DNS
 // names or IP addresses, which become subjectAltNames).
 func (ca *CA) Issue(subject pkix.Name, hosts ...string) (*Leaf, error) {
+	return ca.issue(subject, x509.ExtKeyUsageServerAuth, hosts)
+}
+
+// IssueClient signs a client certificate for subject (TLS client
+// authentication, as libvirtd's TLS transport asks of its clients).
+func (ca *CA) IssueClient(subject pkix.Name) (*Leaf, error) {
+	return ca.issue(subject, x509.ExtKeyUsageClientAuth, nil)
+}
+
+func (ca *CA) issue(subject pkix.Name, usage x509.ExtKeyUsage, hosts []string) (*Leaf, error) {
 	if ca == nil || ca.key == nil {
 		return nil, errors.New("pki: Issue on a nil CA")
 	}
@@ -99,7 +109,7 @@ func (ca *CA) Issue(subject pkix.Name, hosts ...string) (*Leaf, error) {
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(Validity),
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
