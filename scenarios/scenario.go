@@ -26,10 +26,16 @@ const (
 	// WebSocket per channel): sessions, idle sockets, token replay,
 	// origins and hostile frames through any WebSocket target.
 	Browser Tier = "browser"
+	// Channels: every SPICE channel type a real client opens (agent
+	// clipboard and file transfer, USB redirection, WebDAV, smartcard,
+	// audio both ways, a second head, video streams, mouse) reaches
+	// qemu through the proxy and carries its data byte-exact; these
+	// scenarios need the Linux test guest (make guest).
+	Channels Tier = "channels"
 )
 
 // Tiers in report order.
-var Tiers = []Tier{Core, Hardening, Browser}
+var Tiers = []Tier{Core, Hardening, Browser, Channels}
 
 // Surface is what of the system under test a scenario's verdict rests
 // on. A scenario declares every surface it exercises (Exercises); reports
@@ -118,7 +124,7 @@ func ParseSurface(v string) (Surface, error) {
 type Scenario struct {
 	// Name is unique, lower-case words joined by '-'.
 	Name string
-	// Tier is Core, Hardening or Browser.
+	// Tier is Core, Hardening, Browser or Channels.
 	Tier Tier
 	// Description is one line.
 	Description string
@@ -168,8 +174,8 @@ func Register(s Scenario) {
 		panic(fmt.Sprintf("scenarios: bad name %q (want lower-case words joined by '-')", s.Name))
 	case s.Description == "" || s.Run == nil:
 		panic(fmt.Sprintf("scenarios: %s needs a Description and a Run", s.Name))
-	case s.Tier != Core && s.Tier != Hardening && s.Tier != Browser:
-		panic(fmt.Sprintf("scenarios: %s has tier %q; want scenarios.Core, Hardening or Browser", s.Name, s.Tier))
+	case s.Tier != Core && s.Tier != Hardening && s.Tier != Browser && s.Tier != Channels:
+		panic(fmt.Sprintf("scenarios: %s has tier %q; want scenarios.Core, Hardening, Browser or Channels", s.Name, s.Tier))
 	case s.Exercises == 0 || s.Exercises&^surfaceAll != 0:
 		panic(fmt.Sprintf("scenarios: %s needs Exercises: what its verdict rests on, scenarios.ProxySPICE | ProxyAPI | QemuDirect", s.Name))
 	}

@@ -405,7 +405,7 @@ SPICE path (INCOMPLETE), 2 usage error.`,
 	target.add(cmd)
 	fl := cmd.Flags()
 	fl.StringSliceVar(&names, "scenario", nil, "scenario to run (repeatable; default all)")
-	fl.StringSliceVar(&tiers, "tier", nil, "run only this tier: core, hardening or browser (repeatable)")
+	fl.StringSliceVar(&tiers, "tier", nil, "run only this tier: core, hardening, browser or channels (repeatable)")
 	fl.BoolVar(&list, "list", false, "list the scenarios (of the shard, with --shard) with their tier, surfaces and needs, and exit")
 	fl.BoolVarP(&verbose, "verbose", "v", false, "print every scenario's log in its block, not only a failure's")
 	fl.StringVar(&junit, "junit", "", "also write a JUnit XML report to FILE")
@@ -433,7 +433,7 @@ func readReportFile(path string) (*scenarios.Report, error) {
 func selectScenarios(names, tiers []string) ([]scenarios.Scenario, error) {
 	for _, t := range tiers {
 		if !slices.Contains(scenarios.Tiers, scenarios.Tier(t)) {
-			return nil, usageError(fmt.Errorf("--tier %q: want core, hardening or browser", t))
+			return nil, usageError(fmt.Errorf("--tier %q: want core, hardening, browser or channels", t))
 		}
 	}
 	all := scenarios.All()
