@@ -81,7 +81,14 @@ func runScenario(t *testing.T, s scenarios.Scenario, target ...harness.Option) *
 // that disappears or changes tier is a decision, not an accident.
 func TestRegistry(t *testing.T) {
 	want := map[string]scenarios.Tier{
+		"agent-clipboard":              scenarios.Channels,
+		"agent-file-transfer":          scenarios.Channels,
+		"audio-playback":               scenarios.Channels,
+		"audio-record":                 scenarios.Channels,
 		"backend-down":                 scenarios.Hardening,
+		"channel-matrix":               scenarios.Channels,
+		"monitors-config":              scenarios.Channels,
+		"mouse-absolute":               scenarios.Channels,
 		"cross-session-tokens":         scenarios.Hardening,
 		"banner-through-proxy":         scenarios.Core,
 		"browser-banner":               scenarios.Browser,
