@@ -41,7 +41,12 @@ func (ch *channel) pump(l *leg) error {
 			return err
 		}
 		var err error
+		handled := false
+		if ch.mutated(l) {
+			handled, err = ch.mutate(l, h)
+		}
 		switch {
+		case handled:
 		case l.dir == ToClient && ch.typ == spice.ChannelMain && n == 0:
 			err = ch.forwardMainInit(l, h)
 		case l.dir == ToServer && ch.typ == spice.ChannelDisplay:
@@ -69,7 +74,7 @@ func (ch *channel) pump(l *leg) error {
 // display channel, whose messages must stay whole so that the display
 // guard can inject a DISPLAY_INIT between two of them.
 func (ch *channel) canStream(l *leg) bool {
-	return l.srcMini == l.dstMini && !(l.dir == ToServer && ch.typ == spice.ChannelDisplay)
+	return l.srcMini == l.dstMini && !(l.dir == ToServer && ch.typ == spice.ChannelDisplay) && !ch.mutated(l)
 }
 
 // stream relays l.src to l.dst by chunks rather than message by message:
@@ -245,6 +250,9 @@ func (ch *channel) check(l *leg, h spice.Header) error {
 		verdict("blocked")
 		ch.log.Warn("firewall: message over the hard limit, closing", "direction", l.dir.String(), "type", h.Type, "size", h.Size)
 		return fmt.Errorf("%w: %s type %d of %d bytes is over the %d-byte hard limit", errFirewall, l.dir, h.Type, h.Size, HardMaxMessage)
+	}
+	if ch.mutantCap(h) {
+		return fmt.Errorf("%w: %s type %d of %d bytes is over the 64 KiB cap (mutant)", errFirewall, l.dir, h.Type, h.Size)
 	}
 	if ch.p.Firewall == FirewallOff {
 		return nil

@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"bytes"
 	"context"
 	"slices"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/spiceharness/spiceharness/harness"
 	"github.com/spiceharness/spiceharness/proxy/spice"
 	"github.com/spiceharness/spiceharness/qemu"
+	"github.com/spiceharness/spiceharness/qemu/guestproto"
 )
 
 func init() {
@@ -34,10 +36,14 @@ func init() {
 				// every feature on: a proxy's allowlist or firewall that
 				// leaves one out shows here, not in the field.
 				var opened []spice.ChannelID
+				var echo *spice.Port
 				for _, id := range list {
-					if id.Type == spice.ChannelDisplay {
+					switch {
+					case id.Type == spice.ChannelDisplay:
 						_, err = s.OpenDisplay(ctx, id.ID)
-					} else {
+					case id.Type == spice.ChannelPort && echo == nil:
+						echo, err = s.OpenPort(ctx, qemu.EchoPortName)
+					default:
 						_, err = s.Open(ctx, id.Type, id.ID)
 					}
 					if err != nil {
@@ -52,6 +58,24 @@ func init() {
 				missing := waitConnected(ctx, vm, s.ID, append([]spice.ChannelID{{Type: spice.ChannelMain}}, opened...))
 				if len(missing) > 0 {
 					t.Errorf("%s: qemu reports no connected channel for %v of session %#x", path, missing, s.ID)
+				}
+				// A spicevmc channel carries bytes both ways: 256 KiB
+				// through the guest's echo port (DATA messages of up to
+				// 64 KiB each way), the guest reporting what it read.
+				if echo == nil {
+					t.Fatalf("%s: no port channel named %s to echo on", path, qemu.EchoPortName)
+				}
+				require.NoError(t, echo.WaitOpened(ctx), "%s: the guest opening its echo port", path)
+				data := guestproto.PatternBytes(400, 256<<10)
+				_, err = echo.Write(data)
+				require.NoError(t, err, "%s: port DATA to the guest", path)
+				guestWant(ctx, t, vm, 20*time.Second, path+": client → guest port bytes", guestproto.TypePortRx,
+					"total", itoa(len(data)), "total_sha256", sha256Hex(data))
+				ectx, cancel := context.WithTimeout(ctx, 20*time.Second)
+				got, err := echo.ReadFull(ectx, len(data))
+				cancel()
+				if err != nil || !bytes.Equal(got, data) {
+					t.Fatalf("%s: the guest's echo came back as %d of %d bytes (sha256 %s): %v", path, len(got), len(data), sha256Hex(got), err)
 				}
 			})
 			want := []spice.ChannelType{spice.ChannelDisplay, spice.ChannelInputs, spice.ChannelCursor, spice.ChannelPlayback,
