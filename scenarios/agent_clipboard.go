@@ -36,7 +36,7 @@ func init() {
 				// in AGENT_DATA pieces; the guest reports what it got.
 				data := guestproto.PatternBytes(uint64(100+i), n)
 				require.NoError(t, ag.SetClipboard(ctx, data), "client clipboard of %d bytes", n)
-				guestWant(ctx, t, vm, 60*time.Second, "client → guest clipboard", vdagent.TypeClipboard,
+				guestWant(ctx, t, vm, 15*time.Second, "client → guest clipboard", vdagent.TypeClipboard,
 					"dir", "from-client", "len", itoa(n), "sha256", sha256Hex(data))
 
 				// Guest → client: the guest's agent grabs (clipboard-set),
@@ -44,7 +44,7 @@ func init() {
 				seed := 200 + i
 				guestCommand(ctx, t, vm, guestproto.CmdClipboardSet, "len", itoa(n), "seed", itoa(seed))
 				want := guestproto.PatternBytes(uint64(seed), n)
-				gctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+				gctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 				got, err := ag.GuestClipboard(gctx)
 				cancel()
 				require.NoError(t, err, "guest clipboard of %d bytes", n)

@@ -69,7 +69,7 @@ func init() {
 				data := guestproto.PatternBytes(400, 256<<10)
 				_, err = echo.Write(data)
 				require.NoError(t, err, "%s: port DATA to the guest", path)
-				guestWant(ctx, t, vm, 20*time.Second, path+": client → guest port bytes", guestproto.TypePortRx,
+				guestWant(ctx, t, vm, 10*time.Second, path+": client → guest port bytes", guestproto.TypePortRx,
 					"total", itoa(len(data)), "total_sha256", sha256Hex(data))
 				ectx, cancel := context.WithTimeout(ctx, 20*time.Second)
 				got, err := echo.ReadFull(ectx, len(data))

@@ -3,6 +3,7 @@ package scenarios
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"math"
@@ -203,4 +204,65 @@ func toneErr(freq, dbfs float64) string {
 		return fmt.Sprintf("%.1f dBFS, want %.0f ± %.0f dB", dbfs, toneLevelDBFS, toneTolDB)
 	}
 	return ""
+}
+
+// screenDigest reads what spice-server sends a display channel when it
+// links, up to the MARK that ends it (SURFACE_CREATE, the surface's
+// current picture as one lossless image, MONITORS_CONFIG): the sha256 of
+// those messages, each image descriptor's id zeroed (a counter of the
+// server's, not a pixel), and the number of draws. spice-server encodes
+// that picture without a per-client dictionary (LZ or QUIC, never GLZ:
+// no drawable), so the same pixels give the same bytes on every link:
+// equal digests through the proxy and directly mean the client gets the
+// same picture both ways. Messages after the MARK are not read here.
+func screenDigest(ctx context.Context, d *spice.Display) (digest string, draws int, err error) {
+	h := sha256.New()
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		m, err := d.Recv(wctx)
+		if err != nil {
+			return "", draws, fmt.Errorf("display:%d: waiting for the MARK after the screen: %w", d.ID.ID, err)
+		}
+		switch {
+		case m.Type == spice.MsgDisplayMark:
+			return hex.EncodeToString(h.Sum(nil)), draws, nil
+		case m.Type == spice.MsgDisplayDrawCopy:
+			draws++
+			body := append([]byte(nil), m.Body...)
+			zeroImageID(body)
+			fmt.Fprintf(h, "%d:%d:", m.Type, len(body))
+			h.Write(body)
+		case m.Type == spice.MsgDisplaySurfaceCreate || m.Type == spice.MsgDisplayMonitorsConfig || spice.IsDraw(m.Type):
+			if spice.IsDraw(m.Type) {
+				draws++
+			}
+			fmt.Fprintf(h, "%d:%d:", m.Type, len(m.Body))
+			h.Write(m.Body)
+		}
+	}
+}
+
+// zeroImageID zeroes the image descriptor's id in a DRAW_COPY body:
+// surface id (4), box (16), clip (type byte, then for RECTS a count and
+// the rects), then SpiceCopy's src_bitmap, the offset of the descriptor
+// (u64 id first).
+func zeroImageID(b []byte) {
+	off := 20
+	if len(b) <= off {
+		return
+	}
+	if b[off] == spice.ClipRects {
+		if len(b) < off+5 {
+			return
+		}
+		off += 4 + 16*int(binary.LittleEndian.Uint32(b[off+1:]))
+	}
+	off++
+	if len(b) < off+4 {
+		return
+	}
+	if img := int(binary.LittleEndian.Uint32(b[off:])); img > 0 && img+8 <= len(b) {
+		clear(b[img : img+8])
+	}
 }

@@ -42,6 +42,8 @@ var guards = map[mutant.Mutation][]string{
 	mutant.AllowlistMissingUsbredir: {"channel-matrix"},
 	mutant.SpicevmcOneWay:           {"channel-matrix"},
 	mutant.AgentOwnCaps:             {"agent-clipboard"},
+	mutant.MsgCap64K:                {"video-stream"},
+	mutant.DisplayAckWindow:         {"video-stream"},
 }
 
 // tunnelMutants change only the CONNECT listener: they run against the
