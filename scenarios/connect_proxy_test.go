@@ -7,6 +7,7 @@ import (
 
 	"github.com/spiceharness/spiceharness/harness"
 	"github.com/spiceharness/spiceharness/internal/testenv"
+	"github.com/spiceharness/spiceharness/scenarios"
 )
 
 // TestScenariosSquid runs every registered scenario with Debian's squid
