@@ -34,7 +34,9 @@ func init() {
 			const frames = 75
 			ack := guestCommand(ctx, t, vm, guestproto.CmdAnimate, "head", "0", "frames", itoa(frames), "fps", "25")
 			t.Logf("the guest animated %s frames in %s ms", ack.Value("frames"), ack.Value("ms"))
-			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			// The animation ended with the ack; its stream ends about a
+			// second later.
+			wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 			st, err := d.WaitStreams(wctx, func(st spice.StreamStats) bool { return st.Created >= 1 && st.Destroyed >= st.Created })
 			cancel()
 			if err != nil {
