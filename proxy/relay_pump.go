@@ -65,7 +65,7 @@ func (ch *channel) pump(l *leg) error {
 		if n == 0 {
 			ch.tr.relayed(l.dir)
 		}
-		ch.lastActive.Store(time.Now().UnixNano())
+		ch.touch()
 	}
 }
 
@@ -154,7 +154,7 @@ func (ch *channel) stream(l *leg) error {
 			l.bytes.Add(float64(i))
 			l.msgs.Add(float64(msgs))
 			ch.sent[l.dir].Add(int64(i))
-			ch.lastActive.Store(time.Now().UnixNano())
+			ch.touch()
 		}
 		if ferr != nil {
 			return ferr
@@ -199,7 +199,7 @@ func (ch *channel) readSome(c net.Conn, b []byte) (int, error) {
 		if n > 0 || err == nil {
 			return n, err
 		}
-		if idle > 0 && errors.Is(err, os.ErrDeadlineExceeded) && time.Since(time.Unix(0, ch.lastActive.Load())) < idle {
+		if idle > 0 && errors.Is(err, os.ErrDeadlineExceeded) && ch.quietFor() < idle {
 			continue
 		}
 		return 0, err
@@ -220,7 +220,7 @@ func (ch *channel) readFull(c net.Conn, b []byte) error {
 		if err == nil {
 			continue
 		}
-		if idle > 0 && errors.Is(err, os.ErrDeadlineExceeded) && time.Since(time.Unix(0, ch.lastActive.Load())) < idle {
+		if idle > 0 && errors.Is(err, os.ErrDeadlineExceeded) && ch.quietFor() < idle {
 			continue
 		}
 		if err == io.EOF && got > 0 {

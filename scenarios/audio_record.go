@@ -34,17 +34,21 @@ func init() {
 				require.NoError(t, rec.SendMode(0, spice.AudioModeRaw), "%s: record MODE", path)
 				require.NoError(t, rec.SendStartMark(0), "%s: START_MARK", path)
 				// Paced as a microphone is: one second of samples at the
-				// rate the guest records them (qemu's record buffer holds
-				// a few periods and drops what comes faster).
-				tick := time.NewTicker(10 * time.Millisecond)
-				for n := 0; n < 48000; n += 480 {
-					<-tick.C
-					if err := rec.SendPCM(0, toneFrames(toneHz, n, 480), 0); err != nil {
-						tick.Stop()
-						t.Fatalf("%s: record DATA: %v", path, err)
+				// rate the guest records them, by the clock and 60 ms ahead
+				// (qemu's record buffer holds a few periods and drops what
+				// comes faster; what comes late it fills with silence, which
+				// would lower the tone the guest measures: a ticker that
+				// falls behind on a loaded machine did, 834 Hz).
+				start := time.Now()
+				for n := 0; n < 48000; {
+					due := min(48000, int(time.Since(start).Seconds()*48000)+48*60)
+					for ; n+480 <= due; n += 480 {
+						if err := rec.SendPCM(0, toneFrames(toneHz, n, 480), 0); err != nil {
+							t.Fatalf("%s: record DATA: %v", path, err)
+						}
 					}
+					time.Sleep(5 * time.Millisecond) // pacing a live source, not waiting for an event
 				}
-				tick.Stop()
 				guestCommand(ctx, t, vm, guestproto.CmdCaptureStop)
 				wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				ev, err := vm.GuestEvent(wctx, guestproto.TypeAudio, func(e guestproto.Event) bool { return e.T > since })

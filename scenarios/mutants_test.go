@@ -44,6 +44,7 @@ var guards = map[mutant.Mutation][]string{
 	mutant.AgentOwnCaps:             {"agent-clipboard"},
 	mutant.MsgCap64K:                {"video-stream"},
 	mutant.DisplayAckWindow:         {"video-stream"},
+	mutant.IdlePerChannel:           {"idle-channels"},
 }
 
 // tunnelMutants change only the CONNECT listener: they run against the
@@ -112,7 +113,7 @@ func mutantFamily(m mutant.Mutation) string {
 // the one scenario any of them could plausibly break besides its own);
 // MUTANTS_FULL=1 runs each against the whole tier (docs/mutants.md).
 var channelsMutants = []mutant.Mutation{mutant.AllowlistMissingUsbredir, mutant.MsgCap64K, mutant.SpicevmcOneWay,
-	mutant.AgentOwnCaps, mutant.DisplayAckWindow}
+	mutant.AgentOwnCaps, mutant.DisplayAckWindow, mutant.IdlePerChannel}
 
 // channelsSample is the channels scenario every channels mutant runs
 // against under `make test`, besides its guards.

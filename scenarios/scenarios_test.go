@@ -103,6 +103,7 @@ func TestRegistry(t *testing.T) {
 		"fault-shutdown-under-load":    scenarios.Hardening,
 		"fault-stale-ticket":           scenarios.Hardening,
 		"foreign-session":              scenarios.Hardening,
+		"idle-channels":                scenarios.Channels,
 		"hostile-clients":              scenarios.Hardening,
 		"key-through-proxy":            scenarios.Core,
 		"libvirt-tcp-ticket-and-keys":  scenarios.Core,

@@ -112,6 +112,7 @@ func TestConformance(t *testing.T) {
 		"audio-record":        scenarios.Passed,
 		"channel-matrix":      scenarios.Passed,
 		"display-two-heads":   scenarios.Passed,
+		"idle-channels":       scenarios.Passed,
 		"monitors-config":     scenarios.Passed,
 		"mouse-absolute":      scenarios.Passed,
 		"video-stream":        scenarios.Passed,

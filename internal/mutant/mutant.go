@@ -100,13 +100,17 @@ const (
 	// window un-ACKed) closes after a few windows: harmless for a few
 	// draws, a stall under a video stream (proxy).
 	DisplayAckWindow Mutation = "display-ack-window"
+	// IdlePerChannel: the proxy's IdleTimeout is measured per channel, not
+	// per session, so a quiet inputs or cursor channel is cut while the
+	// display streams (proxy).
+	IdlePerChannel Mutation = "idle-per-channel"
 )
 
 // All lists every mutation.
 var All = []Mutation{ReusableTokens, NoConnIDBinding, BindClaimedSession, FixedCaps, NoDisplayGuard, EarlyLinkOK, TerminateKeepsChannels,
 	TerminateKeepsTunnels, TerminateKeepsHosts, ShutdownKeepsChannels, NoHandshakeDeadline,
 	WSIdlePerSocket, WSNoOriginCheck, WSTextFramesAsData, WSNoUpgradeDeadline, WSNoSubprotocol, WSInputsFullHeaders,
-	AllowlistMissingUsbredir, MsgCap64K, SpicevmcOneWay, AgentOwnCaps, DisplayAckWindow}
+	AllowlistMissingUsbredir, MsgCap64K, SpicevmcOneWay, AgentOwnCaps, DisplayAckWindow, IdlePerChannel}
 
 var (
 	active atomic.Int64 // how many values have mutations
