@@ -25,6 +25,9 @@ func init() {
 		Options: []harness.Option{harness.LinuxGuest(), harness.Channels(qemu.Tablet())},
 		Run: func(ctx context.Context, t harness.T, env *harness.Env) {
 			vm := env.VM(0)
+			// qemu offers client mode once the guest's driver took the
+			// tablet (its USB enumeration may end after the ready line).
+			guestWant(ctx, t, vm, 30*time.Second, "the USB tablet", guestproto.TypeUSB, "action", "add", "product", "QEMU USB Tablet")
 			s, _, err := env.Connect(ctx, harness.Proxy, vm)
 			require.NoError(t, err, "main through the proxy")
 			defer s.Close()
@@ -34,8 +37,17 @@ func init() {
 			require.NoError(t, err, "display through the proxy")
 			_, err = d.WaitFor(ctx, spice.MsgDisplaySurfaceCreate)
 			require.NoError(t, err, "the display's surface")
-			if sup, _ := s.MouseMode(); sup&spice.MouseModeClient == 0 {
-				t.Fatalf("qemu offers no client mouse mode through the proxy (supported modes %#x): the tablet needs one display channel", sup)
+			// spice-server announces a change of the modes it supports
+			// in MOUSE_MODE on main.
+			for deadline := time.Now().Add(10 * time.Second); ; {
+				sup, _ := s.MouseMode()
+				if sup&spice.MouseModeClient != 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("qemu offers no client mouse mode through the proxy 10 s after the tablet came (supported modes %#x): the tablet needs one display channel", sup)
+				}
+				time.Sleep(50 * time.Millisecond) // polling the session's state: MOUSE_MODE has no waiter
 			}
 			require.NoError(t, s.RequestMouseMode(ctx, spice.MouseModeClient), "client mouse mode")
 			sc := d.Surface()
