@@ -52,13 +52,21 @@ func (e *Env) FetchVV(ctx context.Context, kind Kind, vm *VM) (*VVResponse, erro
 func (e *Env) FetchVVFor(ctx context.Context, kind Kind, k static.Key) (*VVResponse, error) {
 	switch kind {
 	case Proxy:
-		return e.target.ProxyVV(ctx, k)
+		f, err := e.target.ProxyVV(ctx, k)
+		if err != nil {
+			return f, err
+		}
+		return e.net.clientVV(e.vmIndex(k), f)
 	case Direct:
 		d, ok := e.target.(DirectVVer)
 		if !ok {
 			return nil, &CapabilityError{Target: e.target.Name(), Cap: CapDirectVV}
 		}
-		return d.DirectVV(ctx, k)
+		f, err := d.DirectVV(ctx, k)
+		if err != nil {
+			return f, err
+		}
+		return e.net.clientVV(e.vmIndex(k), f)
 	case Tunnel:
 		tv, ok := e.target.(TunnelVVer)
 		if !ok {
