@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/Shopify/toxiproxy/v2/stream"
@@ -148,7 +150,17 @@ type fwdKey struct {
 	kind legKind
 	vm   int // index + 1
 	to   string
+	peer side // which of its sockets faces the proxy under test
 }
+
+// side is one socket of a shaped connection.
+type side uint8
+
+const (
+	sideNone     side = iota // neither (a direct path's client leg)
+	sideAccepted             // the connection the listener accepted
+	sideDialed               // the connection it dialed
+)
 
 func newNet(links map[Leg]Link) *Net {
 	n := &Net{links: map[Leg]Link{}, fwds: map[fwdKey]*forwarder{}}
@@ -242,13 +254,13 @@ func (n *Net) matching(leg Leg) []*forwarder {
 // through returns the address of the shaping listener of (kind, vm) in
 // front of to, starting it if needed. It listens on to's own IP, so a
 // TLS name check on an IP address still holds.
-func (n *Net) through(kind legKind, vm int, to string) (string, error) {
+func (n *Net) through(kind legKind, vm int, to string, peer side) (string, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
 		return "", errors.New("harness: the lane's network is closed")
 	}
-	k := fwdKey{kind, vm, to}
+	k := fwdKey{kind, vm, to, peer}
 	if f, ok := n.fwds[k]; ok {
 		return f.ln.Addr().String(), nil
 	}
@@ -290,11 +302,11 @@ func (n *Net) close() {
 
 // throughPort rewrites host:port through the shaping listener of (kind,
 // vm) (port 0 stays 0).
-func (n *Net) throughPort(kind legKind, vm int, host string, port int) (string, int, error) {
+func (n *Net) throughPort(kind legKind, vm int, host string, port int, peer side) (string, int, error) {
 	if port == 0 {
 		return host, 0, nil
 	}
-	addr, err := n.through(kind, vm, net.JoinHostPort(host, strconv.Itoa(port)))
+	addr, err := n.through(kind, vm, net.JoinHostPort(host, strconv.Itoa(port)), peer)
 	if err != nil {
 		return "", 0, err
 	}
@@ -310,29 +322,43 @@ func (n *Net) backendConsole(vm int, c static.Console) (static.Console, error) {
 		return c, nil
 	}
 	var err error
-	if _, c.InsecurePort, err = n.throughPort(backendLeg, vm+1, c.HypervisorIP, c.InsecurePort); err != nil {
+	if _, c.InsecurePort, err = n.throughPort(backendLeg, vm+1, c.HypervisorIP, c.InsecurePort, sideAccepted); err != nil {
 		return c, err
 	}
-	_, c.SecurePort, err = n.throughPort(backendLeg, vm+1, c.HypervisorIP, c.SecurePort)
+	_, c.SecurePort, err = n.throughPort(backendLeg, vm+1, c.HypervisorIP, c.SecurePort, sideAccepted)
 	return c, err
 }
 
-// clientVV rewrites a fetched `.vv` so its ports go through the client
-// leg's shaping listeners (a WebSocket or HTTP-proxy endpoint is left
-// alone: it names no SPICE port to shape).
-func (n *Net) clientVV(vm int, f *VVResponse) (*VVResponse, error) {
-	if n == nil || f == nil || f.File == nil || f.WebSocketURL != "" || f.Proxy != "" || !n.shaped(clientLeg) {
+// clientVV rewrites a fetched `.vv` so the client's connections go
+// through the client leg's shaping listeners: its SPICE ports, or the
+// HTTP proxy of its proxy= key, or its WebSocket URL's host. peer says
+// whether the listener's dialed side reaches the proxy under test
+// (sideDialed) or qemu (sideNone: a direct `.vv`).
+func (n *Net) clientVV(vm int, f *VVResponse, peer side) (*VVResponse, error) {
+	if n == nil || f == nil || f.File == nil || !n.shaped(clientLeg) {
 		return f, nil
 	}
 	g := *f
 	file := *f.File
 	g.File = &file
 	var err error
-	if _, file.Port, err = n.throughPort(clientLeg, vm+1, f.Host, f.Port); err != nil {
-		return nil, err
-	}
-	if _, file.TLSPort, err = n.throughPort(clientLeg, vm+1, f.Host, f.TLSPort); err != nil {
-		return nil, err
+	switch {
+	case f.WebSocketURL != "":
+		if g.WebSocketURL, err = n.throughURL(vm, f.WebSocketURL, peer); err != nil {
+			return nil, err
+		}
+		return &g, nil
+	case f.Proxy != "":
+		if file.Proxy, err = n.throughURL(vm, f.Proxy, peer); err != nil {
+			return nil, err
+		}
+	default:
+		if _, file.Port, err = n.throughPort(clientLeg, vm+1, f.Host, f.Port, peer); err != nil {
+			return nil, err
+		}
+		if _, file.TLSPort, err = n.throughPort(clientLeg, vm+1, f.Host, f.TLSPort, peer); err != nil {
+			return nil, err
+		}
 	}
 	if f.Raw != nil {
 		if g.Raw, err = vv.Render(&file); err != nil {
@@ -340,6 +366,27 @@ func (n *Net) clientVV(vm int, f *VVResponse) (*VVResponse, error) {
 		}
 	}
 	return &g, nil
+}
+
+// throughURL rewrites the host:port of a URL (http://, ws://, wss://)
+// through the client leg's shaping listener, keeping the host name (a
+// TLS name check still holds: the listener is on the same address).
+func (n *Net) throughURL(vm int, raw string, peer side) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("harness: shaping the client leg: %w", err)
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "ws": "80", "https": "443", "wss": "443"}[u.Scheme]
+	}
+	addr, err := n.through(clientLeg, vm+1, net.JoinHostPort(u.Hostname(), port), peer)
+	if err != nil {
+		return "", err
+	}
+	_, p, _ := net.SplitHostPort(addr)
+	u.Host = net.JoinHostPort(u.Hostname(), p)
+	return u.String(), nil
 }
 
 // DirectDialer is a Go client for vm's own SPICE ports with its current
@@ -353,10 +400,10 @@ func (e *Env) DirectDialer(vm *VM) (*spice.Dialer, error) {
 	}
 	d := &spice.Dialer{Host: c.HypervisorIP, Password: c.Ticket, HostSubject: c.HostSubject}
 	if d.Port, d.TLSPort = c.InsecurePort, c.SecurePort; e.net.shaped(clientLeg) {
-		if _, d.Port, err = e.net.throughPort(clientLeg, vm.Index+1, c.HypervisorIP, c.InsecurePort); err != nil {
+		if _, d.Port, err = e.net.throughPort(clientLeg, vm.Index+1, c.HypervisorIP, c.InsecurePort, sideNone); err != nil {
 			return nil, err
 		}
-		if _, d.TLSPort, err = e.net.throughPort(clientLeg, vm.Index+1, c.HypervisorIP, c.SecurePort); err != nil {
+		if _, d.TLSPort, err = e.net.throughPort(clientLeg, vm.Index+1, c.HypervisorIP, c.SecurePort, sideNone); err != nil {
 			return nil, err
 		}
 	}
@@ -426,7 +473,7 @@ func (f *forwarder) handle(a *net.TCPConn) {
 	b := bc.(*net.TCPConn)
 	a.SetNoDelay(true)
 	b.SetNoDelay(true)
-	c := &toxConn{a: a, b: b}
+	c := &toxConn{a: a, b: b, peer: f.key.peer}
 	f.mu.Lock()
 	f.conns[c] = struct{}{}
 	f.mu.Unlock()
@@ -453,6 +500,7 @@ const slotBuffer = 1024
 // toxConn is one shaped connection: a (accepted) ↔ b (dialed).
 type toxConn struct {
 	a, b      *net.TCPConn
+	peer      side       // which of a, b faces the proxy under test
 	mu        sync.Mutex // guards the stubs' toxics while they change
 	ways      [2]*toxWay
 	resetOnce sync.Once
@@ -500,7 +548,8 @@ func (c *toxConn) run(l Link) {
 			src, dst = c.b, c.a
 		}
 		wg.Add(2)
-		go func() { defer wg.Done(); c.read(w, src) }()
+		delayAcks := (c.peer == sideAccepted && src == c.a) || (c.peer == sideDialed && src == c.b)
+		go func() { defer wg.Done(); c.read(w, src, delayAcks) }()
 		go func() { defer wg.Done(); c.write(w, dst) }()
 	}
 	wg.Wait()
@@ -509,9 +558,26 @@ func (c *toxConn) run(l Link) {
 }
 
 // read copies src into the way's chain; its end closes the chain.
-func (c *toxConn) read(w *toxWay, src *net.TCPConn) {
+//
+// With delayAcks (on the socket that faces the proxy under test) it puts
+// src back in delayed-ACK mode after each read. The proxy's TCP peer is
+// this listener on loopback, which, in quick-ACK mode, would acknowledge
+// at once; a peer across a real link acknowledges a round trip later at
+// best, and a Linux peer in the middle of a stream delays its ACKs (up
+// to 40 ms) unless it has data to send back. So a proxy that leaves
+// Nagle's algorithm on meets here the stalls it meets on a real link.
+func (c *toxConn) read(w *toxWay, src *net.TCPConn, delayAcks bool) {
+	var rc syscall.RawConn
+	if delayAcks {
+		rc, _ = src.SyscallConn()
+	}
 	buf := make([]byte, 32<<10)
 	for {
+		if rc != nil {
+			rc.Control(func(fd uintptr) {
+				syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_QUICKACK, 0)
+			})
+		}
 		n, err := src.Read(buf)
 		if n > 0 {
 			w.in.Write(buf[:n])

@@ -45,7 +45,7 @@ func roundTrip(t *testing.T, c net.Conn, r *bufio.Reader) time.Duration {
 func TestNetworkLatencySetAndReset(t *testing.T) {
 	n := newNet(map[Leg]Link{ClientLeg: {Latency: 20 * time.Millisecond}})
 	defer n.close()
-	addr, err := n.through(clientLeg, 1, echoServer(t))
+	addr, err := n.through(clientLeg, 1, echoServer(t), sideDialed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,8 +80,8 @@ func TestNetworkDropAndResetAfter(t *testing.T) {
 	n := newNet(map[Leg]Link{BackendLeg: {Drop: Downstream}, BackendLeg.VM(1): {ResetAfter: time.Millisecond}})
 	defer n.close()
 	echo := echoServer(t)
-	dropAddr, _ := n.through(backendLeg, 1, echo)
-	resetAddr, _ := n.through(backendLeg, 2, echo)
+	dropAddr, _ := n.through(backendLeg, 1, echo, sideAccepted)
+	resetAddr, _ := n.through(backendLeg, 2, echo, sideAccepted)
 	c, err := net.Dial("tcp", resetAddr)
 	if err != nil {
 		t.Fatal(err)

@@ -56,7 +56,7 @@ func (e *Env) FetchVVFor(ctx context.Context, kind Kind, k static.Key) (*VVRespo
 		if err != nil {
 			return f, err
 		}
-		return e.net.clientVV(e.vmIndex(k), f)
+		return e.net.clientVV(e.vmIndex(k), f, sideDialed)
 	case Direct:
 		d, ok := e.target.(DirectVVer)
 		if !ok {
@@ -66,19 +66,27 @@ func (e *Env) FetchVVFor(ctx context.Context, kind Kind, k static.Key) (*VVRespo
 		if err != nil {
 			return f, err
 		}
-		return e.net.clientVV(e.vmIndex(k), f)
+		return e.net.clientVV(e.vmIndex(k), f, sideNone)
 	case Tunnel:
 		tv, ok := e.target.(TunnelVVer)
 		if !ok {
 			return nil, &CapabilityError{Target: e.target.Name(), Cap: CapTunnelVV}
 		}
-		return tv.TunnelVV(ctx, k)
+		f, err := tv.TunnelVV(ctx, k)
+		if err != nil {
+			return f, err
+		}
+		return e.net.clientVV(e.vmIndex(k), f, sideDialed)
 	case WS:
 		ws, ok := e.target.(WebSocketer)
 		if !ok {
 			return nil, &CapabilityError{Target: e.target.Name(), Cap: CapWebSocket}
 		}
-		return ws.WebSocketVV(ctx, k)
+		f, err := ws.WebSocketVV(ctx, k)
+		if err != nil {
+			return f, err
+		}
+		return e.net.clientVV(e.vmIndex(k), f, sideDialed)
 	}
 	return nil, fmt.Errorf("harness: unknown .vv kind %q", kind)
 }
