@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -504,6 +505,7 @@ type toxConn struct {
 	mu        sync.Mutex // guards the stubs' toxics while they change
 	ways      [2]*toxWay
 	resetOnce sync.Once
+	wasReset  atomic.Bool
 }
 
 type toxWay struct {
@@ -598,7 +600,7 @@ func (c *toxConn) write(w *toxWay, dst *net.TCPConn) {
 	switch {
 	case err != nil:
 		c.reset()
-	case w.stubs[slotReset].Closed() && c.resetFired(w):
+	case c.wasReset.Load() || (w.stubs[slotReset].Closed() && c.resetFired(w)):
 		c.reset()
 	default:
 		dst.CloseWrite()
@@ -629,6 +631,7 @@ func (c *toxConn) resetFired(w *toxWay) bool {
 // reset ends the connection with an RST on both sides.
 func (c *toxConn) reset() {
 	c.resetOnce.Do(func() {
+		c.wasReset.Store(true) // before the closes: no FIN after them
 		c.a.SetLinger(0)
 		c.b.SetLinger(0)
 		c.a.Close()
