@@ -551,7 +551,7 @@ func (c *toxConn) run(l Link) {
 		}
 		wg.Add(2)
 		delayAcks := (c.peer == sideAccepted && src == c.a) || (c.peer == sideDialed && src == c.b)
-		go func() { defer wg.Done(); c.read(w, src, delayAcks) }()
+		go func() { defer wg.Done(); c.read(w, src, delayAcks && l.Latency > 0) }()
 		go func() { defer wg.Done(); c.write(w, dst) }()
 	}
 	wg.Wait()
@@ -561,8 +561,9 @@ func (c *toxConn) run(l Link) {
 
 // read copies src into the way's chain; its end closes the chain.
 //
-// With delayAcks (on the socket that faces the proxy under test) it puts
-// src back in delayed-ACK mode after each read. The proxy's TCP peer is
+// With delayAcks (a link with latency, on the socket that faces the
+// proxy under test; decided when the connection opens) it puts src back
+// in delayed-ACK mode after each read. The proxy's TCP peer is
 // this listener on loopback, which, in quick-ACK mode, would acknowledge
 // at once; a peer across a real link acknowledges a round trip later at
 // best, and a Linux peer in the middle of a stream delays its ACKs (up
