@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -112,10 +113,30 @@ type Link struct {
 	Drop Way
 }
 
-func (l Link) zero() bool { return l == Link{} }
-
 func (l Link) String() string {
-	return fmt.Sprintf("latency %v±%v, bandwidth %d B/s, slow close %v, reset after %v, drop %d", l.Latency, l.Jitter, l.Bandwidth, l.SlowClose, l.ResetAfter, l.Drop)
+	var parts []string
+	if l.Latency > 0 {
+		parts = append(parts, fmt.Sprintf("latency %v±%v", l.Latency, l.Jitter))
+	}
+	if l.Bandwidth > 0 {
+		parts = append(parts, fmt.Sprintf("%d B/s", l.Bandwidth))
+	}
+	if l.SlowClose > 0 {
+		parts = append(parts, fmt.Sprintf("slow close %v", l.SlowClose))
+	}
+	if l.ResetAfter > 0 {
+		parts = append(parts, fmt.Sprintf("reset after %v", l.ResetAfter))
+	}
+	if l.Drop&Upstream != 0 {
+		parts = append(parts, "upstream dropped")
+	}
+	if l.Drop&Downstream != 0 {
+		parts = append(parts, "downstream dropped")
+	}
+	if len(parts) == 0 {
+		return "no conditions"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Network puts the lane's leg under link: harness.Network(harness.ClientLeg,
@@ -518,6 +539,7 @@ type toxWay struct {
 
 func (c *toxConn) run(l Link) {
 	var wg sync.WaitGroup
+	c.mu.Lock() // apply (Net.Set) may look at the ways already
 	for i, up := range []bool{true, false} {
 		w := &toxWay{up: up}
 		first := make(chan *stream.StreamChunk, slotBuffer)
@@ -531,7 +553,6 @@ func (c *toxConn) run(l Link) {
 		w.out = stream.NewChanReader(last)
 		c.ways[i] = w
 	}
-	c.mu.Lock()
 	for _, w := range c.ways {
 		for s, st := range w.stubs {
 			t := toxicFor(s, w.up, l)
