@@ -12,9 +12,11 @@ import (
 
 // wsIdle is the session idle limit the ws-idle-inputs lane asks of a
 // proxy the harness configures; wsQuietDefault how long inputs and
-// cursor stay quiet against a gateway whose own limit is unknown.
+// cursor stay quiet against a gateway whose own limit is unknown. 2 s:
+// the display must carry a message within the limit, and at 1 s a loaded
+// machine stalled the guest's repaint past it now and then.
 const (
-	wsIdle         = time.Second
+	wsIdle         = 2 * time.Second
 	wsQuietDefault = 2 * time.Second
 )
 

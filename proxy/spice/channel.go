@@ -274,8 +274,11 @@ func (c *Channel) KeyPress(sc uint16) error {
 // TypeKeyDelay paces Type. qemu's PS/2 keyboard queue holds 16
 // scancodes (8 key presses): a burst longer than that loses its tail
 // (measured: " survived" arrived as " surviv" in 5 of 6 runs, straight
-// to qemu as well as through the proxy).
-const TypeKeyDelay = 15 * time.Millisecond
+// to qemu as well as through the proxy). The guest's vCPU must drain the
+// queue between presses: at 15 ms a loaded 2-core machine that starved
+// it for a few hundred ms lost keys of a 40-key line now and then; 25 ms
+// leaves 8 presses 200 ms.
+const TypeKeyDelay = 25 * time.Millisecond
 
 // Type presses the keys for s (characters in Scancodes only), one every
 // TypeKeyDelay.
