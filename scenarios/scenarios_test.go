@@ -81,6 +81,7 @@ func runScenario(t *testing.T, s scenarios.Scenario, target ...harness.Option) *
 // that disappears or changes tier is a decision, not an accident.
 func TestRegistry(t *testing.T) {
 	want := map[string]scenarios.Tier{
+		"agent-clipboard-x11":          scenarios.Channels,
 		"backend-down":                 scenarios.Hardening,
 		"cross-session-tokens":         scenarios.Hardening,
 		"banner-through-proxy":         scenarios.Core,
@@ -106,6 +107,7 @@ func TestRegistry(t *testing.T) {
 		"proxy-handshake":              scenarios.Core,
 		"qemu-link-errors":             scenarios.Core,
 		"remote-viewer-proxy":          scenarios.Core,
+		"smartcard-atr":                scenarios.Channels,
 		"sources-roundtrip":            scenarios.Core,
 		"terminate":                    scenarios.Hardening,
 		"ticket-rotation":              scenarios.Core,
@@ -120,9 +122,11 @@ func TestRegistry(t *testing.T) {
 		"tunnel-pixels-equal-direct":   scenarios.Core,
 		"tunnel-ticket-expiry":         scenarios.Core,
 		"two-vms-isolated":             scenarios.Hardening,
+		"usbredir-cd":                  scenarios.Channels,
 		"vv-direct-fields":             scenarios.Core,
 		"vv-proxy-conventions":         scenarios.Core,
 		"vv-proxy-fields":              scenarios.Core,
+		"webdav-read":                  scenarios.Channels,
 		"wrong-ticket":                 scenarios.Core,
 		"ws-hostile":                   scenarios.Browser,
 		"ws-idle-inputs":               scenarios.Browser,
