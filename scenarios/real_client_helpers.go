@@ -136,3 +136,27 @@ func clipboardText(seed uint64, n int) []byte {
 	}
 	return b
 }
+
+// firstGuestEvent waits up to realClientWait for the guest agent's first
+// event (of any type) that match accepts, polling the agent's events; on
+// a timeout it fails t with what and the client's log tail.
+func firstGuestEvent(ctx context.Context, t harness.T, vm *harness.VM, what string, clientLog func() string, match func(guestproto.Event) bool) guestproto.Event {
+	t.Helper()
+	wctx, cancel := context.WithTimeout(ctx, realClientWait)
+	defer cancel()
+	for {
+		evs, err := vm.Guest.Events()
+		if err == nil {
+			for _, e := range evs {
+				if match(e) {
+					return e
+				}
+			}
+		}
+		select {
+		case <-wctx.Done():
+			t.Fatalf("%s: %v (last read of the guest's events: %v)\n%s", what, wctx.Err(), err, tail.Lines(clientLog(), 15))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
