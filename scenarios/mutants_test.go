@@ -38,6 +38,7 @@ var guards = map[mutant.Mutation][]string{
 	mutant.WSNoUpgradeDeadline:    {"ws-hostile"},
 	mutant.WSNoSubprotocol:        {"browser-banner", "browser-typing"},
 	mutant.WSInputsFullHeaders:    {"browser-typing"},
+	mutant.SpicevmcNoCompressed:   {"usbredir-cd"},
 }
 
 // tunnelMutants change only the CONNECT listener: they run against the
@@ -64,6 +65,13 @@ var wsMutants = []mutant.Mutation{mutant.WSIdlePerSocket, mutant.WSNoOriginCheck
 // cover the listener there.
 var browserMutants = []mutant.Mutation{mutant.WSNoSubprotocol, mutant.WSInputsFullHeaders}
 
+// channelMutants change what only the channels tier's scenarios open
+// (spicevmc, smartcard, agent traffic beyond main's defaults): they run
+// against the channels tier, and the other mutants leave that tier out
+// unless their rows name its scenarios (each of its lanes boots the
+// Linux guest).
+var channelMutants = []mutant.Mutation{mutant.SpicevmcNoCompressed}
+
 // needsBrowser reports whether s runs spice-html5 in Chromium.
 func needsBrowser(s scenarios.Scenario) bool {
 	return slices.ContainsFunc(s.Needs, func(n string) bool { return strings.HasPrefix(n, "chromium:") })
@@ -80,6 +88,8 @@ func scenarioFamily(s scenarios.Scenario) string {
 		return "tunnel"
 	case slices.Contains(s.Requires, harness.CapWebSocket):
 		return "websocket"
+	case s.Tier == scenarios.Channels:
+		return "channels"
 	}
 	return "spice"
 }
@@ -90,6 +100,8 @@ func mutantFamily(m mutant.Mutation) string {
 		return "tunnel"
 	case slices.Contains(wsMutants, m):
 		return "websocket"
+	case slices.Contains(channelMutants, m):
+		return "channels"
 	}
 	return "spice"
 }
