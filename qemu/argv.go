@@ -3,6 +3,7 @@ package qemu
 import (
 	"net"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -252,7 +253,7 @@ func (c *config) parts(s launchSpec) []part {
 	}
 	if c.linux != nil {
 		parts = append(parts,
-			kernelPart{Kernel: c.linux.Kernel, Initrd: c.linux.Initrd, Append: c.linux.Append},
+			kernelPart{Kernel: c.linux.Kernel, Initrd: c.linux.Initrd, Append: append(slices.Clip(c.linux.Append), c.channels.guestExpect()...)},
 			controlPortPart{Socket: filepath.Join(s.StateDir, controlSocketName)})
 	} else {
 		parts = append(parts, drivePart{Path: s.Disk, Format: diskFormat(s.Disk), Bus: "ide"})

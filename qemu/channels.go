@@ -187,6 +187,18 @@ type channelSet struct {
 	streaming                               string
 }
 
+// guestExpect is the kernel parameter that tells the Linux guest's
+// agent which devices to wait for before its ready line, beyond the PCI
+// functions it finds itself: a USB device is enumerated after its root
+// hub appears, and nothing in the guest says a hub's first port scan is
+// over, so the host names what it plugged in (spiceharness.expect=tablet).
+func (s channelSet) guestExpect() []string {
+	if s.tablet {
+		return []string{"spiceharness.expect=tablet"}
+	}
+	return nil
+}
+
 var portNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,126}$`)
 
 func (s *channelSet) add(ch Channel) error {

@@ -54,8 +54,9 @@ type agent struct {
 	webdav    WebDAVReader
 	heads     []*head
 	capture   *capture
-	echoes    map[string]*os.File // open ports by name, for port-write
-	claimed   map[string]bool     // devices a reader handles (claim)
+	echoes    map[string]*os.File    // open ports by name, for port-write
+	claimed   map[string]bool        // devices a reader handles (claim)
+	storage   map[string]*sync.Mutex // one read at a time per block device (storageLock)
 }
 
 // Run is /init: it never returns.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"image/color"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -142,5 +143,16 @@ func TestReporterSurvivesBadInput(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{guestproto.TypeError, guestproto.TypeReady}, types); diff != "" {
 		t.Errorf("unexpected event types (-want +got):\n%s", diff)
+	}
+}
+
+func TestCmdlineExpect(t *testing.T) {
+	got := cmdlineExpect("console=ttyS0 quiet spiceharness.expect=tablet,storage qxl.num_heads=1 spiceharness.expect=x")
+	want := []string{"tablet", "storage", "x"}
+	if !slices.Equal(got, want) {
+		t.Errorf("cmdlineExpect = %q, want %q", got, want)
+	}
+	if got := cmdlineExpect("console=ttyS0"); got != nil {
+		t.Errorf("cmdlineExpect without the parameter = %q, want none", got)
 	}
 }

@@ -3,6 +3,7 @@ package guestagent
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -79,6 +80,27 @@ func expectations() []expectation {
 			out = append(out, expectation{"DRM card of " + name, func() bool {
 				return len(sortedGlob(d.Path+"/drm/card*")) > 0
 			}})
+		}
+	}
+	for _, what := range cmdlineExpect(readTrim("/proc/cmdline")) {
+		switch what {
+		case "tablet":
+			out = append(out, expectation{"the USB tablet's input device", func() bool {
+				return slices.ContainsFunc(inputNames(), func(n string) bool { return strings.Contains(n, "Tablet") })
+			}})
+		}
+	}
+	return out
+}
+
+// cmdlineExpect is the list of spiceharness.expect= on the kernel
+// command line: devices the host plugged in that no PCI function shows
+// (USB devices enumerate after their hub; the host says what to wait for).
+func cmdlineExpect(cmdline string) []string {
+	var out []string
+	for _, f := range strings.Fields(cmdline) {
+		if v, ok := strings.CutPrefix(f, "spiceharness.expect="); ok {
+			out = append(out, strings.Split(v, ",")...)
 		}
 	}
 	return out

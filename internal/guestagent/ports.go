@@ -155,7 +155,7 @@ func (a *agent) dispatch(ctx context.Context, cmd guestproto.Command) ([]string,
 		if dev == "" || strings.ContainsAny(dev, "/.") {
 			return nil, fmt.Errorf("want dev=sr0 or the like, got %q", dev)
 		}
-		return nil, a.readStorageNow(dev)
+		return nil, a.readStorageCommand(dev)
 	case guestproto.CmdPlay:
 		return a.cmdPlay(cmd)
 	case guestproto.CmdCaptureStart:

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -73,8 +74,14 @@ func (a *agent) scanStorage() {
 	}
 }
 
-// readStorage reports one medium (errors as error events).
+// readStorage reports one medium (errors as error events). A read of
+// the same device under way already reports it: this one is dropped.
 func (a *agent) readStorage(name string) {
+	l := a.storageLock(name)
+	if !l.TryLock() {
+		return
+	}
+	defer l.Unlock()
 	if err := a.readStorageNow(name); err != nil {
 		errorf(a.rep, "storage "+name, err)
 	}
@@ -98,12 +105,35 @@ func usbOf(name string) (string, bool) {
 // after it appeared (a redirected CD spins up through usbredir).
 const mediumWait = 15 * time.Second
 
-// readStorageNow reads a USB block device whole and reports its sha256.
-func (a *agent) readStorageNow(name string) error {
-	if !a.claim("storage", name) {
-		return nil // a read of this device is under way
+// storageLock is name's read lock.
+func (a *agent) storageLock(name string) *sync.Mutex {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.storage == nil {
+		a.storage = map[string]*sync.Mutex{}
 	}
-	defer a.release("storage", name)
+	l := a.storage[name]
+	if l == nil {
+		l = &sync.Mutex{}
+		a.storage[name] = l
+	}
+	return l
+}
+
+// readStorageCommand is the storage-read command: it waits for a read
+// under way (the hotplug's own, whose event the caller may already have
+// seen) and then reads the device again, so the command's ack always
+// follows a storage event of its own.
+func (a *agent) readStorageCommand(name string) error {
+	l := a.storageLock(name)
+	l.Lock()
+	defer l.Unlock()
+	return a.readStorageNow(name)
+}
+
+// readStorageNow reads a USB block device whole and reports its sha256
+// (the caller holds its storageLock).
+func (a *agent) readStorageNow(name string) error {
 	usb, ok := usbOf(name)
 	if !ok {
 		return nil // not on USB (nothing of ours)
