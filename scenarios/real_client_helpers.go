@@ -13,6 +13,8 @@ import (
 
 	"github.com/spiceharness/spiceharness/harness"
 	"github.com/spiceharness/spiceharness/internal/tail"
+	"github.com/spiceharness/spiceharness/proxy/spice"
+	"github.com/spiceharness/spiceharness/qemu"
 	"github.com/spiceharness/spiceharness/qemu/guestproto"
 )
 
@@ -156,6 +158,37 @@ func firstGuestEvent(ctx context.Context, t harness.T, vm *harness.VM, what stri
 		select {
 		case <-wctx.Done():
 			t.Fatalf("%s: %v (last read of the guest's events: %v)\n%s", what, wctx.Err(), err, tail.Lines(clientLog(), 15))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// watchChannelClosed cancels ctx through stop, with a cause naming the
+// channel, once qemu reports the first channel of type typ it
+// initialized as disconnected (QMP SPICE_INITIALIZED gives the channel's
+// client port, SPICE_DISCONNECTED the same port): a proxy that closes
+// the channel ends the wait at once instead of at its bound. It returns
+// when ctx ends. (spice-gtk's own debug log cannot tell: its debug lines
+// go to a buffered stdout.)
+func watchChannelClosed(ctx context.Context, stop context.CancelCauseFunc, vm *harness.VM, typ spice.ChannelType) {
+	port := ""
+	for {
+		for _, e := range vm.Events() {
+			client, _ := e.Data["client"].(map[string]any)
+			p, _ := client["port"].(string)
+			switch {
+			case port == "" && e.Name == qemu.EventSPICEInitialized:
+				if ct, ok := client["channel-type"].(float64); ok && spice.ChannelType(ct) == typ {
+					port = p
+				}
+			case port != "" && e.Name == qemu.EventSPICEDisconnected && p == port:
+				stop(fmt.Errorf("qemu reports the %s channel disconnected (client port %s): the proxy closed it", typ, port))
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

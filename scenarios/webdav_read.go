@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/spiceharness/spiceharness/harness"
 	"github.com/spiceharness/spiceharness/internal/guestagent/webdav"
+	"github.com/spiceharness/spiceharness/proxy/spice"
 	"github.com/spiceharness/spiceharness/qemu"
 	"github.com/spiceharness/spiceharness/qemu/guestproto"
 )
@@ -43,11 +45,19 @@ func init() {
 			defer sp.Close()
 			// The guest's WebDAV client waits for the port to open (the
 			// client connecting its WebDAV channel), then sends GET.
-			cctx, cancel := context.WithTimeout(ctx, realClientWait)
+			cctx, cancel := context.WithTimeoutCause(ctx, realClientWait, errors.New("no answer"))
 			defer cancel()
-			ack, err := vm.Guest.Command(cctx, guestproto.CmdWebDAVRead, "path", "/shared.bin")
+			wctx, stop := context.WithCancelCause(cctx)
+			watched := make(chan struct{})
+			go func() {
+				defer close(watched)
+				watchChannelClosed(wctx, stop, vm, spice.ChannelWebdav)
+			}()
+			ack, err := vm.Guest.Command(wctx, guestproto.CmdWebDAVRead, "path", "/shared.bin")
+			stop(nil)
+			<-watched
 			if err != nil {
-				t.Fatalf("the guest's WebDAV read of /shared.bin through the proxy: %v\n%s", err, sp.Tail(15))
+				t.Fatalf("the guest's WebDAV read of /shared.bin through the proxy: %v (%v)\n%s", err, context.Cause(wctx), sp.Tail(15))
 			}
 			t.Logf("read %s bytes over WebDAV %v after spicy started", ack.Value("len"), time.Since(start).Round(time.Millisecond))
 			if ack.Value("len") != strconv.Itoa(len(data)) || ack.Value("sha256") != sum256(data) {
