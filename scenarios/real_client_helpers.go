@@ -193,3 +193,16 @@ func watchChannelClosed(ctx context.Context, stop context.CancelCauseFunc, vm *h
 		}
 	}
 }
+
+// untilClosed is ctx, cancelled as soon as qemu reports the first
+// channel of type typ disconnected (watchChannelClosed); call done when
+// finished with it.
+func untilClosed(ctx context.Context, vm *harness.VM, typ spice.ChannelType) (wctx context.Context, done func()) {
+	wctx, stop := context.WithCancelCause(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		watchChannelClosed(wctx, stop, vm, typ)
+	}()
+	return wctx, func() { stop(nil); <-watched }
+}

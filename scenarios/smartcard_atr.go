@@ -9,6 +9,7 @@ import (
 
 	"github.com/spiceharness/spiceharness/harness"
 	"github.com/spiceharness/spiceharness/internal/tail"
+	"github.com/spiceharness/spiceharness/proxy/spice"
 	"github.com/spiceharness/spiceharness/qemu"
 	"github.com/spiceharness/spiceharness/qemu/guestproto"
 )
@@ -49,7 +50,9 @@ func init() {
 			// VSC_ATR) over the channel, qemu's CCID reader signals the
 			// slot change and the agent powers the card on
 			// (PC_to_RDR_IccPowerOn: the reply carries the ATR).
-			ins := guestEvent(ctx, t, vm, "no card reached the guest's CCID reader", rv.Log, guestproto.TypeSmartcard)
+			sctx, done := untilClosed(ctx, vm, spice.ChannelSmartcard)
+			defer done()
+			ins := guestEvent(sctx, t, vm, "no card reached the guest's CCID reader", rv.Log, guestproto.TypeSmartcard)
 			t.Logf("card in the guest's reader %v after remote-viewer started: %s", time.Since(start).Round(time.Millisecond), ins)
 			if got := ins.Value("atr"); got != softCardATR {
 				t.Errorf("the guest's reader reports ATR %q (err %q), want the software card's %s", got, ins.Value("err"), softCardATR)

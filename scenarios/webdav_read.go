@@ -47,15 +47,9 @@ func init() {
 			// client connecting its WebDAV channel), then sends GET.
 			cctx, cancel := context.WithTimeoutCause(ctx, realClientWait, errors.New("no answer"))
 			defer cancel()
-			wctx, stop := context.WithCancelCause(cctx)
-			watched := make(chan struct{})
-			go func() {
-				defer close(watched)
-				watchChannelClosed(wctx, stop, vm, spice.ChannelWebdav)
-			}()
+			wctx, done := untilClosed(cctx, vm, spice.ChannelWebdav)
 			ack, err := vm.Guest.Command(wctx, guestproto.CmdWebDAVRead, "path", "/shared.bin")
-			stop(nil)
-			<-watched
+			done()
 			if err != nil {
 				t.Fatalf("the guest's WebDAV read of /shared.bin through the proxy: %v (%v)\n%s", err, context.Cause(wctx), sp.Tail(15))
 			}
