@@ -105,6 +105,10 @@ type Settings struct {
 	// WebSocketIdleTimeout asks that target to cut a session's
 	// WebSockets once they were all quiet that long (0: never).
 	WebSocketIdleTimeout time.Duration
+	// IdleTimeout asks that target to cut a session's SPICE channels once
+	// none of them carried a message for that long (0: the target's own
+	// default).
+	IdleTimeout time.Duration
 	// Logger receives the proxy's own log and audit lines (never nil).
 	Logger *slog.Logger
 }
@@ -396,6 +400,21 @@ func WebSocketIdleTimeout(d time.Duration) Option {
 			return fmt.Errorf("harness: WebSocketIdleTimeout(%v): want > 0", d)
 		}
 		c.settings.WebSocketIdleTimeout = d
+		return nil
+	}
+}
+
+// IdleTimeout asks the proxy to cut a session's SPICE channels once none
+// of them carried a message for d (in this repository's proxy:
+// Proxy.IdleTimeout). The idle-channels scenario's lane sets it short, so
+// that "a quiet channel of a session in use survives" is checked in
+// seconds; a target that cannot set it keeps its own limit.
+func IdleTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("harness: IdleTimeout(%v): want > 0", d)
+		}
+		c.settings.IdleTimeout = d
 		return nil
 	}
 }

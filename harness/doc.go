@@ -106,7 +106,7 @@
 //	–                   HARNESS_SPICE_HTML5          /usr/share/spice-html5
 //	AllowPlain(), APIKey(k), BackendTimeout(d), HandshakeTimeout(d),
 //	HandshakeLimits(n, m), Source(name), Listen(…), ConnectListen(a),
-//	WebSocketListen(a), WebSocketIdleTimeout(d),
+//	WebSocketListen(a), WebSocketIdleTimeout(d), IdleTimeout(d),
 //	QemuOptions(…), Logger(l), ProxyLogger(l): no variable.
 //
 // # Secrets

@@ -104,6 +104,9 @@ func (p *Proxy) handshake(raw net.Conn, kind listenerKind, start time.Time, tr *
 	if !m.ChannelType.Known() || m.ChannelType == spice.ChannelTunnel {
 		return refuseLink(spice.ErrChannelNotAvailable, "unknown channel type")
 	}
+	if m.ChannelType == spice.ChannelUsbredir && mutant.On(p, mutant.AllowlistMissingUsbredir) {
+		return refuseLink(spice.ErrChannelNotAvailable, "channel type not in the allowlist")
+	}
 
 	key, err := p.keys.Get()
 	if err != nil {

@@ -88,8 +88,11 @@ type Proxy struct {
 	// reason="source_handshake_limit". One address can then hold only
 	// part of MaxHandshakes.
 	MaxHandshakesPerSource int
-	// IdleTimeout closes a channel with no message in either direction
-	// for that long (0: never; SPICE channels are legitimately silent).
+	// IdleTimeout closes a session's channels once none of them carried
+	// a message in either direction for that long (0: never). It is
+	// measured per session, not per channel: SPICE channels are
+	// legitimately silent (inputs while the user watches, cursor, an
+	// unused usbredir) and a client does not re-link one it lost.
 	IdleTimeout time.Duration
 	// HalfCloseTimeout is how long the other direction may finish after
 	// one side half-closed (0: 2 s).
@@ -140,10 +143,12 @@ type Proxy struct {
 	conns     map[net.Conn]netip.Addr // accepted, not yet relaying → client address
 	perSource map[netip.Addr]int      // conns by client address
 	channels  map[*channel]struct{}   // relaying
-	closing   bool
-	wg        sync.WaitGroup
-	plainAddr *net.TCPAddr
-	tlsAddr   *net.TCPAddr
+	// idleSessions is each relaying session's last activity (IdleTimeout)
+	idleSessions map[string]*sessionActivity
+	closing      bool
+	wg           sync.WaitGroup
+	plainAddr    *net.TCPAddr
+	tlsAddr      *net.TCPAddr
 }
 
 func (p *Proxy) init() {

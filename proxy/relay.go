@@ -58,7 +58,10 @@ type channel struct {
 	toClientDone     chan struct{}
 	relaying         atomic.Bool
 
+	acks int // client ACKs seen on display (display-ack-window mutant; ToServer pump only)
+
 	lastActive atomic.Int64 // unix nanos of the last message either way
+	session    *sessionActivity
 	sent       [2]atomic.Int64
 	firstWarn  [2]atomic.Bool
 }
@@ -88,7 +91,9 @@ func (ch *channel) run() {
 	gauge := p.metrics.channels.WithLabelValues(ch.label())
 	gauge.Inc()
 	defer gauge.Dec()
-	ch.lastActive.Store(time.Now().UnixNano())
+	ch.attachActivity()
+	defer ch.detachActivity()
+	ch.touch()
 
 	ch.log.Info("channel relaying", "client_mini", ch.clientMini, "backend_mini", ch.backendMini)
 

@@ -41,7 +41,12 @@ func (ch *channel) pump(l *leg) error {
 			return err
 		}
 		var err error
+		handled := false
+		if ch.mutated(l) {
+			handled, err = ch.mutate(l, h)
+		}
 		switch {
+		case handled:
 		case l.dir == ToClient && ch.typ == spice.ChannelMain && n == 0:
 			err = ch.forwardMainInit(l, h)
 		case l.dir == ToServer && ch.typ == spice.ChannelDisplay:
@@ -60,7 +65,7 @@ func (ch *channel) pump(l *leg) error {
 		if n == 0 {
 			ch.tr.relayed(l.dir)
 		}
-		ch.lastActive.Store(time.Now().UnixNano())
+		ch.touch()
 	}
 }
 
@@ -69,7 +74,7 @@ func (ch *channel) pump(l *leg) error {
 // display channel, whose messages must stay whole so that the display
 // guard can inject a DISPLAY_INIT between two of them.
 func (ch *channel) canStream(l *leg) bool {
-	return l.srcMini == l.dstMini && !(l.dir == ToServer && ch.typ == spice.ChannelDisplay)
+	return l.srcMini == l.dstMini && !(l.dir == ToServer && ch.typ == spice.ChannelDisplay) && !ch.mutated(l)
 }
 
 // stream relays l.src to l.dst by chunks rather than message by message:
@@ -149,7 +154,7 @@ func (ch *channel) stream(l *leg) error {
 			l.bytes.Add(float64(i))
 			l.msgs.Add(float64(msgs))
 			ch.sent[l.dir].Add(int64(i))
-			ch.lastActive.Store(time.Now().UnixNano())
+			ch.touch()
 		}
 		if ferr != nil {
 			return ferr
@@ -194,7 +199,7 @@ func (ch *channel) readSome(c net.Conn, b []byte) (int, error) {
 		if n > 0 || err == nil {
 			return n, err
 		}
-		if idle > 0 && errors.Is(err, os.ErrDeadlineExceeded) && time.Since(time.Unix(0, ch.lastActive.Load())) < idle {
+		if idle > 0 && errors.Is(err, os.ErrDeadlineExceeded) && ch.quietFor() < idle {
 			continue
 		}
 		return 0, err
@@ -215,7 +220,7 @@ func (ch *channel) readFull(c net.Conn, b []byte) error {
 		if err == nil {
 			continue
 		}
-		if idle > 0 && errors.Is(err, os.ErrDeadlineExceeded) && time.Since(time.Unix(0, ch.lastActive.Load())) < idle {
+		if idle > 0 && errors.Is(err, os.ErrDeadlineExceeded) && ch.quietFor() < idle {
 			continue
 		}
 		if err == io.EOF && got > 0 {
@@ -245,6 +250,9 @@ func (ch *channel) check(l *leg, h spice.Header) error {
 		verdict("blocked")
 		ch.log.Warn("firewall: message over the hard limit, closing", "direction", l.dir.String(), "type", h.Type, "size", h.Size)
 		return fmt.Errorf("%w: %s type %d of %d bytes is over the %d-byte hard limit", errFirewall, l.dir, h.Type, h.Size, HardMaxMessage)
+	}
+	if ch.mutantCap(h) {
+		return fmt.Errorf("%w: %s type %d of %d bytes is over the 64 KiB cap (mutant)", errFirewall, l.dir, h.Type, h.Size)
 	}
 	if ch.p.Firewall == FirewallOff {
 		return nil

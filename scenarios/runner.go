@@ -135,11 +135,12 @@ func Run(ctx context.Context, s Scenario, ro RunOptions, opts ...harness.Option)
 	if ro.Artifacts != "" {
 		t.artifactDir = filepath.Join(ro.Artifacts, s.Name)
 	}
+	target := opts // Skip adds s.Options itself (harness.Channels refuses a channel named twice)
 	opts = append(append([]harness.Option(nil), opts...), s.Options...)
 	if _, target, err := harness.Missing(nil, opts...); err == nil {
 		r.Target = target
 	}
-	if why, err := Skip(s, opts...); err != nil {
+	if why, err := Skip(s, target...); err != nil {
 		t.Errorf("%v", err)
 	} else if why != "" {
 		t.skip = why

@@ -141,6 +141,7 @@ func (t *Target) Start(ctx context.Context, env *harness.Env) error {
 	}
 	cfg.Configure = func(p *proxy.Proxy) {
 		p.WebSocket.IdleTimeout = s.WebSocketIdleTimeout
+		p.IdleTimeout = s.IdleTimeout
 		if tunnels {
 			p.Tunnel.Domain = s.TunnelDomain
 			p.Tunnel.Now = t.tunnelNow

@@ -114,6 +114,9 @@ type head struct {
 	connStr string // Virtual-1
 	crtc    uint32
 	fb      []byte // mapped dumb buffer of the last draw
+	fbID    uint32 // its framebuffer
+	pitch   int    // its row length in bytes
+	w, h    int    // its size
 }
 
 // openHeads opens every DRM card in card order: head 0 is card0 (the
@@ -370,7 +373,7 @@ func (h *head) draw() (int, int, error) {
 	if h.fb != nil {
 		unix.Munmap(h.fb)
 	}
-	h.fb = mem
+	h.fb, h.fbID, h.pitch, h.w, h.h = mem, fb.FbID, int(cd.Pitch), w, ht
 	return w, ht, nil
 }
 

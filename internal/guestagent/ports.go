@@ -143,6 +143,8 @@ func (a *agent) dispatch(ctx context.Context, cmd guestproto.Command) ([]string,
 	switch cmd.Name {
 	case guestproto.CmdDraw:
 		return a.cmdDraw(cmd)
+	case guestproto.CmdAnimate:
+		return a.cmdAnimate(ctx, cmd)
 	case guestproto.CmdMonitors:
 		for i := range a.headCount() {
 			a.reportMonitors(i)

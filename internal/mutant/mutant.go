@@ -76,12 +76,41 @@ const (
 	// headers: valid SPICE for a client that reads the reply's caps, lost
 	// keys for spice-html5, which assumes mini headers (proxy).
 	WSInputsFullHeaders Mutation = "ws-inputs-full-headers"
+
+	// The channels tier's mutations (every SPICE channel type).
+
+	// AllowlistMissingUsbredir: the proxy's channel allowlist leaves
+	// usbredir out, so its links are refused with CHANNEL_NOT_AVAILABLE
+	// (proxy).
+	AllowlistMissingUsbredir Mutation = "allowlist-missing-usbredir"
+	// MsgCap64K: every channel but main closes on a message over 64 KiB,
+	// a firewall size cap sized for small draws (proxy).
+	MsgCap64K Mutation = "msg-cap-64k"
+	// SpicevmcOneWay: the client→guest DATA of the spicevmc channels
+	// (usbredir, port, webdav) is dropped; the guest→client direction and
+	// the ACKs still pass (proxy).
+	SpicevmcOneWay Mutation = "spicevmc-one-way"
+	// AgentOwnCaps: the client's VD_AGENT_ANNOUNCE_CAPABILITIES on main is
+	// replaced by the proxy's own fixed agent caps (mouse state, monitors
+	// config, reply), as a proxy that speaks to the agent itself might
+	// (proxy).
+	AgentOwnCaps Mutation = "agent-own-caps"
+	// DisplayAckWindow: every other ACK the client sends on a display
+	// channel is dropped, so spice-server's window (2 × the SET_ACK
+	// window un-ACKed) closes after a few windows: harmless for a few
+	// draws, a stall under a video stream (proxy).
+	DisplayAckWindow Mutation = "display-ack-window"
+	// IdlePerChannel: the proxy's IdleTimeout is measured per channel, not
+	// per session, so a quiet inputs or cursor channel is cut while the
+	// display streams (proxy).
+	IdlePerChannel Mutation = "idle-per-channel"
 )
 
 // All lists every mutation.
 var All = []Mutation{ReusableTokens, NoConnIDBinding, BindClaimedSession, FixedCaps, NoDisplayGuard, EarlyLinkOK, TerminateKeepsChannels,
 	TerminateKeepsTunnels, TerminateKeepsHosts, ShutdownKeepsChannels, NoHandshakeDeadline,
-	WSIdlePerSocket, WSNoOriginCheck, WSTextFramesAsData, WSNoUpgradeDeadline, WSNoSubprotocol, WSInputsFullHeaders}
+	WSIdlePerSocket, WSNoOriginCheck, WSTextFramesAsData, WSNoUpgradeDeadline, WSNoSubprotocol, WSInputsFullHeaders,
+	AllowlistMissingUsbredir, MsgCap64K, SpicevmcOneWay, AgentOwnCaps, DisplayAckWindow, IdlePerChannel}
 
 var (
 	active atomic.Int64 // how many values have mutations

@@ -53,3 +53,8 @@ func PatternBytes(seed uint64, n int) []byte {
 	}
 	return out
 }
+
+// AnimationNoise is the noise CmdAnimate's frames are cut from: n
+// bytes of PatternBytes(7, n). Noise, so that each frame's JPEG is large
+// (a frame of 512x384 is over 64 KiB).
+func AnimationNoise(n int) []byte { return PatternBytes(7, n) }

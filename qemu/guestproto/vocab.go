@@ -48,6 +48,14 @@ const (
 	// CmdDraw draws Picture(head, w, h) on a head. Args: head (0 or 1).
 	// The ack reports w and h.
 	CmdDraw = "draw"
+	// CmdAnimate repaints a region of a head frame after frame, so
+	// spice-server (streaming-video=all) turns the updates into a video
+	// stream. Args: head, frames (default 75), fps (default 25), w and h
+	// (default 512x384, at the head's top-left quarter point). Each frame
+	// is a window into AnimationNoise at another offset; the last frame
+	// stays on screen, the same for the same args. The ack reports
+	// frames, ms (how long the frames took) and the region (x, y, w, h).
+	CmdAnimate = "animate"
 	// CmdPortWrite writes bytes to a named virtio port. Args: port, then
 	// hex (the bytes) or len and seed (PatternBytes(seed, len)).
 	CmdPortWrite = "port-write"
