@@ -144,7 +144,8 @@ type config struct {
 	keep        bool
 	settings    Settings
 	target      NewTarget
-	targetFrom  string // "option", a variable name, or "default"
+	targetFrom  string       // "option", a variable name, or "default"
+	network     map[Leg]Link // Network options
 }
 
 // Option configures Start and Up. Options that can be wrong return an

@@ -80,6 +80,8 @@
 //	TLSBackends()       HARNESS_TLS_BACKENDS=1       qemu serves plain SPICE only
 //	TokenTTL(d)         HARNESS_TOKEN_TTL            60s
 //	Timeout(d)          HARNESS_TIMEOUT              2m (booting the lane)
+//	Network(leg, link)  –                            loopback, unshaped (docs/network.md;
+//	                                                 Env.Net changes links mid-test)
 //	Exec(cmd)           HARNESS_EXEC,                the default target
 //	                    HARNESS_EXEC_ENV, HARNESS_EXEC_TOKEN,
 //	                    HARNESS_EXEC_RELOAD, HARNESS_EXEC_READY,

@@ -43,6 +43,7 @@ type Env struct {
 	cfg    *config
 	log    *slog.Logger
 	target Target
+	net    *Net // network conditions (Network, Env.Net)
 
 	lease     *lease        // the host's slots (WithHosts)
 	hostLost  chan struct{} // closed when the host went away
@@ -108,7 +109,7 @@ func Up(ctx context.Context, opts ...Option) (*Env, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	e := &Env{Source: c.source, cfg: c, log: c.logger, target: t, closed: make(chan struct{}), hostLost: make(chan struct{})}
+	e := &Env{Source: c.source, cfg: c, log: c.logger, target: t, closed: make(chan struct{}), hostLost: make(chan struct{}), net: newNet(c.network)}
 	if e.Source == "" {
 		e.Source = DefaultSource
 		if n, ok := t.(SourceNamer); ok {
@@ -163,6 +164,13 @@ func (e *Env) up(ctx context.Context) error {
 	if e.Host != nil {
 		e.hostWatch.Add(1)
 		go func() { defer e.hostWatch.Done(); e.watchHost() }()
+	}
+	for _, vm := range e.VMs {
+		// The backend leg's shaping listeners, before the target reads
+		// where its consoles are.
+		if _, err := e.net.backendConsole(vm.Index, vm.Console()); err != nil {
+			return err
+		}
 	}
 	e.SourcesYAML = filepath.Join(dir, "sources.yaml")
 	if p, ok := e.target.(SourcesPather); ok && p.SourcesPath() != "" {
@@ -260,7 +268,12 @@ func (e *Env) Sources() []static.Source {
 		src.CACert = string(e.BackendCA.CertPEM)
 	}
 	for _, vm := range e.VMs {
-		src.Consoles = append(src.Consoles, vm.Console())
+		c, err := e.net.backendConsole(vm.Index, vm.Console())
+		if err != nil {
+			// Only once the lane is closing: up made the listeners.
+			e.log.Warn("the backend leg's shaping listener is gone", "vm", vm.Index+1, "err", err)
+		}
+		src.Consoles = append(src.Consoles, c)
 	}
 	return []static.Source{src}
 }
@@ -410,6 +423,7 @@ func (e *Env) Close() error {
 				errs = append(errs, fmt.Errorf("harness: closing the proxy under test: %w", err))
 			}
 		}
+		e.net.close()
 		var wg sync.WaitGroup
 		vmErrs := make([]error, len(e.VMs))
 		for i, vm := range e.VMs {

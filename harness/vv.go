@@ -52,25 +52,41 @@ func (e *Env) FetchVV(ctx context.Context, kind Kind, vm *VM) (*VVResponse, erro
 func (e *Env) FetchVVFor(ctx context.Context, kind Kind, k static.Key) (*VVResponse, error) {
 	switch kind {
 	case Proxy:
-		return e.target.ProxyVV(ctx, k)
+		f, err := e.target.ProxyVV(ctx, k)
+		if err != nil {
+			return f, err
+		}
+		return e.net.clientVV(e.vmIndex(k), f, sideDialed)
 	case Direct:
 		d, ok := e.target.(DirectVVer)
 		if !ok {
 			return nil, &CapabilityError{Target: e.target.Name(), Cap: CapDirectVV}
 		}
-		return d.DirectVV(ctx, k)
+		f, err := d.DirectVV(ctx, k)
+		if err != nil {
+			return f, err
+		}
+		return e.net.clientVV(e.vmIndex(k), f, sideNone)
 	case Tunnel:
 		tv, ok := e.target.(TunnelVVer)
 		if !ok {
 			return nil, &CapabilityError{Target: e.target.Name(), Cap: CapTunnelVV}
 		}
-		return tv.TunnelVV(ctx, k)
+		f, err := tv.TunnelVV(ctx, k)
+		if err != nil {
+			return f, err
+		}
+		return e.net.clientVV(e.vmIndex(k), f, sideDialed)
 	case WS:
 		ws, ok := e.target.(WebSocketer)
 		if !ok {
 			return nil, &CapabilityError{Target: e.target.Name(), Cap: CapWebSocket}
 		}
-		return ws.WebSocketVV(ctx, k)
+		f, err := ws.WebSocketVV(ctx, k)
+		if err != nil {
+			return f, err
+		}
+		return e.net.clientVV(e.vmIndex(k), f, sideDialed)
 	}
 	return nil, fmt.Errorf("harness: unknown .vv kind %q", kind)
 }

@@ -139,6 +139,7 @@ type Proxy struct {
 	stopCancel context.CancelFunc
 
 	mu        sync.Mutex
+	relayMu   sync.Mutex // the SharedRelayLock mutant's one lock for every relay
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]netip.Addr // accepted, not yet relaying → client address
 	perSource map[netip.Addr]int      // conns by client address

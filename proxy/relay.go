@@ -96,6 +96,7 @@ func (ch *channel) run() {
 	ch.touch()
 
 	ch.log.Info("channel relaying", "client_mini", ch.clientMini, "backend_mini", ch.backendMini)
+	ch.setNoDelay()
 
 	rules := p.mutatedRules(ch.typ, p.Rules[ch.typ])
 	legs := [2]*leg{
@@ -123,6 +124,12 @@ func (ch *channel) run() {
 
 	first := <-ends
 	err := first.err
+	if err != nil && first.dir == ToServer && mutant.On(p, mutant.ResetKeepsBackend) {
+		// The mutant: the client's side failed; close it alone and let
+		// the backend pump find out when qemu next writes.
+		ch.client.Close()
+		err = errors.Join(err, (<-ends).err)
+	}
 	if err == nil {
 		// One side half-closed: pass the FIN on and give the other
 		// direction a moment to finish. qemu must not see a display
@@ -153,6 +160,36 @@ func (ch *channel) halfCloseTimeout() time.Duration {
 		return ch.p.HalfCloseTimeout
 	}
 	return DefaultHalfCloseTimeout
+}
+
+// setNoDelay turns Nagle's algorithm off on both legs' TCP sockets.
+// Go's net package does so by default; the relay says so itself, since
+// its latency rests on it: with Nagle on, a small message (a key, a
+// cursor move, a small draw) that follows another before the peer
+// acknowledged it waits for that ACK, up to the peer's 40 ms delayed-ACK
+// timer.
+func (ch *channel) setNoDelay() {
+	on := !mutant.On(ch.p, mutant.NagleOn)
+	for _, c := range []net.Conn{ch.rawClient, ch.client, ch.backend} {
+		if tc := tcpOf(c); tc != nil {
+			tc.SetNoDelay(on)
+		}
+	}
+}
+
+// tcpOf is the TCP connection under c (through TLS), or nil.
+func tcpOf(c net.Conn) *net.TCPConn {
+	for range 4 {
+		switch v := c.(type) {
+		case *net.TCPConn:
+			return v
+		case interface{ NetConn() net.Conn }:
+			c = v.NetConn()
+		default:
+			return nil
+		}
+	}
+	return nil
 }
 
 func reasonFor(err error) string {

@@ -9,6 +9,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/spiceharness/spiceharness/internal/mutant"
+
 	"github.com/spiceharness/spiceharness/proxy/spice"
 )
 
@@ -74,6 +76,11 @@ func (ch *channel) pump(l *leg) error {
 // display channel, whose messages must stay whole so that the display
 // guard can inject a DISPLAY_INIT between two of them.
 func (ch *channel) canStream(l *leg) bool {
+	if mutant.On(ch.p, mutant.StoreAndForward) {
+		// The mutant: message by message, each read whole (forward
+		// reads up to a chunk) before any of it is written.
+		return false
+	}
 	return l.srcMini == l.dstMini && !(l.dir == ToServer && ch.typ == spice.ChannelDisplay) && !ch.mutated(l)
 }
 
@@ -117,8 +124,21 @@ func (ch *channel) stream(l *leg) error {
 	buf := idle[:]
 	pend := 0 // bytes of a split header at the start of buf
 	left := 0 // body bytes of the current message still to come
+	shared := mutant.On(ch.p, mutant.SharedRelayLock)
+	held := false
+	defer func() {
+		if held {
+			ch.p.relayMu.Unlock()
+		}
+	}()
 	for {
 		n, rerr := ch.readSome(l.src, buf[pend:])
+		if shared && n > 0 && !held {
+			// The mutant: one lock for every relay, taken when a
+			// message starts crossing and kept until it has crossed.
+			ch.p.relayMu.Lock()
+			held = true
+		}
 		end := pend + n
 		i, msgs := 0, 0
 		last := 0 // where the chunk's last message starts
@@ -161,6 +181,10 @@ func (ch *channel) stream(l *leg) error {
 		}
 		filled := end == len(buf)
 		pend = end - i
+		if held && pend == 0 && left == 0 {
+			ch.p.relayMu.Unlock()
+			held = false
+		}
 		if rerr != nil {
 			if rerr == io.EOF {
 				if pend > 0 || left > 0 {
@@ -301,6 +325,11 @@ func (ch *channel) forward(l *leg, h spice.Header) error {
 	bp := chunkPool.Get().(*[]byte)
 	defer chunkPool.Put(bp)
 	buf := *bp
+	if mutant.On(ch.p, mutant.StoreAndForward) {
+		// The mutant: the whole message in one buffer, read before
+		// any of it is written.
+		buf = make([]byte, spice.FullHeaderSize+int(h.Size))
+	}
 	out := spice.AppendHeader(buf[:0], ch.outHeader(l, h), l.dstMini)
 	hlen := len(out)
 	left := int(h.Size)

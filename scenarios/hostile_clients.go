@@ -18,8 +18,10 @@ import (
 	"github.com/spiceharness/spiceharness/proxy/spice"
 )
 
-// hostileHandshake is the proxy's handshake deadline in hostile-clients.
-const hostileHandshake = 2 * time.Second
+// hostileHandshake is the proxy's handshake deadline in hostile-clients
+// and ws-hostile. It bounds the live session's links too (each waits
+// for qemu's reply): 2 s cut a live link on a loaded 2-core machine.
+const hostileHandshake = 4 * time.Second
 
 func init() {
 	Register(Scenario{

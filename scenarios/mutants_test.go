@@ -45,6 +45,10 @@ var guards = map[mutant.Mutation][]string{
 	mutant.MsgCap64K:                {"video-stream", "usbredir-cd", "webdav-read"},
 	mutant.DisplayAckWindow:         {"video-stream"},
 	mutant.IdlePerChannel:           {"idle-channels"},
+	mutant.NagleOn:                  {"input-lag"},
+	mutant.StoreAndForward:          {"slow-backend"},
+	mutant.SharedRelayLock:          {"slow-backend"},
+	mutant.ResetKeepsBackend:        {"reset-mid-session"},
 	mutant.SpicevmcNoCompressed:     {"usbredir-cd"},
 }
 
@@ -72,6 +76,18 @@ var wsMutants = []mutant.Mutation{mutant.WSIdlePerSocket, mutant.WSNoOriginCheck
 // cover the listener there.
 var browserMutants = []mutant.Mutation{mutant.WSNoSubprotocol, mutant.WSInputsFullHeaders}
 
+// netMutants change only how the relay moves bytes in time (Nagle,
+// message-sized reads, one lock for all relays, a reset's cleanup): only
+// the network-condition scenarios (netScenarios, whose lanes shape their
+// links) can see them, so they run against those and netCanary, a cheap
+// core scenario that shows the relay still works; the network scenarios
+// run against no other mutant (each takes ~10 s).
+var netMutants = []mutant.Mutation{mutant.NagleOn, mutant.StoreAndForward, mutant.SharedRelayLock, mutant.ResetKeepsBackend}
+
+var netScenarios = []string{"input-lag", "reset-mid-session", "slow-backend"}
+
+const netCanary = "key-through-proxy"
+
 // needsBrowser reports whether s runs spice-html5 in Chromium.
 func needsBrowser(s scenarios.Scenario) bool {
 	return slices.ContainsFunc(s.Needs, func(n string) bool { return strings.HasPrefix(n, "chromium:") })
@@ -86,6 +102,8 @@ func scenarioFamily(s scenarios.Scenario) string {
 	switch {
 	case s.Tier == scenarios.Channels:
 		return "channels"
+	case slices.Contains(netScenarios, s.Name):
+		return "network"
 	case slices.Contains(s.Requires, harness.CapTunnelVV):
 		return "tunnel"
 	case slices.Contains(s.Requires, harness.CapWebSocket):
@@ -98,6 +116,8 @@ func mutantFamily(m mutant.Mutation) string {
 	switch {
 	case slices.Contains(channelsMutants, m):
 		return "channels"
+	case slices.Contains(netMutants, m):
+		return "network"
 	case slices.Contains(tunnelMutants, m):
 		return "tunnel"
 	case slices.Contains(wsMutants, m):
@@ -149,7 +169,7 @@ func TestMutants(t *testing.T) {
 			opt := harness.WithTarget(inproc.New(inproc.Mutate(m)))
 			for _, s := range scenarios.All() {
 				if slices.Contains(notThroughTheProxy, s.Name) ||
-					(scenarioFamily(s) != mutantFamily(m) && !slices.Contains(want, s.Name)) ||
+					(scenarioFamily(s) != mutantFamily(m) && !slices.Contains(want, s.Name) && !(mutantFamily(m) == "network" && s.Name == netCanary)) ||
 					(needsBrowser(s) && !slices.Contains(browserMutants, m) && !slices.Contains(want, s.Name)) ||
 					(mutantFamily(m) == "channels" && os.Getenv("MUTANTS_FULL") == "" && s.Name != channelsSample && !slices.Contains(want, s.Name)) {
 					continue

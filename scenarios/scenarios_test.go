@@ -143,6 +143,9 @@ func TestRegistry(t *testing.T) {
 		"ws-origin-refused":            scenarios.Browser,
 		"ws-session":                   scenarios.Browser,
 		"ws-token-replay":              scenarios.Browser,
+		"input-lag":                    scenarios.Hardening,
+		"reset-mid-session":            scenarios.Hardening,
+		"slow-backend":                 scenarios.Hardening,
 	}
 	got := map[string]scenarios.Tier{}
 	for _, s := range scenarios.All() {

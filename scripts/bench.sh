@@ -9,7 +9,8 @@
 # runs, ratios per round): real clients (spicy-screenshot, its per-step
 # trace, remote-viewer's first frame, spice-html5's first painted canvas in
 # Chromium through the proxy's WebSocket listener vs websockify), Go-client
-# handshakes, relay throughput, 250 concurrent sessions, `harness up`. The RSA ticket costs
+# handshakes, relay throughput, 250 concurrent sessions, `harness up`,
+# keystroke-to-echo latency on loopback and a 20 ms link (section input). The RSA ticket costs
 # come from Go benchmarks (proxy/spice/ticket_bench_test.go, median of
 # several counts). The trace section's wire view needs root (a packet
 # socket on lo); without it the proxy's own steps are still shown.

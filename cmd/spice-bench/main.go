@@ -24,6 +24,9 @@
 //	up          `harness up --json` time to ready and clean teardown
 //	browser     spice-html5 in headless Chromium: connect to first painted
 //	            canvas, the proxy's WebSocket listener vs websockify
+//	input       keystroke (Go client) to the display message drawing the
+//	            guest's echo: direct, proxy plain, proxy TLS, on loopback
+//	            and over a 20 ms client link, interleaved
 //
 // No ticket or token is ever put on a command line or printed, except the
 // single-use credentials spicy-screenshot must take on its argv (a proxy
@@ -63,6 +66,7 @@ type options struct {
 	sessionPar      int
 	upRuns          int
 	browserRounds   int
+	inputRounds     int
 	harnessBin      string
 	verbose         bool
 	sessionsModes   []string
@@ -70,7 +74,7 @@ type options struct {
 	abHelper        string
 }
 
-var allSections = []string{"screenshot", "trace", "viewer", "handshake", "relay", "sessions", "up", "browser"}
+var allSections = []string{"screenshot", "trace", "viewer", "handshake", "relay", "sessions", "up", "browser", "input"}
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "proxy-helper" {
@@ -100,6 +104,7 @@ func main() {
 	flag.StringVar(&o.abHelper, "ab-helper", "", "another spice-bench build whose proxy-helper also runs in the relay section (proxy_*_b), for before/after comparisons")
 	flag.IntVar(&o.upRuns, "up-runs", 5, "harness up runs")
 	flag.IntVar(&o.browserRounds, "browser-rounds", 15, "spice-html5 first-paint rounds (each times the proxy's WebSocket listener and websockify once)")
+	flag.IntVar(&o.inputRounds, "input-rounds", 12, "input rounds per link (each opens one session per mode, interleaved, and types 10 keys)")
 	flag.StringVar(&o.harnessBin, "harness", "bin/harness", "the harness binary for the up section")
 	flag.BoolVar(&o.verbose, "v", false, "progress details on stderr")
 	cpuprofile := flag.String("cpuprofile", "", "write this process's CPU profile to FILE (the proxy helper's: BENCH_HELPER_CPUPROFILE=FILE)")
@@ -153,6 +158,8 @@ func main() {
 			err = benchUp(ctx, r, &o)
 		case "browser":
 			err = benchBrowser(ctx, r, &o)
+		case "input":
+			err = benchInput(ctx, r, &o)
 		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "bench: %s: %v\n", s, err)

@@ -104,13 +104,34 @@ const (
 	// per session, so a quiet inputs or cursor channel is cut while the
 	// display streams (proxy).
 	IdlePerChannel Mutation = "idle-per-channel"
+
+	// The network family (conditions on the client and backend legs).
+
+	// NagleOn: the relay leaves Nagle's algorithm on for its client and
+	// backend sockets, so a small message waits for the peer's ACK of
+	// the one before (proxy).
+	NagleOn Mutation = "nagle-on"
+	// StoreAndForward: the relay reads each SPICE message whole before
+	// writing any of it, so over slow links a message crosses each leg
+	// in turn instead of both at once (proxy).
+	StoreAndForward Mutation = "store-and-forward"
+	// SharedRelayLock: one lock across every session's relay, held while
+	// a message crosses, so a message trickling in from a slow backend
+	// holds up every other session (proxy).
+	SharedRelayLock Mutation = "shared-relay-lock"
+	// ResetKeepsBackend: when the client's side of a channel fails (a
+	// reset), the relay closes that side only and leaves the backend
+	// link open until qemu next writes, so the session stays live in
+	// the proxy and in qemu (proxy).
+	ResetKeepsBackend Mutation = "reset-keeps-backend"
 )
 
 // All lists every mutation.
 var All = []Mutation{ReusableTokens, NoConnIDBinding, BindClaimedSession, FixedCaps, NoDisplayGuard, EarlyLinkOK, TerminateKeepsChannels,
 	TerminateKeepsTunnels, TerminateKeepsHosts, ShutdownKeepsChannels, NoHandshakeDeadline,
 	WSIdlePerSocket, WSNoOriginCheck, WSTextFramesAsData, WSNoUpgradeDeadline, WSNoSubprotocol, WSInputsFullHeaders,
-	AllowlistMissingUsbredir, MsgCap64K, SpicevmcOneWay, AgentOwnCaps, DisplayAckWindow, IdlePerChannel}
+	AllowlistMissingUsbredir, MsgCap64K, SpicevmcOneWay, AgentOwnCaps, DisplayAckWindow, IdlePerChannel,
+	NagleOn, StoreAndForward, SharedRelayLock, ResetKeepsBackend}
 
 var (
 	active atomic.Int64 // how many values have mutations

@@ -107,6 +107,12 @@ type Dialer struct {
 	Secure    []ChannelType
 	SecureAll bool
 
+	// QuickAck acknowledges every read at once (Linux's TCP_QUICKACK,
+	// plain TCP channels only): latency measurements set it, so that the
+	// client's own delayed ACKs (up to 40 ms) never hold up a sender that
+	// waits for them.
+	QuickAck bool
+
 	// Timeout bounds each link (dial, TLS, link, auth, result); 0 means
 	// DefaultTimeout.
 	Timeout time.Duration

@@ -118,6 +118,9 @@ func (d *Dialer) dialTCP(ctx context.Context, port int) (net.Conn, string, error
 	target := net.JoinHostPort(d.Host, strconv.Itoa(port))
 	if d.Proxy == "" {
 		c, err := d.netDial(ctx, "tcp", target)
+		if err == nil && d.QuickAck {
+			c = withQuickAck(c)
+		}
 		return c, StepDial, err
 	}
 	addr, auth, err := ParseProxyURL(d.Proxy)
