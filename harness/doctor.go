@@ -105,6 +105,10 @@ func init() {
 	RegisterCheck(ProgramCheck("Xvfb", "xvfb", "remote-viewer scenarios (a virtual X server)"))
 	RegisterCheck(ProgramCheck("xdotool", "xdotool", "remote-viewer scenarios"))
 	RegisterCheck(ProgramCheck("import", "imagemagick", "remote-viewer scenarios (screen captures)"))
+	RegisterCheck(ProgramCheck("spicy", "spice-client-gtk", "channels tier: webdav-read (spicy connects the WebDAV channel)"))
+	RegisterCheck(ProgramCheck("genisoimage", "genisoimage", "channels tier: usbredir-cd (the shared ISO)"))
+	RegisterCheck(ProgramCheck("certutil", "libnss3-tools", "channels tier: smartcard-atr (the software card's NSS db)"))
+	RegisterCheck(ProgramCheck("xclip", "xclip", "channels tier: agent-clipboard-x11 (the client's X clipboard)"))
 	RegisterCheck(Check{Name: "libvirtd", For: "libvirt lanes (--libvirt, the libvirt-* scenarios)", Run: checkLibvirtd,
 		Fix: "make services (starts libvirtd with a TCP listener on 127.0.0.1; needs root); if libvirtd is missing: " +
 			installFix("libvirt-daemon", "libvirt-daemon-driver-qemu", "libvirt-clients")})

@@ -38,11 +38,16 @@ type RemoteViewer struct {
 // StartRemoteViewer writes vv (mode 0600; the password lives only there)
 // and opens it with `remote-viewer --debug` on a fresh Xvfb, with a
 // client home of its own and the shared client cache (see clientEnv).
-// title is the .vv's title, used to find the window.
-func StartRemoteViewer(ctx context.Context, vv []byte, title, dir string) (*RemoteViewer, error) {
+// title is the .vv's title, used to find the window. opts add spice-gtk
+// options (ShareCD, SoftSmartcard).
+func StartRemoteViewer(ctx context.Context, vv []byte, title, dir string, opts ...ClientOption) (*RemoteViewer, error) {
 	bin, err := exec.LookPath("remote-viewer")
 	if err != nil {
 		return nil, fmt.Errorf("harness: remote-viewer not found (install virt-viewer, or run make deps): %w", err)
+	}
+	flags, err := clientFlags(opts)
+	if err != nil {
+		return nil, err
 	}
 	work, err := os.MkdirTemp(dir, "rv-")
 	if err != nil {
@@ -64,7 +69,7 @@ func StartRemoteViewer(ctx context.Context, vv []byte, title, dir string) (*Remo
 		return nil, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, "--debug", vvPath)
+	cmd := exec.Command(bin, append(append([]string{"--debug"}, flags...), vvPath)...)
 	if cmd.Env, err = clientEnv(work, "DISPLAY="+x.Display); err != nil {
 		x.Close()
 		return nil, err

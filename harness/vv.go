@@ -184,21 +184,22 @@ func (e *Env) ScreenshotDirect(ctx context.Context, vm *VM) (*Image, error) {
 
 // RemoteViewer fetches a `.vv` of kind for vm and opens it with
 // remote-viewer under a private Xvfb.
-func (e *Env) RemoteViewer(ctx context.Context, kind Kind, vm *VM) (*RemoteViewer, error) {
+func (e *Env) RemoteViewer(ctx context.Context, kind Kind, vm *VM, opts ...ClientOption) (*RemoteViewer, error) {
 	f, err := e.FetchVV(ctx, kind, vm)
 	if err != nil {
 		return nil, err
 	}
-	return e.RemoteViewerVV(ctx, f)
+	return e.RemoteViewerVV(ctx, f, opts...)
 }
 
 // RemoteViewerVV opens a fetched `.vv` with remote-viewer under a
 // private Xvfb. The window is found by the `.vv`'s title (remote-viewer
-// names it "<title> (1)"), or by "console.vv" when it has none.
-func (e *Env) RemoteViewerVV(ctx context.Context, f *VVResponse) (*RemoteViewer, error) {
+// names it "<title> (1)"), or by "console.vv" when it has none. opts add
+// spice-gtk options (ShareCD, SoftSmartcard).
+func (e *Env) RemoteViewerVV(ctx context.Context, f *VVResponse, opts ...ClientOption) (*RemoteViewer, error) {
 	title := f.Title
 	if title == "" {
 		title = "console.vv"
 	}
-	return StartRemoteViewer(ctx, f.Raw, title, e.Dir)
+	return StartRemoteViewer(ctx, f.Raw, title, e.Dir, opts...)
 }

@@ -98,7 +98,7 @@ func (ch *channel) run() {
 	ch.log.Info("channel relaying", "client_mini", ch.clientMini, "backend_mini", ch.backendMini)
 	ch.setNoDelay()
 
-	rules := p.Rules[ch.typ]
+	rules := p.mutatedRules(ch.typ, p.Rules[ch.typ])
 	legs := [2]*leg{
 		ToServer: {dir: ToServer, src: ch.client, dst: ch.backend, srcMini: ch.clientMini, dstMini: ch.backendMini, rule: rules[ToServer]},
 		ToClient: {dir: ToClient, src: ch.backend, dst: ch.client, srcMini: ch.backendMini, dstMini: ch.clientMini, rule: rules[ToClient]},

@@ -39,16 +39,17 @@ var guards = map[mutant.Mutation][]string{
 	mutant.WSNoSubprotocol:        {"browser-banner", "browser-typing"},
 	mutant.WSInputsFullHeaders:    {"browser-typing"},
 
-	mutant.AllowlistMissingUsbredir: {"channel-matrix"},
-	mutant.SpicevmcOneWay:           {"channel-matrix"},
-	mutant.AgentOwnCaps:             {"agent-clipboard"},
-	mutant.MsgCap64K:                {"video-stream"},
+	mutant.AllowlistMissingUsbredir: {"channel-matrix", "usbredir-cd"},
+	mutant.SpicevmcOneWay:           {"channel-matrix", "usbredir-cd", "webdav-read"},
+	mutant.AgentOwnCaps:             {"agent-clipboard", "agent-clipboard-x11"},
+	mutant.MsgCap64K:                {"video-stream", "usbredir-cd", "webdav-read"},
 	mutant.DisplayAckWindow:         {"video-stream"},
 	mutant.IdlePerChannel:           {"idle-channels"},
 	mutant.NagleOn:                  {"input-lag"},
 	mutant.StoreAndForward:          {"slow-backend"},
 	mutant.SharedRelayLock:          {"slow-backend"},
 	mutant.ResetKeepsBackend:        {"reset-mid-session"},
+	mutant.SpicevmcNoCompressed:     {"usbredir-cd"},
 }
 
 // tunnelMutants change only the CONNECT listener: they run against the
@@ -133,7 +134,7 @@ func mutantFamily(m mutant.Mutation) string {
 // the one scenario any of them could plausibly break besides its own);
 // MUTANTS_FULL=1 runs each against the whole tier (docs/mutants.md).
 var channelsMutants = []mutant.Mutation{mutant.AllowlistMissingUsbredir, mutant.MsgCap64K, mutant.SpicevmcOneWay,
-	mutant.AgentOwnCaps, mutant.DisplayAckWindow, mutant.IdlePerChannel}
+	mutant.AgentOwnCaps, mutant.DisplayAckWindow, mutant.IdlePerChannel, mutant.SpicevmcNoCompressed}
 
 // channelsSample is the channels scenario every channels mutant runs
 // against under `make test`, besides its guards.

@@ -27,7 +27,10 @@ func init() {
 				t.Skipf("the proxy .vv has port=%d tls-port=%d: NEED_SECURED needs both", f.Port, f.TLSPort)
 			}
 			// A client with only the plain port: NEED_SECURED, unless the
-			// proxy serves plain sessions (nothing to follow then).
+			// proxy serves plain sessions (nothing to follow then). The Go
+			// clients here ignore the .vv's secure-channels (which would
+			// send them straight to TLS), as spicy-screenshot does.
+			f.SecureChannels = nil
 			plainOnly := harness.DialerFor(f)
 			plainOnly.TLSPort = 0
 			s, err := plainOnly.Connect(ctx)
@@ -49,6 +52,7 @@ func init() {
 			// So does the Go client, which records the switch.
 			h, err := env.FetchVV(ctx, harness.Proxy, vm)
 			require.NoError(t, err, "fetch proxy .vv")
+			h.SecureChannels = nil
 			s, err = harness.DialerFor(h).Connect(ctx)
 			require.NoError(t, err, "Go client with both ports")
 			defer s.Close()

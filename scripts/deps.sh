@@ -18,6 +18,9 @@ pkgs=(
   spice-html5          # the browser SPICE client: its pages, served by websockify --web and by the browser oracle
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients   # libvirt backend
   chromium             # headless Chromium running spice-html5: the browser oracle (harness.StartBrowser)
+  genisoimage          # the channels tier: the ISO remote-viewer shares as a USB CD (usbredir-cd)
+  libnss3-tools        # the channels tier: certutil makes the software smartcard's NSS db (smartcard-atr)
+  xclip                # the channels tier: a real X client owning the client's clipboard (agent-clipboard-x11)
 )
 
 missing=()

@@ -53,6 +53,16 @@ type ProxyEndpoint struct {
 	// exact, ordered form ("": no host-subject= key; clients then check
 	// the host name).
 	HostSubject string
+	// SecureChannels are the channels the .vv sends straight to TLSPort
+	// (secure-channels=; nil: none, clients try Port first). A proxy
+	// whose plain listener only answers NEED_SECURED sets {"all"}:
+	// spice-gtk otherwise links every channel on Port first and follows
+	// NEED_SECURED per channel, and spice-gtk 0.42 loses a USB device it
+	// redirects on connect in that switch (remote-viewer
+	// --spice-share-cd: its usbredir channel fails "channel_connect:
+	// assertion 'c->sock == NULL'" and the guest never sees the CD).
+	// oVirt's .vv files list their secure channels the same way.
+	SecureChannels []string
 	// Current, when set, gives CAPEM and HostSubject for each .vv
 	// instead of the two fields, for a proxy whose certificate can be
 	// replaced while it runs (proxy.Proxy's CAPEM and HostSubject).

@@ -50,6 +50,7 @@ func (s *Server) proxyVV(w http.ResponseWriter, r *http.Request) {
 		HostSubject:    ep.HostSubject,
 		Title:          fmt.Sprintf("%s via proxy session %s", m.Target.Console.Name, m.SessionID),
 		DeleteThisFile: true,
+		SecureChannels: ep.SecureChannels,
 	})
 }
 

@@ -191,6 +191,11 @@ func (d *Daemon) startAPI(addr string) error {
 		Logger:       d.cfg.AuditLogger,
 		TunnelTicket: d.cfg.TunnelTicket,
 	}
+	if !d.cfg.AllowPlain && cfg.Proxy.Port != 0 && cfg.Proxy.TLSPort != 0 {
+		// The plain listener only answers NEED_SECURED: send clients
+		// straight to TLS (see api.ProxyEndpoint.SecureChannels).
+		cfg.Proxy.SecureChannels = []string{"all"}
+	}
 	if a := d.proxy.ConnectAddr(); a != nil {
 		cfg.Tunnel = api.TunnelEndpoint{Host: d.cfg.ProxyHost, Port: a.Port, Sign: d.proxy.SignTunnel, Terminate: d.proxy.TerminateTunnels}
 	}
