@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"math"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -264,5 +266,32 @@ func zeroImageID(b []byte) {
 	}
 	if img := int(binary.LittleEndian.Uint32(b[off:])); img > 0 && img+8 <= len(b) {
 		clear(b[img : img+8])
+	}
+}
+
+// renderBarrier waits until qemu has rendered what the guest drew on
+// each of heads' qxl devices: a QMP screendump makes the device flush the
+// drawing commands the guest queued (qemu waits for that before it
+// writes the file). A guest's draw ack means the commands are queued,
+// not that spice-server has them, so a session that links right after
+// the ack can get the picture from before the draw. The dump goes to the
+// VM's state dir, so only a local qemu child gets the barrier; for
+// others it is skipped (and said).
+func renderBarrier(ctx context.Context, t harness.T, vm *harness.VM, heads int) {
+	t.Helper()
+	p, ok := vm.VM.(*qemu.Process)
+	if !ok {
+		t.Logf("no render barrier for %s (not a local qemu child): the pictures are compared as the guest's ack left them", vm)
+		return
+	}
+	for head := range heads {
+		args := map[string]any{"filename": filepath.Join(p.StateDir(), fmt.Sprintf("barrier-head%d.ppm", head))}
+		if head > 0 {
+			args["device"] = "video" + strconv.Itoa(head)
+		}
+		cmd, err := json.Marshal(map[string]any{"execute": "screendump", "arguments": args})
+		require.NoError(t, err)
+		_, err = vm.Run(ctx, json.RawMessage(cmd))
+		require.NoError(t, err, "render barrier: screendump of head %d", head)
 	}
 }

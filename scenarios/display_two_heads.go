@@ -22,6 +22,7 @@ func init() {
 			for head := range 2 {
 				guestCommand(ctx, t, vm, guestproto.CmdDraw, "head", itoa(head))
 			}
+			renderBarrier(ctx, t, vm, 2)
 			digests := map[string][2]string{}
 			connectBoth(ctx, t, env, vm, func(path string, s *spice.Session) {
 				var got [2]string
