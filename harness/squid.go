@@ -152,7 +152,11 @@ func (s *Squid) start(ctx context.Context, bin string, o SquidOptions) error {
 	}
 	cacheLog := filepath.Join(s.Dir, "cache.log")
 	os.Remove(cacheLog)
-	cmd := exec.Command(bin, "-N", "-f", path)
+	// -n: squid names its shared memory segments after its service name
+	// (/squid-cf__metadata.shm with the default "squid"), so two squids
+	// starting at once on one machine collide ("shm_open … File exists")
+	// unless each has a name of its own (alphanumeric).
+	cmd := exec.Command(bin, "-N", "-n", fmt.Sprintf("spiceharness%d", port), "-f", path)
 	cmd.Dir = s.Dir
 	child, err := proc.Start(cmd)
 	if err != nil {
