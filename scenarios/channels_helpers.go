@@ -47,6 +47,19 @@ func guestCommand(ctx context.Context, t harness.T, vm *harness.VM, name string,
 	return ack
 }
 
+// withValues matches a guest event whose keys have the values kv (key,
+// value, …).
+func withValues(kv ...string) func(guestproto.Event) bool {
+	return func(e guestproto.Event) bool {
+		for i := 0; i+1 < len(kv); i += 2 {
+			if e.Value(kv[i]) != kv[i+1] {
+				return false
+			}
+		}
+		return true
+	}
+}
+
 // guestWant waits (bounded by within) for the first event of typ since
 // boot whose keys have the values kv (key, value, …) and fails t with
 // what the guest did report of that type otherwise.
@@ -54,14 +67,7 @@ func guestWant(ctx context.Context, t harness.T, vm *harness.VM, within time.Dur
 	t.Helper()
 	wctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
-	ev, err := vm.GuestEvent(wctx, typ, func(e guestproto.Event) bool {
-		for i := 0; i+1 < len(kv); i += 2 {
-			if e.Value(kv[i]) != kv[i+1] {
-				return false
-			}
-		}
-		return true
-	})
+	ev, err := vm.GuestEvent(wctx, typ, withValues(kv...))
 	if err != nil {
 		seen := ""
 		if evs, eerr := guestOf(t, vm).Events(); eerr == nil {

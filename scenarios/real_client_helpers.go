@@ -46,14 +46,7 @@ func guestEvent(ctx context.Context, t harness.T, vm *harness.VM, what string, c
 	t.Helper()
 	wctx, cancel := context.WithTimeout(ctx, realClientWait)
 	defer cancel()
-	ev, err := vm.GuestEvent(wctx, typ, func(e guestproto.Event) bool {
-		for i := 0; i+1 < len(kv); i += 2 {
-			if e.Value(kv[i]) != kv[i+1] {
-				return false
-			}
-		}
-		return true
-	})
+	ev, err := vm.GuestEvent(wctx, typ, withValues(kv...))
 	if err != nil {
 		var seen []string
 		if evs, err := vm.Guest.Events(); err == nil {
