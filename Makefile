@@ -3,7 +3,7 @@
 GO        ?= go
 BIN       ?= bin/harness
 BENCHBIN  ?= bin/spice-bench
-FUZZTIME  ?= 5s
+FUZZTIME  ?= 3s
 LONGFUZZ  ?= 60s
 GOTESTFLAGS ?=
 SOAKFLAGS ?=
@@ -44,7 +44,7 @@ test: deps services lint
 ## examples: go test in every module under examples/ (each drives a proxy that is not the in-process one)
 examples:
 	@for m in examples/*/go.mod; do d=$$(dirname $$m); echo "examples: $$d"; \
-	  (cd $$d && $(GO) vet ./... && CI=$${CI:-true} $(GO) test -race -timeout 10m $(GOTESTFLAGS) ./...) || exit 1; done
+	  (cd $$d && $(GO) vet ./... && CI=$${CI:-true} $(GO) test -race -timeout 10m -parallel 3 $(GOTESTFLAGS) ./...) || exit 1; done
 
 ## stress: the whole suite -race, RUNS=3 times, beside two busy loops; prints failed runs of N
 stress: deps services
