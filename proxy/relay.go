@@ -58,8 +58,6 @@ type channel struct {
 	toClientDone     chan struct{}
 	relaying         atomic.Bool
 
-	acks int // client ACKs seen on display (display-ack-window mutant; ToServer pump only)
-
 	lastActive atomic.Int64 // unix nanos of the last message either way
 	session    *sessionActivity
 	sent       [2]atomic.Int64

@@ -43,11 +43,8 @@ func (ch *channel) mutate(l *leg, h spice.Header) (bool, error) {
 		_, err := io.CopyN(io.Discard, l.src, int64(h.Size))
 		return true, err
 	case ch.typ == spice.ChannelDisplay && h.Type == spice.MsgcAck && mutant.On(ch.p, mutant.DisplayAckWindow):
-		ch.acks++
-		if ch.acks%2 == 0 {
-			_, err := io.CopyN(io.Discard, l.src, int64(h.Size))
-			return true, err
-		}
+		_, err := io.CopyN(io.Discard, l.src, int64(h.Size))
+		return true, err
 	case ch.typ == spice.ChannelMain && h.Type == spice.MsgcMainAgentData && mutant.On(ch.p, mutant.AgentOwnCaps):
 		body := make([]byte, h.Size)
 		if err := ch.readFull(l.src, body); err != nil {

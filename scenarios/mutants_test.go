@@ -86,6 +86,13 @@ var netMutants = []mutant.Mutation{mutant.NagleOn, mutant.StoreAndForward, mutan
 
 var netScenarios = []string{"input-lag", "reset-mid-session", "slow-backend"}
 
+// timingScenarios decide on medians of time measured in one run (a
+// stall of tens of ms, a transfer that takes twice as long): against
+// their own mutants they get a second run when the first one passes, so
+// that a loaded machine's noise in one run does not read as a mutant the
+// scenario cannot catch. Against the real proxy they get no second run.
+var timingScenarios = []string{"input-lag", "slow-backend"}
+
 const netCanary = "key-through-proxy"
 
 // needsBrowser reports whether s runs spice-html5 in Chromium.
@@ -177,6 +184,13 @@ func TestMutants(t *testing.T) {
 				t.Run(s.Name, func(t *testing.T) {
 					t.Parallel()
 					r := scenarios.Run(t.Context(), s, scenarios.RunOptions{Artifacts: t.ArtifactDir()}, opt)
+					if r.Status == scenarios.Passed && slices.Contains(want, s.Name) && slices.Contains(timingScenarios, s.Name) {
+						// A timing check compares medians of one run: on a
+						// loaded machine the mutant's stall can hide in one
+						// run's noise. A second run must catch it then.
+						t.Logf("%s passed against the %s mutant once (a timing check): running it again", s.Name, m)
+						r = scenarios.Run(t.Context(), s, scenarios.RunOptions{Artifacts: t.ArtifactDir()}, opt)
+					}
 					if r.Status == scenarios.Failed && needsBrowser(s) {
 						wantPageScreenshot(t, r)
 					}

@@ -95,10 +95,10 @@ const (
 	// config, reply), as a proxy that speaks to the agent itself might
 	// (proxy).
 	AgentOwnCaps Mutation = "agent-own-caps"
-	// DisplayAckWindow: every other ACK the client sends on a display
-	// channel is dropped, so spice-server's window (2 × the SET_ACK
-	// window un-ACKed) closes after a few windows: harmless for a few
-	// draws, a stall under a video stream (proxy).
+	// DisplayAckWindow: the ACKs the client sends on a display channel
+	// are dropped, so spice-server's window (2 × the SET_ACK window
+	// un-ACKed, 40 messages) closes: harmless for the few messages of a
+	// link and a draw, a stall under a video stream (proxy).
 	DisplayAckWindow Mutation = "display-ack-window"
 	// IdlePerChannel: the proxy's IdleTimeout is measured per channel, not
 	// per session, so a quiet inputs or cursor channel is cut while the
