@@ -58,6 +58,10 @@ func init() {
 			if _, err := vm.Guest.Command(wctx, guestproto.CmdClipboardSet, "text", string(down)); err != nil {
 				t.Fatalf("guest clipboard-set: %v", err)
 			}
+			// Nothing tells an X client when another one takes the
+			// selection (XFixes could, but xclip only reads it once), so
+			// the paste is tried again every 100 ms until it has the
+			// guest's bytes or the bound ends.
 			var got []byte
 			for {
 				got, err = rv.X.Clipboard(wctx)

@@ -39,15 +39,12 @@ func init() {
 			require.NoError(t, err, "the display's surface")
 			// spice-server announces a change of the modes it supports
 			// in MOUSE_MODE on main.
-			for deadline := time.Now().Add(10 * time.Second); ; {
+			mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err = s.WaitMouseModeSupported(mctx, spice.MouseModeClient)
+			cancel()
+			if err != nil {
 				sup, _ := s.MouseMode()
-				if sup&spice.MouseModeClient != 0 {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("qemu offers no client mouse mode through the proxy 10 s after the tablet came (supported modes %#x): the tablet needs one display channel", sup)
-				}
-				time.Sleep(50 * time.Millisecond) // polling the session's state: MOUSE_MODE has no waiter
+				t.Fatalf("qemu offers no client mouse mode through the proxy 10 s after the tablet came (supported modes %#x): the tablet needs one display channel (%v)", sup, err)
 			}
 			require.NoError(t, s.RequestMouseMode(ctx, spice.MouseModeClient), "client mouse mode")
 			sc := d.Surface()

@@ -140,6 +140,13 @@ func (s *Session) MouseMode() (supported, current uint32) {
 	return s.main.mouseModes, s.main.mouseMode
 }
 
+// WaitMouseModeSupported waits until the server supports mode (from
+// MAIN_INIT or a later MOUSE_MODE: spice-server adds the client mode
+// once a tablet or the agent can take absolute positions).
+func (s *Session) WaitMouseModeSupported(ctx context.Context, mode uint32) error {
+	return s.main.wait(ctx, func() bool { return s.main.mouseModes&mode != 0 })
+}
+
 // RequestMouseMode asks for a mouse mode
 // (SPICE_MSGC_MAIN_MOUSE_MODE_REQUEST) and waits until the server uses
 // it (MOUSE_MODE). spice-server ignores a request for a mode it does not
