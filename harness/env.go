@@ -84,8 +84,8 @@ func (v *VM) Close() error {
 	return v.VM.Close()
 }
 
-// GuestEvent waits for the first event since boot of type typ that
-// match accepts (nil: any) from the VM's Linux guest agent (see
+// GuestEvent waits for the first event since boot of type typ ("": any
+// type) that match accepts (nil: any) from the VM's Linux guest agent (see
 // qemu/guestproto for the types and keys). It fails at once when the
 // lane has no LinuxGuest option.
 func (v *VM) GuestEvent(ctx context.Context, typ string, match func(guestproto.Event) bool) (guestproto.Event, error) {

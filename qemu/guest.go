@@ -167,8 +167,8 @@ func newCommand(name string, id int64, kv []string) (cmd guestproto.Command, err
 	return guestproto.NewCommand(name, id, kv...), nil
 }
 
-// WaitEvent waits for the first event since boot of type typ that match
-// accepts (nil accepts any). It fails fast when qemu exits; a timeout's
+// WaitEvent waits for the first event since boot of type typ ("": any
+// type) that match accepts (nil accepts any). It fails fast when qemu exits; a timeout's
 // error carries the serial log's tail. To wait only for events after
 // another one, compare T: e.T > earlier.T.
 func (g *Guest) WaitEvent(ctx context.Context, typ string, match func(guestproto.Event) bool) (guestproto.Event, error) {
@@ -191,13 +191,18 @@ type eventMatch struct {
 	out   *guestproto.Event
 }
 
-func (s eventMatch) String() string { return "Linux guest agent event type=" + s.typ }
+func (s eventMatch) String() string {
+	if s.typ == "" {
+		return "Linux guest agent event of any type"
+	}
+	return "Linux guest agent event type=" + s.typ
+}
 
 func (s eventMatch) WaitUntilReady(ctx context.Context, vm VM) error {
 	r := &eventReader{f: follower{path: vm.SerialLog()}}
 	defer r.close()
 	ev, err := r.wait(ctx, func(e guestproto.Event) bool {
-		return e.Type == s.typ && (s.match == nil || s.match(e))
+		return (s.typ == "" || e.Type == s.typ) && (s.match == nil || s.match(e))
 	})
 	if err == nil {
 		*s.out = ev

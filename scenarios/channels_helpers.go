@@ -126,25 +126,9 @@ func connectBoth(ctx context.Context, t harness.T, env *harness.Env, vm *harness
 // waitNoSession waits until qemu reports no channel of connection id.
 func waitNoSession(ctx context.Context, t harness.T, vm *harness.VM, id uint32) {
 	t.Helper()
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	for {
-		info, err := vm.QuerySpice(wctx)
-		require.NoError(t, err, "query-spice")
-		n := 0
-		for _, c := range info.Channels {
-			if uint32(c.ConnectionID) == id {
-				n++
-			}
-		}
-		if n == 0 {
-			return
-		}
-		select {
-		case <-wctx.Done():
-			t.Fatalf("qemu still reports %d channel(s) of session %#x 10 s after the client closed it", n, id)
-		case <-time.After(50 * time.Millisecond): // polling QMP: no event says "all channels gone"
-		}
+	n, err := waitSpiceChannelsGone(ctx, vm, 10*time.Second, func(c qemu.SpiceChannel) bool { return uint32(c.ConnectionID) == id })
+	if err != nil {
+		t.Fatalf("qemu still reports %d channel(s) of session %#x 10 s after the client closed it: %v", n, id, err)
 	}
 }
 

@@ -133,27 +133,17 @@ func clipboardText(seed uint64, n int) []byte {
 }
 
 // firstGuestEvent waits up to realClientWait for the guest agent's first
-// event (of any type) that match accepts, polling the agent's events; on
-// a timeout it fails t with what and the client's log tail.
+// event (of any type) that match accepts; on a timeout it fails t with
+// what and the client's log tail.
 func firstGuestEvent(ctx context.Context, t harness.T, vm *harness.VM, what string, clientLog func() string, match func(guestproto.Event) bool) guestproto.Event {
 	t.Helper()
 	wctx, cancel := context.WithTimeout(ctx, realClientWait)
 	defer cancel()
-	for {
-		evs, err := vm.Guest.Events()
-		if err == nil {
-			for _, e := range evs {
-				if match(e) {
-					return e
-				}
-			}
-		}
-		select {
-		case <-wctx.Done():
-			t.Fatalf("%s: %v (last read of the guest's events: %v)\n%s", what, wctx.Err(), err, tail.Lines(clientLog(), 15))
-		case <-time.After(100 * time.Millisecond):
-		}
+	ev, err := vm.GuestEvent(wctx, "", match)
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", what, err, tail.Lines(clientLog(), 15))
 	}
+	return ev
 }
 
 // watchChannelClosed cancels ctx through stop, with a cause naming the
@@ -161,28 +151,37 @@ func firstGuestEvent(ctx context.Context, t harness.T, vm *harness.VM, what stri
 // initialized as disconnected (QMP SPICE_INITIALIZED gives the channel's
 // client port, SPICE_DISCONNECTED the same port): a proxy that closes
 // the channel ends the wait at once instead of at its bound. It returns
-// when ctx ends. (spice-gtk's own debug log cannot tell: its debug lines
-// go to a buffered stdout.)
+// when ctx ends. It subscribes before it reads the events seen so far,
+// so none falls between the two (one seen twice changes nothing).
+// (spice-gtk's own debug log cannot tell: its debug lines go to a
+// buffered stdout.)
 func watchChannelClosed(ctx context.Context, stop context.CancelCauseFunc, vm *harness.VM, typ spice.ChannelType) {
+	sub := vm.Subscribe()
+	defer sub.Close()
 	port := ""
-	for {
-		for _, e := range vm.Events() {
-			client, _ := e.Data["client"].(map[string]any)
-			p, _ := client["port"].(string)
-			switch {
-			case port == "" && e.Name == qemu.EventSPICEInitialized:
-				if ct, ok := client["channel-type"].(float64); ok && spice.ChannelType(ct) == typ {
-					port = p
-				}
-			case port != "" && e.Name == qemu.EventSPICEDisconnected && p == port:
-				stop(fmt.Errorf("qemu reports the %s channel disconnected (client port %s): the proxy closed it", typ, port))
-				return
+	closed := func(e qemu.Event) bool {
+		client, _ := e.Data["client"].(map[string]any)
+		p, _ := client["port"].(string)
+		switch {
+		case port == "" && e.Name == qemu.EventSPICEInitialized:
+			if ct, ok := client["channel-type"].(float64); ok && spice.ChannelType(ct) == typ {
+				port = p
 			}
+		case port != "" && e.Name == qemu.EventSPICEDisconnected && p == port:
+			stop(fmt.Errorf("qemu reports the %s channel disconnected (client port %s): the proxy closed it", typ, port))
+			return true
 		}
-		select {
-		case <-ctx.Done():
+		return false
+	}
+	for _, e := range vm.Events() {
+		if closed(e) {
 			return
-		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	for {
+		e, err := sub.Next(ctx, qemu.EventSPICEInitialized, qemu.EventSPICEDisconnected)
+		if err != nil || closed(e) {
+			return
 		}
 	}
 }

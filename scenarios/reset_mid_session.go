@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/spiceharness/spiceharness/harness"
+	"github.com/spiceharness/spiceharness/qemu"
 )
 
 // resetFreedWithin bounds how long qemu may keep the reset session's
@@ -62,16 +63,30 @@ func init() {
 	})
 }
 
-// waitNoSpiceChannels polls qemu until it reports no SPICE channel, up
-// to within; it returns how many were left when it gave up.
+// waitNoSpiceChannels waits until qemu reports no SPICE channel, up to
+// within; it returns how many were left when it gave up.
 func waitNoSpiceChannels(ctx context.Context, vm *harness.VM, within time.Duration) (int, error) {
+	return waitSpiceChannelsGone(ctx, vm, within, nil)
+}
+
+// waitSpiceChannelsGone polls qemu's query-spice until none of its
+// channels that of accepts (nil: any) is left, up to within; it returns
+// how many were left when it gave up. No QMP event says that a set of
+// channels is gone as a whole, hence the poll.
+func waitSpiceChannelsGone(ctx context.Context, vm *harness.VM, within time.Duration, of func(qemu.SpiceChannel) bool) (int, error) {
 	wctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	left := -1
 	for {
 		info, err := vm.QuerySpice(wctx)
 		if err == nil {
-			if left = len(info.Channels); left == 0 {
+			left = 0
+			for _, c := range info.Channels {
+				if of == nil || of(c) {
+					left++
+				}
+			}
+			if left == 0 {
 				return 0, nil
 			}
 		}
